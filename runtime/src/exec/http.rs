@@ -1,0 +1,311 @@
+//! `http` handlers: components exporting `wasi:http/incoming-handler@0.2.x`, served from a
+//! pool of pre-instantiated instances that are reused for up to `reuse` requests.
+//!
+//! Why not wasmtime-wasi-http's `ProxyHandler`: in 48 it instantiates on the request path when
+//! no worker is free (no pre-warm) and its reuse path rests on the component-model-async
+//! machinery. Here every instance is instantiated ahead of the request that uses it, and an
+//! instance that trapped, timed out or reached `reuse` is replaced in the background.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, Semaphore};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::{arm_deadline, classify, set_budget, Budgeted, InstanceLimiter, Outcome};
+use crate::artifact::CheckError;
+
+pub struct HttpState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    limiter: InstanceLimiter,
+    deadline: Option<tokio::time::Instant>,
+    hooks: NoOutbound,
+}
+
+/// Guests get no outbound HTTP: every `outgoing-handler.handle` is denied.
+struct NoOutbound;
+
+type OutgoingFuture = Box<
+    dyn std::future::Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<wasmtime_wasi_http::WasiBody>,
+                Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for NoOutbound {
+    fn send_request(
+        &mut self,
+        _request: http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> OutgoingFuture {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied.into()) })
+    }
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl Budgeted for HttpState {
+    fn deadline(&mut self) -> &mut Option<tokio::time::Instant> {
+        &mut self.deadline
+    }
+}
+
+/// All of WASI 0.2 plus wasi:http 0.2: componentize-py output imports cli, filesystem and
+/// sockets besides the proxy world. The linker matches any 0.2.x patch version.
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
+/// Check that `component` links here and exports the incoming handler.
+pub fn check_component(engine: &Engine, component: &Component) -> Result<(), CheckError> {
+    let linker = linker(engine).map_err(|e| CheckError::Other(e.to_string()))?;
+    let pre = match linker.instantiate_pre(component) {
+        Ok(pre) => pre,
+        Err(e) => {
+            let foreign: Vec<String> = component
+                .component_type()
+                .imports(engine)
+                .map(|(name, _)| name.to_string())
+                .filter(|n| !(n.starts_with("wasi:") && n.contains("@0.2.")))
+                .collect();
+            return Err(if foreign.is_empty() {
+                CheckError::Imports(vec![format!("{e}")])
+            } else {
+                CheckError::Imports(foreign)
+            });
+        }
+    };
+    ProxyPre::new(pre).map(|_| ()).map_err(|_| {
+        let exports: Vec<String> = component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect();
+        CheckError::Export(format!(
+            "an http handler must export wasi:http/incoming-handler@0.2.x; this component exports: {}",
+            if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") }
+        ))
+    })
+}
+
+pub struct HttpSettings {
+    pub env: Vec<(String, String)>,
+    pub memory_bytes: u64,
+    pub timeout_ms: u64,
+    /// Instances kept warm (and the most in use at once: a 0.2 handler serves one request
+    /// at a time).
+    pub instances: u32,
+    /// Requests an instance serves before it is replaced.
+    pub reuse: u32,
+}
+
+struct Warm {
+    store: Store<HttpState>,
+    proxy: Proxy,
+    served: u32,
+}
+
+/// A failed request: how it ended and a message for the caller.
+#[derive(Debug)]
+pub struct HttpFailure {
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+pub struct HttpHandler {
+    engine: Engine,
+    pre: ProxyPre<HttpState>,
+    settings: HttpSettings,
+    idle: Mutex<Vec<Warm>>,
+    /// One permit per instance: the requests running at once.
+    permits: Arc<Semaphore>,
+}
+
+impl HttpHandler {
+    pub fn new(
+        engine: &Engine,
+        component: &Component,
+        settings: HttpSettings,
+    ) -> wasmtime::Result<Arc<Self>> {
+        let pre = ProxyPre::new(linker(engine)?.instantiate_pre(component)?)?;
+        let permits = Arc::new(Semaphore::new(settings.instances.max(1) as usize));
+        Ok(Arc::new(HttpHandler {
+            engine: engine.clone(),
+            pre,
+            settings,
+            idle: Mutex::new(Vec::new()),
+            permits,
+        }))
+    }
+
+    /// Instantiate the whole pool ahead of traffic.
+    pub async fn warm_up(&self) -> wasmtime::Result<()> {
+        for _ in 0..self.settings.instances.max(1) {
+            let w = self.instantiate().await?;
+            self.idle.lock().push(w);
+        }
+        Ok(())
+    }
+
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().len()
+    }
+
+    async fn instantiate(&self) -> wasmtime::Result<Warm> {
+        let wasi = WasiCtxBuilder::new()
+            .envs(&self.settings.env)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            HttpState {
+                wasi,
+                http: WasiHttpCtx::new(),
+                table: ResourceTable::new(),
+                limiter: InstanceLimiter::new(self.settings.memory_bytes),
+                deadline: None,
+                hooks: NoOutbound,
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        arm_deadline(&mut store);
+        // Instantiation runs guest start code: it gets the request timeout too.
+        set_budget(&mut store, self.settings.timeout_ms);
+        let proxy = self.pre.instantiate_async(&mut store).await?;
+        Ok(Warm {
+            store,
+            proxy,
+            served: 0,
+        })
+    }
+
+    /// Replace a retired instance in the background, so the pool stays warm.
+    fn replenish(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            match this.instantiate().await {
+                Ok(w) => this.idle.lock().push(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-instantiation failed; the next request will retry")
+                }
+            }
+        });
+    }
+
+    /// Serve one request on a warm instance.
+    pub async fn handle<B>(
+        self: &Arc<Self>,
+        req: hyper::Request<B>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, HttpFailure>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        let idle = self.idle.lock().pop();
+        let mut inst = match idle {
+            Some(w) => w,
+            // A retired instance's replacement is still warming: instantiate inline.
+            None => self.instantiate().await.map_err(|e| HttpFailure {
+                outcome: Outcome::Trap,
+                message: format!(
+                    "instantiation failed: {}",
+                    e.to_string().lines().next().unwrap_or("")
+                ),
+            })?,
+        };
+        set_budget(&mut inst.store, self.settings.timeout_ms);
+        let (tx, rx) = oneshot::channel();
+        let prepared = {
+            let mut http = inst.store.data_mut().http();
+            http.new_incoming_request(Scheme::Http, req)
+                .and_then(|req| Ok((req, http.new_response_outparam(tx)?)))
+        };
+        let (wreq, out) = match prepared {
+            Ok(v) => v,
+            Err(e) => {
+                self.idle.lock().push(inst);
+                return Err(HttpFailure {
+                    outcome: Outcome::Error,
+                    message: format!("bad request: {e}"),
+                });
+            }
+        };
+        let this = self.clone();
+        // The guest keeps running after it hands back the response head, to stream the body;
+        // the instance returns to the pool only when `handle` has returned.
+        let task = tokio::spawn(async move {
+            let r = inst
+                .proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut inst.store, wreq, out)
+                .await;
+            inst.served += 1;
+            let failure = r.err().map(|e| classify(&e, &inst.store.data().limiter));
+            if failure.is_none()
+                && inst.served < this.settings.reuse
+                && !inst.store.data().limiter.denied
+            {
+                this.idle.lock().push(inst);
+            } else {
+                drop(inst);
+                this.replenish();
+            }
+            drop(permit);
+            failure
+        });
+        match rx.await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(code)) => Err(HttpFailure {
+                outcome: Outcome::Error,
+                message: format!("handler returned an error: {code:?}"),
+            }),
+            Err(_) => {
+                let (outcome, message) = match task.await {
+                    Ok(Some(f)) => f,
+                    Ok(None) => (
+                        Outcome::Error,
+                        "the handler returned without setting a response".into(),
+                    ),
+                    Err(_) => (Outcome::Trap, "the handler's task panicked".into()),
+                };
+                Err(HttpFailure { outcome, message })
+            }
+        }
+    }
+}

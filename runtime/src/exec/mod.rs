@@ -1,0 +1,155 @@
+//! Executing handlers. Both kinds share the per-instance memory limiter, the per-request CPU
+//! deadline, and the classification of how an invocation ended.
+
+pub mod event;
+pub mod http;
+
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How one invocation ended. Travels to the host in the `x-surge-outcome` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The handler ran to completion but reported failure (non-zero exit).
+    Error,
+    /// The request's timeout passed; the instance was interrupted and discarded.
+    Timeout,
+    /// The instance asked for more memory than its quota; it was discarded.
+    Memory,
+    /// The guest trapped; the instance was discarded.
+    Trap,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Timeout => "timeout",
+            Outcome::Memory => "memory",
+            Outcome::Trap => "trap",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ok" => Outcome::Ok,
+            "error" => Outcome::Error,
+            "timeout" => Outcome::Timeout,
+            "memory" => Outcome::Memory,
+            "trap" => Outcome::Trap,
+            _ => return None,
+        })
+    }
+}
+
+/// Limits one instance's linear memories *together* to its quota. (wasmtime's StoreLimits
+/// caps each memory on its own; a component has several.)
+#[derive(Debug)]
+pub struct InstanceLimiter {
+    limit_bytes: usize,
+    used_bytes: usize,
+    /// Set when a grow was refused: the instance hit its quota.
+    pub denied: bool,
+    /// Highest total linear memory seen, in bytes.
+    pub peak_bytes: usize,
+}
+
+impl InstanceLimiter {
+    pub fn new(limit_bytes: u64) -> Self {
+        InstanceLimiter {
+            limit_bytes: usize::try_from(limit_bytes).unwrap_or(usize::MAX),
+            used_bytes: 0,
+            denied: false,
+            peak_bytes: 0,
+        }
+    }
+}
+
+impl ResourceLimiter for InstanceLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let next = self
+            .used_bytes
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if next > self.limit_bytes {
+            self.denied = true;
+            return Ok(false);
+        }
+        self.used_bytes = next;
+        self.peak_bytes = self.peak_bytes.max(next);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Store data that carries the current request's wall-clock deadline.
+pub trait Budgeted {
+    fn deadline(&mut self) -> &mut Option<Instant>;
+}
+
+/// Arm `store` so that guest code yields to the executor at every epoch tick and traps with
+/// `Trap::Interrupt` once the deadline has passed. Call [`set_budget`] before each request.
+///
+/// The deadline is wall-clock, not a count of ticks: under a CFS quota the whole sandbox
+/// (the ticker thread too) is throttled, so ticks arrive late and a tick count would stretch
+/// a 1 s timeout to several seconds.
+pub fn arm_deadline<T: Budgeted + 'static>(store: &mut Store<T>) {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut cx| match *cx.data_mut().deadline() {
+        Some(d) if Instant::now() >= d => Ok(UpdateDeadline::Interrupt),
+        _ => Ok(UpdateDeadline::Yield(1)),
+    });
+}
+
+/// Give the next request `timeout_ms` from now.
+pub fn set_budget<T: Budgeted>(store: &mut Store<T>, timeout_ms: u64) {
+    *store.data_mut().deadline() = Some(Instant::now() + Duration::from_millis(timeout_ms));
+    store.set_epoch_deadline(1);
+}
+
+/// How a failed call ended, and a short message that names no host internals.
+pub fn classify(err: &wasmtime::Error, limiter: &InstanceLimiter) -> (Outcome, String) {
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        if *trap == wasmtime::Trap::Interrupt {
+            return (Outcome::Timeout, "the handler ran past its timeout".into());
+        }
+        if limiter.denied {
+            return (
+                Outcome::Memory,
+                format!("the handler exceeded its memory limit ({trap})"),
+            );
+        }
+        return (Outcome::Trap, format!("wasm trap: {trap}"));
+    }
+    if limiter.denied {
+        return (
+            Outcome::Memory,
+            "the handler exceeded its memory limit".into(),
+        );
+    }
+    // Guest-caused errors other than traps (e.g. a wasi:http protocol error): report only
+    // the outermost message.
+    let msg = err.to_string();
+    (
+        Outcome::Trap,
+        msg.lines().next().unwrap_or("handler failed").to_string(),
+    )
+}

@@ -1,0 +1,36 @@
+//! surge-runtime: everything that runs guest code.
+//!
+//! - [`engine`]: the one wasmtime configuration shared by compile and run.
+//! - [`artifact`]: kind detection, import checks and the compile cache.
+//! - [`exec`]: executing `http` (wasi:http components) and `event` (WASI preview1 commands)
+//!   handlers on a pool of pre-instantiated instances.
+//! - [`sandbox`]: the sandbox process that hosts one function's instances, and the wire
+//!   protocol between it and the host.
+//! - [`cgroup`]: the cgroup driver (v1 and v2, on cgroups-rs) and the limit converters.
+
+pub mod artifact;
+pub mod cgroup;
+pub mod engine;
+pub mod exec;
+pub mod sandbox;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of handler a binary is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A component exporting `wasi:http/incoming-handler@0.2.x`.
+    Http,
+    /// A WASI preview1 command: event on stdin, response on stdout.
+    Event,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Http => "http",
+            Kind::Event => "event",
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The wire between the host's dispatcher and a sandbox: HTTP/1.1 over a Unix socket that
+//! the host binds and hands to the sandbox as fd [`LISTEN_FD`]. Requests to an `http`
+//! function pass through unchanged; for an `event` function the request body is the event.
+//! The sandbox reports how an invocation ended in the headers below.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Kind;
+
+/// The sandbox's listening socket.
+pub const LISTEN_FD: i32 = 3;
+/// The precompiled artifact, opened by the host: the sandbox needs no access to the state dir.
+pub const ARTIFACT_FD: i32 = 4;
+
+/// How the invocation ended: an [`crate::exec::Outcome`] name.
+pub const OUTCOME: &str = "x-surge-outcome";
+/// A short, caller-safe message for a failed invocation.
+pub const MESSAGE: &str = "x-surge-message";
+/// Event handlers: the exit code.
+pub const EXIT_CODE: &str = "x-surge-exit-code";
+/// Event handlers: base64 of the last 4 KiB of stderr (Lambda's `X-Amz-Log-Result`).
+pub const LOG_TAIL: &str = "x-surge-log-tail";
+/// Peak linear memory of the instance that served the request, in bytes.
+pub const PEAK_MEMORY: &str = "x-surge-peak-memory";
+/// Bytes of log returned with an invocation, as Lambda does.
+pub const LOG_TAIL_BYTES: usize = 4096;
+
+/// The first line a sandbox prints on stdout: it is ready, or why it is not.
+pub const READY_LINE: &str = "ready";
+
+/// Everything a sandbox needs to start, sent by the host as one JSON line on stdin.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub function: String,
+    pub version: u64,
+    pub kind: Kind,
+    /// Instances to pre-instantiate and keep warm.
+    pub instances: u32,
+    /// Requests an `http` instance serves before it is replaced.
+    pub reuse: u32,
+    pub memory_per_instance_bytes: u64,
+    pub timeout_ms: u64,
+    pub max_body_bytes: u64,
+    pub env: Vec<(String, String)>,
+}
+
+/// Turn a message into a valid header value: printable ASCII, bounded.
+pub fn header_safe(msg: &str) -> String {
+    msg.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(400)
+        .collect()
+}

@@ -1,0 +1,223 @@
+use std::convert::Infallible;
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::UnixListener;
+use wasmtime::component::Component;
+use wasmtime::Module;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::protocol::{self, SandboxSpec};
+use crate::engine::{pooled_engine, PoolShape, EPOCH_TICK_MS};
+use crate::exec::event::{EventHandler, EventSettings};
+use crate::exec::http::{HttpHandler, HttpSettings};
+use crate::exec::Outcome;
+use crate::Kind;
+
+type Body = HyperOutgoingBody;
+
+enum Handler {
+    Http(Arc<HttpHandler>),
+    Event(Arc<EventHandler>),
+}
+
+/// The sandbox's main: read the spec from stdin, load, warm up, serve until the host goes.
+/// Startup failures are printed as one line on stdout (the host reports it) and exit 1.
+pub fn run() -> ! {
+    let code = match start() {
+        Ok(()) => 0,
+        Err(e) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "error: {}", format!("{e:#}").replace('\n', " "));
+            let _ = out.flush();
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+fn start() -> wasmtime::Result<()> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let spec: SandboxSpec = serde_json::from_str(&line)?;
+    exit_with_host();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(spec.instances.max(1) as usize);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(spec))
+}
+
+async fn serve(spec: SandboxSpec) -> wasmtime::Result<()> {
+    let engine = pooled_engine(PoolShape {
+        instances: spec.instances,
+        memory_per_instance_bytes: spec.memory_per_instance_bytes,
+    })?;
+    let artifact = format!("/proc/self/fd/{}", protocol::ARTIFACT_FD);
+    let handler = match spec.kind {
+        Kind::Http => {
+            // SAFETY: the artifact was produced by this same build's `Component::serialize`
+            // with the same base config, written atomically into the host's private compile
+            // cache, and opened by the host (not by the guest-facing process) for us.
+            let component = unsafe { Component::deserialize_file(&engine, &artifact) }?;
+            let h = HttpHandler::new(
+                &engine,
+                &component,
+                HttpSettings {
+                    env: spec.env.clone(),
+                    memory_bytes: spec.memory_per_instance_bytes,
+                    timeout_ms: spec.timeout_ms,
+                    instances: spec.instances,
+                    reuse: spec.reuse,
+                },
+            )?;
+            Handler::Http(h)
+        }
+        Kind::Event => {
+            // SAFETY: as above, for a core module.
+            let module = unsafe { Module::deserialize_file(&engine, &artifact) }?;
+            let h = EventHandler::new(
+                &engine,
+                &module,
+                EventSettings {
+                    name: spec.function.clone(),
+                    env: spec.env.clone(),
+                    memory_bytes: spec.memory_per_instance_bytes,
+                    timeout_ms: spec.timeout_ms,
+                    max_output_bytes: spec.max_body_bytes as usize,
+                },
+            )?;
+            Handler::Event(Arc::new(h))
+        }
+    };
+
+    // The epoch clock behind every timeout. It runs on its own OS thread: a guest spinning
+    // on every executor thread must not be able to stop the clock that interrupts it.
+    let ticker = engine.clone();
+    std::thread::Builder::new()
+        .name("epoch".into())
+        .spawn(move || loop {
+            std::thread::park_timeout(Duration::from_millis(EPOCH_TICK_MS));
+            ticker.increment_epoch();
+        })?;
+
+    if let Handler::Http(h) = &handler {
+        h.warm_up().await?;
+    }
+
+    // SAFETY: the host placed the listening socket at LISTEN_FD before exec (dup2 in its
+    // pre_exec hook) and nothing else in this process owns that descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(protocol::LISTEN_FD) };
+    let std_listener = std::os::unix::net::UnixListener::from(fd);
+    std_listener.set_nonblocking(true)?;
+    let listener = UnixListener::from_std(std_listener)?;
+
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", protocol::READY_LINE)?;
+        out.flush()?;
+    }
+
+    let handler = Arc::new(handler);
+    let max_body = spec.max_body_bytes as usize;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(dispatch(&handler, req, max_body).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn dispatch(handler: &Handler, req: Request<Incoming>, max_body: usize) -> Response<Body> {
+    match handler {
+        Handler::Http(h) => match h.handle(req).await {
+            Ok(resp) => resp.map(|b| b.boxed_unsync()),
+            Err(f) => failure(f.outcome, &f.message, None),
+        },
+        Handler::Event(h) => {
+            let event = match Limited::new(req.into_body(), max_body).collect().await {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return failure(
+                        Outcome::Error,
+                        "request body over the function's max_body",
+                        None,
+                    )
+                }
+            };
+            let r = h.invoke(event).await;
+            let tail_start = r.stderr.len().saturating_sub(protocol::LOG_TAIL_BYTES);
+            let log = base64::engine::general_purpose::STANDARD.encode(&r.stderr[tail_start..]);
+            let mut b = Response::builder()
+                .status(StatusCode::OK)
+                .header(protocol::OUTCOME, r.outcome.as_str())
+                .header(protocol::EXIT_CODE, r.exit_code.to_string())
+                .header(protocol::PEAK_MEMORY, r.peak_memory_bytes.to_string())
+                .header(protocol::LOG_TAIL, log);
+            if let Some(m) = &r.message {
+                b = b.header(protocol::MESSAGE, protocol::header_safe(m));
+            }
+            b.body(full(r.stdout)).expect("valid response")
+        }
+    }
+}
+
+fn failure(outcome: Outcome, message: &str, log: Option<String>) -> Response<Body> {
+    let status = if outcome == Outcome::Timeout {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let mut b = Response::builder()
+        .status(status)
+        .header(protocol::OUTCOME, outcome.as_str())
+        .header(protocol::MESSAGE, protocol::header_safe(message));
+    if let Some(l) = log {
+        b = b.header(protocol::LOG_TAIL, l);
+    }
+    b.body(full(Bytes::new())).expect("valid response")
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// The host holds the write end of our stdin: when it goes away (exit, crash, SIGKILL), the
+/// read returns EOF and the sandbox exits with it. No orphan outlives its host.
+pub(crate) fn exit_with_host() {
+    std::thread::Builder::new()
+        .name("host-watch".into())
+        .spawn(|| {
+            let mut sink = [0u8; 64];
+            let stdin = std::io::stdin();
+            let mut lock = stdin.lock();
+            loop {
+                match std::io::Read::read(&mut lock, &mut sink) {
+                    Ok(0) | Err(_) => std::process::exit(0),
+                    Ok(_) => {}
+                }
+            }
+        })
+        .expect("spawn host-watch thread");
+}

@@ -1,0 +1,258 @@
+//! The client verbs: deploy, list, remove, invoke, status. They find the server and its admin
+//! token through flags, `SURGE_URL` / `SURGE_ADMIN_TOKEN`, or the state dir that `serve` wrote.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::gateway::admin::{DeployRequest, StatusReport};
+use crate::manifest::{FunctionSpec, HostConfig};
+use crate::registry::FunctionInfo;
+
+pub struct Target {
+    pub url: String,
+    pub token: Option<String>,
+}
+
+/// Where the server is: `--server`, then `SURGE_URL`, then `<state_dir>/server-url`.
+pub fn find_target(server: Option<String>, state_dir: &Path) -> anyhow::Result<Target> {
+    let url = match server.or_else(|| std::env::var("SURGE_URL").ok()) {
+        Some(u) => u,
+        None => {
+            let f = state_dir.join("server-url");
+            std::fs::read_to_string(&f)
+                .map(|s| s.trim().to_string())
+                .with_context(|| format!("no server given (--server or SURGE_URL) and {} is not readable; is `surge serve` running here?", f.display()))?
+        }
+    };
+    let token = std::env::var("SURGE_ADMIN_TOKEN").ok().or_else(|| {
+        std::fs::read_to_string(state_dir.join("admin-token"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    });
+    Ok(Target {
+        url: url.trim_end_matches('/').to_string(),
+        token,
+    })
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+}
+
+async fn call(
+    t: &Target,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    admin: bool,
+) -> anyhow::Result<Reply> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("{}{}", t.url, path));
+    if admin {
+        let token = t.token.as_deref().ok_or_else(|| {
+            anyhow!("no admin token: set SURGE_ADMIN_TOKEN or run where the server's state dir is")
+        })?;
+        b = b.header("authorization", format!("Bearer {token}"));
+    }
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = client
+        .request(b.body(Full::new(body))?)
+        .await
+        .with_context(|| format!("connecting to {}", t.url))?;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await?.to_bytes();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+fn admin_error(r: &Reply) -> anyhow::Error {
+    let msg = serde_json::from_slice::<serde_json::Value>(&r.body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&r.body).trim().to_string());
+    anyhow!("{msg} (HTTP {})", r.status.as_u16())
+}
+
+pub async fn deploy(t: &Target, manifest: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("{}: cannot read the manifest", manifest.display()))?;
+    let spec = FunctionSpec::parse(manifest, &text, &HostConfig::embedded().defaults)?;
+    let handler = crate::manifest::handler_path(manifest, &spec);
+    let wasm = std::fs::read(&handler).with_context(|| {
+        format!(
+            "{}: key `handler`: {}",
+            manifest.display(),
+            handler.display()
+        )
+    })?;
+    let req = DeployRequest {
+        manifest_file: manifest.display().to_string(),
+        manifest: text,
+        wasm_base64: base64::engine::general_purpose::STANDARD.encode(&wasm),
+    };
+    let r = call(
+        t,
+        Method::POST,
+        "/admin/v1/functions",
+        &[("content-type", "application/json")],
+        serde_json::to_vec(&req)?.into(),
+        true,
+    )
+    .await?;
+    if !r.status.is_success() {
+        return Err(admin_error(&r));
+    }
+    let info: FunctionInfo = serde_json::from_slice(&r.body)?;
+    println!(
+        "deployed {} version {} ({})",
+        info.name, info.version, info.kind
+    );
+    Ok(())
+}
+
+pub async fn list(t: &Target) -> anyhow::Result<()> {
+    let r = call(
+        t,
+        Method::GET,
+        "/admin/v1/functions",
+        &[],
+        Bytes::new(),
+        true,
+    )
+    .await?;
+    if !r.status.is_success() {
+        return Err(admin_error(&r));
+    }
+    let fs: Vec<FunctionInfo> = serde_json::from_slice(&r.body)?;
+    println!(
+        "{:<24} {:>7} {:<6} {:<16} {:>9} {:>7} {:>8}",
+        "NAME", "VERSION", "KIND", "ROUTE", "INSTANCES", "MEMORY", "CPU"
+    );
+    for f in fs {
+        println!(
+            "{:<24} {:>7} {:<6} {:<16} {:>9} {:>7} {:>8}",
+            f.name,
+            f.version,
+            f.kind,
+            f.route.as_deref().unwrap_or("-"),
+            f.instances,
+            f.memory,
+            f.cpu
+        );
+    }
+    Ok(())
+}
+
+pub async fn remove(t: &Target, name: &str) -> anyhow::Result<()> {
+    let r = call(
+        t,
+        Method::DELETE,
+        &format!("/admin/v1/functions/{name}"),
+        &[],
+        Bytes::new(),
+        true,
+    )
+    .await?;
+    if !r.status.is_success() {
+        return Err(admin_error(&r));
+    }
+    println!("removed {name}");
+    Ok(())
+}
+
+pub async fn status(t: &Target) -> anyhow::Result<()> {
+    let r = call(t, Method::GET, "/admin/v1/status", &[], Bytes::new(), true).await?;
+    if !r.status.is_success() {
+        return Err(admin_error(&r));
+    }
+    let s: StatusReport = serde_json::from_slice(&r.body)?;
+    println!("surge {} at {}; {}", s.version, t.url, s.cgroups);
+    println!(
+        "{:<24} {:>7} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8}",
+        "NAME", "VERSION", "INSTANCES", "PID", "IN-FLIGHT", "REQS", "ERRORS", "RESTARTS"
+    );
+    for f in s.functions {
+        println!(
+            "{:<24} {:>7} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8}",
+            f.name,
+            f.version,
+            f.instances,
+            f.sandbox_pid
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "-".into()),
+            f.inflight,
+            f.requests,
+            f.errors,
+            f.restarts
+        );
+    }
+    Ok(())
+}
+
+/// Invoke through the Lambda API; the payload goes to stdout. A function error is printed
+/// to stderr and exits non-zero.
+pub async fn invoke(t: &Target, name: &str, data: Option<String>) -> anyhow::Result<()> {
+    let payload: Bytes = match data {
+        None => Bytes::new(),
+        Some(d) => match d.strip_prefix('@') {
+            Some(file) => std::fs::read(PathBuf::from(file))
+                .with_context(|| format!("--data @{file}"))?
+                .into(),
+            None => d.into_bytes().into(),
+        },
+    };
+    let r = call(
+        t,
+        Method::POST,
+        &format!("/2015-03-31/functions/{name}/invocations"),
+        &[],
+        payload,
+        false,
+    )
+    .await?;
+    if let Some(kind) = r
+        .headers
+        .get("x-amzn-errortype")
+        .and_then(|v| v.to_str().ok())
+    {
+        let msg = serde_json::from_slice::<serde_json::Value>(&r.body)
+            .ok()
+            .and_then(|v| {
+                v.get("message")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        bail!("{kind}: {msg} (HTTP {})", r.status.as_u16());
+    }
+    if r.headers.contains_key("x-amz-function-error") {
+        bail!(
+            "function {name} failed: {}",
+            String::from_utf8_lossy(&r.body).trim()
+        );
+    }
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&r.body)?;
+    if !r.body.ends_with(b"\n") {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}

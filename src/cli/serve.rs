@@ -1,0 +1,179 @@
+//! `surge serve`: load the config, open the state dir, find the cgroup root, bind, deploy
+//! what is stored and what is under `functions_dir`, and serve until SIGINT/SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use surge_runtime::artifact::CompileCache;
+use surge_runtime::cgroup::{CgroupRoot, Driver};
+
+use crate::control::supervisor::SandboxCtx;
+use crate::gateway::{self, Gateway};
+use crate::manifest::HostConfig;
+use crate::metrics::Metrics;
+use crate::registry::store::Store;
+use crate::registry::Registry;
+
+pub struct ServeArgs {
+    pub config: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub state_dir: Option<PathBuf>,
+    pub functions_dir: Option<PathBuf>,
+}
+
+/// The config: `--config`, else `config/surge.toml` when present, else the embedded one.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<HostConfig> {
+    let default = Path::new("config/surge.toml");
+    let path = match path {
+        Some(p) => Some(p),
+        None if default.is_file() => Some(default),
+        None => None,
+    };
+    match path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read the config", p.display()))?;
+            Ok(HostConfig::load(p, &text)?)
+        }
+        None => Ok(HostConfig::embedded()),
+    }
+}
+
+fn mkdir(path: &Path, mode: u32) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .with_context(|| format!("{}: cannot create", path.display()))
+}
+
+/// The admin token: config, then SURGE_ADMIN_TOKEN, then `<state>/admin-token`, generated
+/// (mode 0600) when missing.
+fn admin_token(cfg: &HostConfig) -> anyhow::Result<String> {
+    if let Some(t) = std::env::var("SURGE_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(t);
+    }
+    if let Some(t) = cfg.admin_token.clone().filter(|t| !t.is_empty()) {
+        return Ok(t);
+    }
+    let f = cfg.state_dir.join("admin-token");
+    if let Ok(t) = std::fs::read_to_string(&f) {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let mut raw = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    let token = hex_encode(&raw);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&f)
+        .with_context(|| format!("{}: cannot write the admin token", f.display()))?;
+    file.write_all(token.as_bytes())?;
+    Ok(token)
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut cfg = load_config(args.config.as_deref())?;
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(s) = args.state_dir {
+        cfg.state_dir = s;
+    }
+    if let Some(f) = args.functions_dir {
+        cfg.functions_dir = f;
+    }
+    mkdir(&cfg.state_dir, 0o755)?;
+    let run_dir = cfg.state_dir.join("run");
+    mkdir(&run_dir, 0o700)?;
+    let token = admin_token(&cfg)?;
+
+    let cgroups: Option<Arc<dyn Driver>> = match CgroupRoot::detect(
+        &cfg.cgroup.root,
+        &cfg.cgroup.subtree,
+    ) {
+        Ok(root) => Some(Arc::new(root)),
+        Err(e) if cfg.cgroup.required => {
+            anyhow::bail!("{e} (set cgroup.required = false in the config to run sandboxes without cgroup limits)")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "running sandboxes WITHOUT cgroup limits");
+            None
+        }
+    };
+    if let Some(c) = &cgroups {
+        tracing::info!("sandboxes go under {}", c.describe());
+    }
+    let store = Store::open(&cfg.state_dir)?;
+    let cache = CompileCache::new(cfg.state_dir.join("cache"))?;
+    let sandboxes = Arc::new(SandboxCtx {
+        cgroups,
+        run_dir,
+        config: cfg.sandbox.clone(),
+    });
+    let listen = cfg.listen;
+    let state_dir = cfg.state_dir.clone();
+    let registry = Arc::new(Registry::new(cfg, store, cache, sandboxes)?);
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen {listen}"))?;
+    let addr = listener.local_addr()?;
+    std::fs::write(state_dir.join("server-url"), format!("http://{addr}\n"))?;
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    let gw = Arc::new(Gateway {
+        registry: registry.clone(),
+        admin_token: token,
+        metrics: Metrics::new(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway::serve(gw, listener, async {
+        let _ = stop_rx.await;
+    }));
+
+    let errors = registry.restore_and_scan().await;
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    println!(
+        "ready: {} functions deployed, {} failed",
+        registry.list().len(),
+        errors.len()
+    );
+    let _ = std::io::stdout().flush();
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    registry.shutdown().await;
+    let _ = std::fs::remove_file(state_dir.join("server-url"));
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,195 @@
+//! Starting a sandbox process: the same binary in its hidden `__sandbox` mode, placed in its
+//! cgroup *before* exec, as an unprivileged user with no-new-privs, with nothing inherited but
+//! its listening socket, its artifact and a stdin pipe whose closing means "host gone".
+
+use std::io::ErrorKind;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use surge_runtime::sandbox::protocol::{SandboxSpec, ARTIFACT_FD, LISTEN_FD, READY_LINE};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("sandbox for {function}: {what}: {source}")]
+    Io {
+        function: String,
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sandbox for {function} failed to start: {reason}")]
+    Start { function: String, reason: String },
+    #[error("sandbox for {function} was not ready within {secs}s")]
+    Timeout { function: String, secs: u64 },
+}
+
+/// Who the sandbox runs as, and where it goes.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// `cgroup.procs` files the child writes itself into before exec.
+    pub procs_files: Vec<PathBuf>,
+    /// uid/gid to drop to when the host runs as root.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A started, ready sandbox.
+pub struct Started {
+    pub child: Child,
+    pub pid: u32,
+    pub socket: PathBuf,
+    /// The write end of the sandbox's stdin. Dropping it tells the sandbox to exit.
+    pub stdin: tokio::process::ChildStdin,
+}
+
+pub async fn spawn(
+    spec: &SandboxSpec,
+    artifact: &Path,
+    socket: PathBuf,
+    placement: &Placement,
+    start_timeout: Duration,
+) -> Result<Started, SpawnError> {
+    let function = spec.function.clone();
+    let io = |what: &str| {
+        let function = function.clone();
+        let what = what.to_string();
+        move |source| SpawnError::Io {
+            function,
+            what,
+            source,
+        }
+    };
+    match std::fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io("removing a stale socket")(e)),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(&socket)
+        .map_err(io(&format!("binding {}", socket.display())))?;
+    let listen_fd: OwnedFd = listener.into();
+    let artifact_fd: OwnedFd = std::fs::File::open(artifact)
+        .map_err(io(&format!("opening {}", artifact.display())))?
+        .into();
+
+    let exe = std::env::current_exe().map_err(io("finding the surge binary"))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("__sandbox")
+        .env_clear()
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+
+    // Everything the child needs is prepared here, before fork: pre_exec runs between fork
+    // and exec, where only async-signal-safe calls are allowed (no allocation, no locks).
+    let procs: Vec<std::ffi::CString> = placement
+        .procs_files
+        .iter()
+        .map(|p| {
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+                .expect("cgroup path has no NUL")
+        })
+        .collect();
+    let (lfd, afd) = (listen_fd.as_raw_fd(), artifact_fd.as_raw_fd());
+    let drop_to = (nix::unistd::geteuid().is_root()).then_some((placement.uid, placement.gid));
+    // SAFETY: the closure only makes raw syscalls (open, write, close, dup2, setgroups,
+    // setgid, setuid, prctl) on values prepared above; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            for p in &procs {
+                let fd = libc_open(p)?;
+                // "0" is "this process" for cgroup.procs on v1 and v2.
+                let r = nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0");
+                let _ = nix::unistd::close(fd);
+                r.map_err(std::io::Error::from)?;
+            }
+            // dup2 clears CLOEXEC on the target; the sources stay CLOEXEC and vanish at exec.
+            nix::unistd::dup2(lfd, LISTEN_FD).map_err(std::io::Error::from)?;
+            nix::unistd::dup2(afd, ARTIFACT_FD).map_err(std::io::Error::from)?;
+            if let Some((uid, gid)) = drop_to {
+                nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))
+                    .map_err(std::io::Error::from)?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
+                    .map_err(std::io::Error::from)?;
+            }
+            nix::sys::prctl::set_no_new_privs().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(io("spawning"))?;
+    drop(listen_fd);
+    drop(artifact_fd);
+    let pid = child.id().unwrap_or(0);
+
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let mut line = serde_json::to_vec(spec).expect("spec serializes");
+    line.push(b'\n');
+    stdin
+        .write_all(&line)
+        .await
+        .map_err(io("sending the spec"))?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut first = String::new();
+    let mut reader = BufReader::new(stdout);
+    match tokio::time::timeout(start_timeout, reader.read_line(&mut first)).await {
+        Err(_) => {
+            let _ = child.start_kill();
+            return Err(SpawnError::Timeout {
+                function,
+                secs: start_timeout.as_secs(),
+            });
+        }
+        Ok(Err(e)) => {
+            let _ = child.start_kill();
+            return Err(io("reading readiness")(e));
+        }
+        Ok(Ok(_)) => {}
+    }
+    let first = first.trim();
+    if first != READY_LINE {
+        let _ = child.start_kill();
+        let reason = match first.strip_prefix("error: ") {
+            Some(r) => r.to_string(),
+            None if first.is_empty() => match child.wait().await {
+                Ok(status) => format!("it exited ({status}) before it was ready"),
+                Err(e) => e.to_string(),
+            },
+            None => format!("unexpected first line {first:?}"),
+        };
+        return Err(SpawnError::Start { function, reason });
+    }
+    // Drain (and ignore) anything else on stdout until the child exits.
+    tokio::spawn(async move {
+        let mut rest = String::new();
+        while reader
+            .read_line(&mut rest)
+            .await
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            rest.clear();
+        }
+    });
+    Ok(Started {
+        child,
+        pid,
+        socket,
+        stdin,
+    })
+}
+
+fn libc_open(path: &std::ffi::CStr) -> std::io::Result<i32> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    open(path, OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(std::io::Error::from)
+}

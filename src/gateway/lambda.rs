@@ -1,0 +1,238 @@
+//! The AWS Lambda Invoke API: `POST /2015-03-31/functions/{name}/invocations`, with Lambda's
+//! headers, status codes and error shapes, so AWS SDKs pointed at surge work unchanged.
+//!
+//! - `X-Amz-Invocation-Type`: `RequestResponse` (default), `Event` (202, runs detached) or
+//!   `DryRun` (204).
+//! - A handler that fails answers 200 with `X-Amz-Function-Error: Unhandled` and a body
+//!   `{"errorMessage", "errorType"}`, as Lambda does; a host-side failure is an HTTP error
+//!   with `x-amzn-ErrorType`.
+//! - `X-Amz-Log-Type: Tail` returns the last 4 KiB of the handler's stderr, base64, in
+//!   `X-Amz-Log-Result`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use surge_runtime::exec::Outcome;
+use surge_runtime::sandbox::protocol;
+use surge_runtime::Kind;
+
+use super::errors::{ApiError, HttpResponse, Surface};
+use super::{invoke, read_body, Gateway};
+
+pub const PREFIX: &str = "/2015-03-31/functions/";
+
+/// The function name out of `{name}/invocations`, where name may be a plain name,
+/// `name:qualifier` or a function ARN.
+pub fn parse_path(rest: &str) -> Option<&str> {
+    let target = rest.strip_suffix("/invocations")?;
+    let name = match target.strip_prefix("arn:") {
+        // arn:aws:lambda:region:account:function:name[:qualifier]
+        Some(_) => target.split(':').nth(6)?,
+        None => target.split(':').next()?,
+    };
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+fn request_id() -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let x = (t as u64) ^ n.rotate_left(32) ^ (std::process::id() as u64);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        x >> 32,
+        (x >> 16) & 0xffff,
+        x & 0xfff,
+        n & 0xfff,
+        t as u64 & 0xffff_ffff_ffff
+    )
+}
+
+pub async fn handle(gw: &Gateway, rest: &str, req: Request<Incoming>) -> HttpResponse {
+    let rid = request_id();
+    let mut resp = match handle_inner(gw, rest, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(Surface::Lambda),
+    };
+    if let Ok(v) = rid.parse() {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+async fn handle_inner(
+    gw: &Gateway,
+    rest: &str,
+    req: Request<Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let name = parse_path(rest).ok_or_else(|| ApiError::FunctionNotFound(rest.to_string()))?;
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed(req.method().to_string()));
+    }
+    let d = gw
+        .registry
+        .routes()
+        .get(name)
+        .ok_or_else(|| ApiError::FunctionNotFound(name.to_string()))?;
+    let header = |h: &str| {
+        req.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let invocation_type =
+        header("x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
+    let tail = header("x-amz-log-type").as_deref() == Some("Tail");
+    let (parts, body) = req.into_parts();
+    // Lambda's own payload limit is the function's max_body here.
+    let payload = read_body(
+        body,
+        &parts.headers,
+        d.spec.limits.max_body.0,
+        &format!("function {}", d.name()),
+    )
+    .await?;
+    let mut parts = parts;
+    // An http function sees the event as a POST to its root.
+    if d.kind == Kind::Http {
+        parts.method = Method::POST;
+        parts.uri = hyper::Uri::from_static("/");
+    }
+    parts.headers.remove("x-amz-invocation-type");
+    parts.headers.remove("x-amz-log-type");
+    parts.headers.remove("x-amz-client-context");
+    let version = d.version.to_string();
+    match invocation_type.as_str() {
+        "RequestResponse" => {}
+        "DryRun" => {
+            return Ok(
+                with_version(Response::builder().status(StatusCode::NO_CONTENT), &version)
+                    .body(Full::default())
+                    .expect("valid"),
+            )
+        }
+        "Event" => {
+            let registry = gw.registry.clone();
+            let d = Arc::clone(&d);
+            // Detached: the caller gets 202 now; the deployment counts it in flight, so a
+            // redeploy or remove still drains it.
+            tokio::spawn(async move {
+                let _keep = registry;
+                let mut b = Request::builder()
+                    .method(parts.method.clone())
+                    .uri(parts.uri.clone());
+                for (k, v) in parts.headers.iter() {
+                    b = b.header(k, v);
+                }
+                if let Ok(req) = b.body(Full::new(payload)) {
+                    let _ = d.call(req).await;
+                }
+            });
+            return Ok(
+                with_version(Response::builder().status(StatusCode::ACCEPTED), &version)
+                    .body(Full::default())
+                    .expect("valid"),
+            );
+        }
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"
+            )))
+        }
+    }
+    let reply = match invoke(gw, &d, parts, payload).await {
+        Ok(r) => r,
+        // Lambda reports a timeout as the function's error, not the service's.
+        Err(ApiError::Dispatch(e @ crate::dispatch::DispatchError::Timeout { .. })) => {
+            let b = with_version(Response::builder().status(StatusCode::OK), &version)
+                .header("content-type", "application/json")
+                .header("x-amz-function-error", "Unhandled");
+            return Ok(b
+                .body(Full::new(error_body(&e.to_string(), "Sandbox.Timedout")))
+                .expect("valid response"));
+        }
+        Err(e) => return Err(e),
+    };
+    let (rparts, body) = reply.response.into_parts();
+    let hv = |h: &str| {
+        rparts
+            .headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut b = with_version(Response::builder().status(StatusCode::OK), &version)
+        .header("content-type", "application/json");
+    if tail {
+        b = b.header("x-amz-log-result", hv(protocol::LOG_TAIL));
+    }
+    let body = match reply.outcome {
+        Outcome::Ok if d.kind == Kind::Http && !rparts.status.is_success() => {
+            b = b.header("x-amz-function-error", "Unhandled");
+            error_body(
+                &format!("the handler answered HTTP {}", rparts.status.as_u16()),
+                "Runtime.HttpError",
+            )
+        }
+        Outcome::Ok => body,
+        failed => {
+            b = b.header("x-amz-function-error", "Unhandled");
+            let msg = hv(protocol::MESSAGE);
+            let kind = match failed {
+                Outcome::Timeout => "Sandbox.Timedout",
+                Outcome::Memory => "Runtime.OutOfMemory",
+                Outcome::Trap => "Runtime.Trap",
+                _ => "Runtime.ExitError",
+            };
+            error_body(
+                if msg.is_empty() {
+                    "handler failed"
+                } else {
+                    &msg
+                },
+                kind,
+            )
+        }
+    };
+    Ok(b.body(Full::new(body)).expect("valid response"))
+}
+
+fn with_version(
+    b: hyper::http::response::Builder,
+    version: &str,
+) -> hyper::http::response::Builder {
+    b.header("x-amz-executed-version", version)
+}
+
+fn error_body(message: &str, error_type: &str) -> Bytes {
+    Bytes::from(serde_json::json!({ "errorMessage": message, "errorType": error_type }).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_path;
+
+    #[test]
+    fn function_names_from_paths() {
+        assert_eq!(parse_path("echo/invocations"), Some("echo"));
+        assert_eq!(parse_path("echo:$LATEST/invocations"), Some("echo"));
+        assert_eq!(
+            parse_path("arn:aws:lambda:us-east-1:123456789012:function:echo/invocations"),
+            Some("echo")
+        );
+        assert_eq!(
+            parse_path("arn:aws:lambda:us-east-1:123456789012:function:echo:7/invocations"),
+            Some("echo")
+        );
+        assert_eq!(parse_path("echo"), None);
+        assert_eq!(parse_path("/invocations"), None);
+    }
+}

@@ -1,0 +1,252 @@
+//! The gateway: one hyper server on a TCP listener for the public routes, the Lambda Invoke
+//! API, health, metrics and the admin API.
+//!
+//! `serve` takes a bound listener and a shutdown future, so tests bind port 0.
+
+pub mod admin;
+pub mod errors;
+pub mod lambda;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use surge_runtime::exec::Outcome;
+use surge_runtime::sandbox::protocol;
+use surge_runtime::Kind;
+use tokio::net::TcpListener;
+
+use crate::dispatch::Deployment;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use errors::{ApiError, HttpResponse, Surface};
+
+pub struct Gateway {
+    pub registry: Arc<Registry>,
+    pub admin_token: String,
+    pub metrics: Metrics,
+}
+
+/// Serve until `shutdown` resolves. Connections in progress are dropped at shutdown.
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let gw = gw.clone();
+                async move { Ok::<_, Infallible>(handle(&gw, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn handle(gw: &Gateway, req: Request<Incoming>) -> HttpResponse {
+    let path = req.uri().path();
+    if path == "/healthz" {
+        return errors::text(StatusCode::OK, "ok\n");
+    }
+    if path == "/metrics" {
+        let body = gw.metrics.render(&gw.registry.list());
+        return Response::builder()
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid response");
+    }
+    if path.starts_with("/admin/") {
+        return admin::handle(gw, req)
+            .await
+            .unwrap_or_else(|e| e.into_response(Surface::Admin));
+    }
+    if let Some(rest) = path.strip_prefix(lambda::PREFIX) {
+        let rest = rest.to_string();
+        return lambda::handle(gw, &rest, req).await;
+    }
+    route(gw, req)
+        .await
+        .unwrap_or_else(|e| e.into_response(Surface::Route))
+}
+
+/// Read a whole body, refusing it with 413 once it passes `limit` bytes.
+pub async fn read_body(
+    body: Incoming,
+    headers: &hyper::HeaderMap,
+    limit: u64,
+    what: &str,
+) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::BodyTooLarge {
+        what: what.to_string(),
+        limit,
+    };
+    if let Some(len) = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > limit {
+            return Err(too_large());
+        }
+    }
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(ApiError::BodyRead(e.to_string())),
+    }
+}
+
+/// A function route: forward to the function whose route is the longest prefix.
+async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let routes = gw.registry.routes();
+    let d = routes
+        .lookup(req.uri().path())
+        .ok_or_else(|| ApiError::NoRoute(req.uri().path().to_string()))?
+        .clone();
+    drop(routes);
+    let (parts, body) = req.into_parts();
+    let body = read_body(
+        body,
+        &parts.headers,
+        d.spec.limits.max_body.0,
+        &format!("function {}", d.name()),
+    )
+    .await?;
+    let reply = invoke(gw, &d, parts, body).await;
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => return Err(e),
+    };
+    let (mut parts, body) = reply.response.into_parts();
+    match reply.outcome {
+        Outcome::Ok => {
+            strip_protocol_headers(&mut parts.headers);
+            // The body is whole now: hyper sets content-length itself.
+            for h in HOP_BY_HOP {
+                parts.headers.remove(h);
+            }
+            if d.kind == Kind::Event && !parts.headers.contains_key("content-type") {
+                parts
+                    .headers
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+            }
+            Ok(Response::from_parts(parts, Full::new(body)))
+        }
+        failed => {
+            let msg = parts
+                .headers
+                .get(protocol::MESSAGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("handler failed");
+            let status = if failed == Outcome::Timeout {
+                StatusCode::GATEWAY_TIMEOUT
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            Ok(errors::text(
+                status,
+                format!(
+                    "function {} failed ({}): {msg}\n",
+                    d.name(),
+                    failed.as_str()
+                ),
+            ))
+        }
+    }
+}
+
+/// Send a request to a deployment, recording metrics.
+pub async fn invoke(
+    gw: &Gateway,
+    d: &Arc<Deployment>,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<crate::dispatch::Reply, ApiError> {
+    let mut b = Request::builder().method(parts.method.clone()).uri(
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .parse::<hyper::Uri>()
+            .unwrap_or_default(),
+    );
+    for (k, v) in parts.headers.iter() {
+        if !is_hop_by_hop(k.as_str()) {
+            b = b.header(k, v);
+        }
+    }
+    if !parts.headers.contains_key(HOST) {
+        b = b.header(HOST, "localhost");
+    }
+    let req = b
+        .body(Full::new(body))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let started = tokio::time::Instant::now();
+    let r = d.call(req).await;
+    let outcome = match &r {
+        Ok(reply) => reply.outcome.as_str(),
+        Err(crate::dispatch::DispatchError::Timeout { .. }) => "timeout",
+        Err(_) => "rejected",
+    };
+    gw.metrics
+        .requests
+        .with_label_values(&[d.name(), outcome])
+        .inc();
+    gw.metrics
+        .duration
+        .with_label_values(&[d.name()])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(r?)
+}
+
+/// Headers that describe one connection, not the message; bodies are re-framed by hyper.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "content-length",
+];
+
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
+fn strip_protocol_headers(h: &mut hyper::HeaderMap) {
+    for name in [
+        protocol::OUTCOME,
+        protocol::MESSAGE,
+        protocol::EXIT_CODE,
+        protocol::LOG_TAIL,
+        protocol::PEAK_MEMORY,
+    ] {
+        h.remove(name);
+    }
+}

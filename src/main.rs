@@ -1,0 +1,156 @@
+//! surge: a Lambda-style host for WebAssembly functions.
+//!
+//! Data path: `gateway` → `registry::routes` → `dispatch` → sandbox (in `surge-runtime`).
+//! Control path: `registry` (deploy/remove) → `control` (sandbox processes, cgroups).
+
+mod cli;
+mod control;
+mod dispatch;
+mod gateway;
+mod manifest;
+mod metrics;
+mod registry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "surge",
+    version,
+    about = "A Lambda-style host for WebAssembly functions"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ClientArgs {
+    /// The server's URL (else SURGE_URL, else <state-dir>/server-url).
+    #[arg(long, global = true)]
+    server: Option<String>,
+    /// Where `surge serve` keeps its state (for the server URL and the admin token).
+    #[arg(long, global = true, default_value = ".surge")]
+    state_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the host: deploy every manifest under functions_dir and serve them.
+    Serve {
+        /// A config file (default: config/surge.toml when present, else the embedded defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks one).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// State directory (deployments, compile cache, admin token).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Folder of functions/<name>/function.toml to deploy at start.
+        #[arg(long)]
+        functions_dir: Option<PathBuf>,
+    },
+    /// Deploy a function (or a new version of one) from its manifest.
+    Deploy {
+        manifest: PathBuf,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List deployed functions.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a function.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Invoke a function through the Lambda Invoke API and print its response.
+    Invoke {
+        name: String,
+        /// The event: JSON text, or @file.
+        #[arg(long)]
+        data: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the host and every function's pool.
+    Status {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Internal: run as a function's sandbox process.
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Command::Sandbox = cli.command {
+        init_tracing();
+        surge_runtime::sandbox::run();
+    }
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = rt.block_on(async move {
+        use cli::client;
+        match cli.command {
+            Command::Serve {
+                config,
+                listen,
+                state_dir,
+                functions_dir,
+            } => {
+                cli::serve::run(cli::serve::ServeArgs {
+                    config,
+                    listen,
+                    state_dir,
+                    functions_dir,
+                })
+                .await
+            }
+            Command::Deploy {
+                manifest,
+                client: c,
+            } => client::deploy(&client::find_target(c.server, &c.state_dir)?, &manifest).await,
+            Command::List { client: c } => {
+                client::list(&client::find_target(c.server, &c.state_dir)?).await
+            }
+            Command::Remove { name, client: c } => {
+                client::remove(&client::find_target(c.server, &c.state_dir)?, &name).await
+            }
+            Command::Invoke {
+                name,
+                data,
+                client: c,
+            } => client::invoke(&client::find_target(c.server, &c.state_dir)?, &name, data).await,
+            Command::Status { client: c } => {
+                client::status(&client::find_target(c.server, &c.state_dir)?).await
+            }
+            Command::Sandbox => unreachable!("handled above"),
+        }
+    });
+    if let Err(e) = result {
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,133 @@
+//! The host config. `config/surge.toml` is embedded in the binary and is the default; a file
+//! given with `--config` overrides it key by key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{parse_toml, Bytes, FileError, Limits, Scaling, Span};
+
+/// The shipped `config/surge.toml`, compiled in.
+pub const EMBEDDED: &str = include_str!("../../config/surge.toml");
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub listen: SocketAddr,
+    pub functions_dir: PathBuf,
+    pub state_dir: PathBuf,
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    pub max_admin_body: Bytes,
+    pub defaults: Defaults,
+    pub sandbox: SandboxConfig,
+    pub cgroup: CgroupConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub limits: Limits,
+    pub scaling: Scaling,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub memory_overhead: Bytes,
+    pub pids_max: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub start_timeout: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CgroupConfig {
+    pub root: String,
+    pub subtree: String,
+    pub required: bool,
+}
+
+impl HostConfig {
+    /// The embedded defaults.
+    pub fn embedded() -> Self {
+        parse_toml(Path::new("<embedded config/surge.toml>"), EMBEDDED)
+            .expect("the embedded config/surge.toml parses (checked by a test)")
+    }
+
+    /// The embedded defaults overlaid with `text` (a partial config): keys in `text` win.
+    pub fn load(file: &Path, text: &str) -> Result<Self, FileError> {
+        let mut base: toml::Table = toml::from_str(EMBEDDED).expect("embedded config is TOML");
+        let over: toml::Table = parse_toml(file, text)?;
+        merge(&mut base, over);
+        let merged =
+            toml::to_string(&base).map_err(|e| FileError::new(file, None, e.to_string()))?;
+        // Parse the merged table for type errors, but report against the user's own text,
+        // which is where any wrong key or value came from.
+        match toml::from_str::<HostConfig>(&merged) {
+            Ok(c) => Ok(c),
+            Err(_) => {
+                let partial: Result<PartialCheck, _> = parse_toml(file, text);
+                partial?;
+                parse_toml(file, &merged)
+            }
+        }
+    }
+}
+
+/// Only for error positions: the same keys as HostConfig, all optional, so that a partial
+/// user file is checked against its own lines.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialCheck {
+    listen: Option<SocketAddr>,
+    functions_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    admin_token: Option<String>,
+    max_admin_body: Option<Bytes>,
+    defaults: Option<PartialDefaults>,
+    sandbox: Option<PartialSandbox>,
+    cgroup: Option<PartialCgroup>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialSandbox {
+    memory_overhead: Option<Bytes>,
+    pids_max: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    start_timeout: Option<Span>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialCgroup {
+    root: Option<String>,
+    subtree: Option<String>,
+    required: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialDefaults {
+    limits: Option<super::LimitsToml>,
+    scaling: Option<super::ScalingToml>,
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}

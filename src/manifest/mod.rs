@@ -1,0 +1,369 @@
+//! Function manifests (`function.toml`) and the host config (`surge.toml`).
+//!
+//! Parse, then act: everything here is a pure function from text to a checked value or to an
+//! error that names the file, the line and the key at fault. Nothing here touches the registry.
+
+pub mod config;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use config::HostConfig;
+pub use units::{Bytes, FunctionName, Millicores, Span};
+
+/// What kind of handler a function is. Detected from the binary; a manifest may state it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Http,
+    Event,
+}
+
+/// An error in a manifest or config file, rendered as `file:line: key `k`: message`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct FileError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl FileError {
+    pub fn new(file: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
+        FileError {
+            file: file.display().to_string(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// Deserialize TOML text, turning serde's error into a [`FileError`] that carries the line and
+/// the dotted key the error points at.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, FileError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, key) = match e.span() {
+            Some(span) => {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                (Some(line), key_at(text, span.start))
+            }
+            None => (None, None),
+        };
+        let msg = e.message().trim().to_string();
+        let message = match key {
+            Some(k)
+                if !msg.contains(&format!("`{k}`"))
+                    && !msg.contains(&format!("`{}`", k.rsplit('.').next().unwrap_or(&k))) =>
+            {
+                format!("key `{k}`: {msg}")
+            }
+            _ => msg,
+        };
+        FileError::new(file, line, message)
+    })
+}
+
+/// The dotted key (`limits.memory`) whose line holds byte offset `pos`, found from the line's
+/// `key =` and the nearest `[table]` header above it.
+fn key_at(text: &str, pos: usize) -> Option<String> {
+    let line_start = text[..pos.min(text.len())]
+        .rfind('\n')
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))?;
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && !l.starts_with("[["))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+/// `[limits]` of a manifest: per instance. Missing values come from the host defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsToml {
+    pub memory: Option<Bytes>,
+    pub cpu: Option<Millicores>,
+    pub timeout: Option<Span>,
+    pub max_body: Option<Bytes>,
+}
+
+/// `[scaling]` of a manifest.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScalingToml {
+    pub min_instances: Option<u32>,
+    pub max_instances: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub target_utilization: Option<f64>,
+    pub scale_to_zero_after: Option<Span>,
+    pub reuse: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeToml<T> {
+    pub min: T,
+    pub max: T,
+}
+
+/// `[vertical]` of a manifest: the bounds within which the quota may be resized.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerticalToml {
+    pub enabled: Option<bool>,
+    pub memory: Option<RangeToml<Bytes>>,
+    pub cpu: Option<RangeToml<Millicores>>,
+}
+
+/// `function.toml` as written.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestToml {
+    pub name: FunctionName,
+    pub handler: String,
+    pub kind: Option<Kind>,
+    pub route: Option<String>,
+    #[serde(default)]
+    pub limits: LimitsToml,
+    #[serde(default)]
+    pub scaling: ScalingToml,
+    #[serde(default)]
+    pub vertical: VerticalToml,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Per-instance limits, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory: Bytes,
+    pub cpu: Millicores,
+    pub timeout: Span,
+    pub max_body: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scaling {
+    pub min_instances: u32,
+    pub max_instances: u32,
+    pub concurrency: u32,
+    pub target_utilization: f64,
+    pub scale_to_zero_after: Span,
+    pub reuse: u32,
+}
+
+/// A manifest with host defaults filled in and every cross-field rule checked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    pub name: FunctionName,
+    /// The handler path as written, relative to the manifest.
+    pub handler: String,
+    /// The kind the manifest declares, if any; the binary decides when absent.
+    pub kind: Option<Kind>,
+    pub route: Option<String>,
+    pub limits: Limits,
+    pub scaling: Scaling,
+    pub vertical: VerticalToml,
+    pub env: BTreeMap<String, String>,
+}
+
+/// Path prefixes that belong to the host and can never be a function route.
+pub const RESERVED_PREFIXES: [&str; 4] = ["/2015-03-31/", "/admin/", "/healthz", "/metrics"];
+
+impl FunctionSpec {
+    /// Parse and check `function.toml` text. `file` is only used to name the file in errors.
+    pub fn parse(file: &Path, text: &str, defaults: &config::Defaults) -> Result<Self, FileError> {
+        let raw: ManifestToml = parse_toml(file, text)?;
+        let err = |key: &str, msg: String| {
+            let line = line_of_key(text, key);
+            FileError::new(file, line, format!("key `{key}`: {msg}"))
+        };
+        check_handler_path(&raw.handler).map_err(|m| err("handler", m))?;
+        if let Some(route) = &raw.route {
+            check_route(route).map_err(|m| err("route", m))?;
+        }
+        for key in raw.env.keys() {
+            let ok = !key.is_empty()
+                && !key.starts_with(|c: char| c.is_ascii_digit())
+                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                return Err(err(
+                    &format!("env.{key}"),
+                    "environment variable names are [A-Za-z_][A-Za-z0-9_]*".into(),
+                ));
+            }
+        }
+        let d = defaults;
+        let limits = Limits {
+            memory: raw.limits.memory.unwrap_or(d.limits.memory),
+            cpu: raw.limits.cpu.unwrap_or(d.limits.cpu),
+            timeout: raw.limits.timeout.unwrap_or(d.limits.timeout),
+            max_body: raw.limits.max_body.unwrap_or(d.limits.max_body),
+        };
+        if limits.memory.0 < (1 << 20) {
+            return Err(err(
+                "limits.memory",
+                format!("{} is below the minimum of 1Mi", limits.memory),
+            ));
+        }
+        if limits.timeout.0.is_zero() {
+            return Err(err("limits.timeout", "must be more than 0".into()));
+        }
+        let s = &raw.scaling;
+        let scaling = Scaling {
+            min_instances: s.min_instances.unwrap_or(d.scaling.min_instances),
+            max_instances: s.max_instances.unwrap_or(d.scaling.max_instances),
+            concurrency: s.concurrency.unwrap_or(d.scaling.concurrency),
+            target_utilization: s.target_utilization.unwrap_or(d.scaling.target_utilization),
+            scale_to_zero_after: s
+                .scale_to_zero_after
+                .unwrap_or(d.scaling.scale_to_zero_after),
+            reuse: s.reuse.unwrap_or(d.scaling.reuse),
+        };
+        if scaling.max_instances == 0 {
+            return Err(err("scaling.max_instances", "must be at least 1".into()));
+        }
+        if scaling.min_instances > scaling.max_instances {
+            return Err(err(
+                "scaling.min_instances",
+                format!(
+                    "{} is above max_instances = {}",
+                    scaling.min_instances, scaling.max_instances
+                ),
+            ));
+        }
+        if scaling.concurrency == 0 {
+            return Err(err("scaling.concurrency", "must be at least 1".into()));
+        }
+        if scaling.reuse == 0 {
+            return Err(err("scaling.reuse", "must be at least 1".into()));
+        }
+        if !(scaling.target_utilization > 0.0 && scaling.target_utilization <= 1.0) {
+            return Err(err(
+                "scaling.target_utilization",
+                "must be in (0, 1]".into(),
+            ));
+        }
+        if let Some(r) = &raw.vertical.memory {
+            if r.min > r.max {
+                return Err(err(
+                    "memory",
+                    format!("vertical.memory: min {} is above max {}", r.min, r.max),
+                ));
+            }
+        }
+        if let Some(r) = &raw.vertical.cpu {
+            if r.min > r.max {
+                return Err(err(
+                    "cpu",
+                    format!("vertical.cpu: min {} is above max {}", r.min, r.max),
+                ));
+            }
+        }
+        Ok(FunctionSpec {
+            name: raw.name,
+            handler: raw.handler,
+            kind: raw.kind,
+            route: raw.route,
+            limits,
+            scaling,
+            vertical: raw.vertical,
+            env: raw.env,
+        })
+    }
+
+    /// Instances the sandbox holds while the pool has a fixed size: `min_instances`, at least 1.
+    pub fn pool_size(&self) -> u32 {
+        self.scaling.min_instances.max(1)
+    }
+}
+
+/// The 1-based line where `dotted` (`limits.memory`) is set, for errors found after parsing.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let (table, key) = match dotted.rsplit_once('.') {
+        Some((t, k)) => (Some(t), k),
+        None => (None, dotted),
+    };
+    let mut current: Option<String> = None;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            current = Some(l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+            continue;
+        }
+        if let Some((k, _)) = l.split_once('=') {
+            if k.trim().trim_matches('"') == key && current.as_deref() == table {
+                return Some(i + 1);
+            }
+        }
+    }
+    None
+}
+
+/// A handler path must stay inside the manifest's folder: relative, no `..`.
+fn check_handler_path(handler: &str) -> Result<(), String> {
+    let p = Path::new(handler);
+    if handler.is_empty() {
+        return Err("must name a .wasm file next to the manifest".into());
+    }
+    if p.is_absolute()
+        || p.components()
+            .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "{handler:?} is outside the function's folder: use a relative path without '..'"
+        ));
+    }
+    Ok(())
+}
+
+fn check_route(route: &str) -> Result<(), String> {
+    if !route.starts_with('/') {
+        return Err(format!("{route:?} must start with '/'"));
+    }
+    let ok_chars = route
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
+    if !ok_chars || route.split('/').any(|seg| seg == ".." || seg == ".") || route.contains("//") {
+        return Err(format!(
+            "{route:?} is not a clean path prefix (letters, digits, / - _ . ~)"
+        ));
+    }
+    let norm = route.trim_end_matches('/');
+    for r in RESERVED_PREFIXES {
+        let r_trim = r.trim_end_matches('/');
+        if norm == r_trim
+            || norm.starts_with(&format!("{r_trim}/"))
+            || (norm.is_empty() && r == "/")
+        {
+            return Err(format!("{route:?} is reserved for the host"));
+        }
+    }
+    Ok(())
+}
+
+/// Where a manifest's handler lives on disk.
+pub fn handler_path(manifest_path: &Path, spec: &FunctionSpec) -> PathBuf {
+    manifest_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&spec.handler)
+}
+
+#[cfg(test)]
+mod tests;

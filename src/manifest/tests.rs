@@ -1,0 +1,188 @@
+//! Golden tests: each bad manifest with the exact error a user sees.
+
+use super::*;
+
+fn defaults() -> config::Defaults {
+    HostConfig::embedded().defaults
+}
+
+fn parse(text: &str) -> Result<FunctionSpec, String> {
+    FunctionSpec::parse(Path::new("functions/x/function.toml"), text, &defaults())
+        .map_err(|e| e.to_string())
+}
+
+const GOOD: &str = r#"
+name = "hello-py"
+handler = "hello.wasm"
+kind = "http"
+route = "/hello"
+
+[limits]
+memory = "128Mi"
+cpu = "250m"
+timeout = "10s"
+max_body = "6Mi"
+
+[scaling]
+min_instances = 0
+max_instances = 50
+concurrency = 1
+target_utilization = 0.7
+scale_to_zero_after = "60s"
+reuse = 1000
+
+[vertical]
+enabled = true
+memory = { min = "32Mi", max = "1Gi" }
+cpu = { min = "100m", max = "2000m" }
+
+[env]
+GREETING = "hi"
+"#;
+
+#[test]
+fn the_design_example_parses() {
+    let s = parse(GOOD).unwrap();
+    assert_eq!(s.name.as_str(), "hello-py");
+    assert_eq!(s.kind, Some(Kind::Http));
+    assert_eq!(s.limits.memory, Bytes(128 << 20));
+    assert_eq!(s.limits.cpu, Millicores(250));
+    assert_eq!(s.scaling.max_instances, 50);
+    assert_eq!(s.pool_size(), 1);
+    assert_eq!(s.env["GREETING"], "hi");
+    assert_eq!(s.vertical.memory.as_ref().unwrap().max, Bytes(1 << 30));
+}
+
+#[test]
+fn omitted_values_come_from_the_host_defaults() {
+    let s = parse("name = \"a\"\nhandler = \"a.wasm\"\n").unwrap();
+    let d = defaults();
+    assert_eq!(s.limits, d.limits);
+    assert_eq!(s.scaling, d.scaling);
+    assert_eq!(s.kind, None);
+    assert_eq!(s.route, None);
+}
+
+#[test]
+fn golden_errors() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\nflavour = \"x\"\n",
+            "functions/x/function.toml:3: unknown field `flavour`, expected one of `name`, `handler`, `kind`, `route`, `limits`, `scaling`, `vertical`, `env`",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[limits]\nmemory = \"12XB\"\n",
+            "functions/x/function.toml:4: key `limits.memory`: invalid quantity \"12XB\": expected a whole number of bytes with an optional suffix Ki, Mi, Gi, Ti (or k, M, G, T), e.g. \"128Mi\"",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[limits]\ncpu = \"lots\"\n",
+            "functions/x/function.toml:4: key `limits.cpu`: invalid CPU quantity \"lots\": expected millicores like \"250m\" or cores like \"1.5\"",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[limits]\ntimeout = \"10\"\n",
+            "functions/x/function.toml:4: key `limits.timeout`: invalid duration \"10\": expected a whole number with a unit ms, s, m or h, e.g. \"10s\"",
+        ),
+        (
+            "name = \"Bad_Name\"\nhandler = \"a.wasm\"\n",
+            "functions/x/function.toml:1: key `name`: invalid function name \"Bad_Name\": use 1 to 63 of [a-z0-9-], not starting or ending with '-'",
+        ),
+        (
+            "name = \"a\"\n",
+            "functions/x/function.toml: missing field `handler`",
+        ),
+        (
+            "name = \"a\"\nhandler = \"../../etc/passwd\"\n",
+            "functions/x/function.toml:2: key `handler`: \"../../etc/passwd\" is outside the function's folder: use a relative path without '..'",
+        ),
+        (
+            "name = \"a\"\nhandler = \"/etc/passwd\"\n",
+            "functions/x/function.toml:2: key `handler`: \"/etc/passwd\" is outside the function's folder: use a relative path without '..'",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\nroute = \"/admin/x\"\n",
+            "functions/x/function.toml:3: key `route`: \"/admin/x\" is reserved for the host",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\nroute = \"hello\"\n",
+            "functions/x/function.toml:3: key `route`: \"hello\" must start with '/'",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\nkind = \"grpc\"\n",
+            "functions/x/function.toml:3: unknown variant `grpc`, expected `http` or `event`",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[scaling]\nmin_instances = 5\nmax_instances = 2\n",
+            "functions/x/function.toml:4: key `scaling.min_instances`: 5 is above max_instances = 2",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[scaling]\nconcurrency = -1\n",
+            "functions/x/function.toml:4: key `scaling.concurrency`: invalid value: integer `-1`, expected u32",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[limits]\nmemory = \"512Ki\"\n",
+            "functions/x/function.toml:4: key `limits.memory`: 512Ki is below the minimum of 1Mi",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[env]\n\"BAD-KEY\" = \"x\"\n",
+            "functions/x/function.toml:4: key `env.BAD-KEY`: environment variable names are [A-Za-z_][A-Za-z0-9_]*",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[limits\n",
+            "functions/x/function.toml:3: invalid table header\nexpected `.`, `]`",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (text, want) in cases {
+        match parse(text) {
+            Ok(_) => failures.push(format!("accepted:\n{text}")),
+            Err(got) if got != *want => {
+                failures.push(format!("for:\n{text}\n  got: {got}\n want: {want}"))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn shipped_config_is_the_embedded_default() {
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/surge.toml")).unwrap();
+    let c = HostConfig::load(Path::new("config/surge.toml"), &shipped).unwrap();
+    assert_eq!(c, HostConfig::embedded());
+    assert_eq!(c.listen.port(), 8080);
+    assert_eq!(c.defaults.limits.memory, Bytes(128 << 20));
+}
+
+#[test]
+fn config_overrides_and_errors() {
+    let c = HostConfig::load(
+        Path::new("my.toml"),
+        "listen = \"127.0.0.1:0\"\n[defaults.limits]\ncpu = \"1\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.listen.port(), 0);
+    assert_eq!(c.defaults.limits.cpu, Millicores(1000));
+    assert_eq!(
+        c.defaults.limits.memory,
+        Bytes(128 << 20),
+        "untouched keys keep their default"
+    );
+    let e = HostConfig::load(Path::new("my.toml"), "[sandbox]\npids = 3\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("my.toml:2:") && e.contains("unknown field `pids`"),
+        "{e}"
+    );
+    let e = HostConfig::load(
+        Path::new("my.toml"),
+        "[defaults.limits]\nmemory = \"big\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("my.toml:2: key `defaults.limits.memory`: invalid quantity"),
+        "{e}"
+    );
+}

@@ -1,0 +1,375 @@
+//! The registry: which function versions are live, their routes, and the deploy/remove
+//! transitions. A deploy is all or nothing: the manifest is checked, the binary checked and
+//! compiled, the new sandbox started and ready, and the version persisted, before the route
+//! table switches to it. Only then is the old version drained and stopped.
+
+pub mod routes;
+pub mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use surge_runtime::artifact::{sha256_hex, ArtifactError, CompileCache};
+use surge_runtime::Kind;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::control::supervisor::{self, SandboxCtx, StartError, Supervised};
+use crate::dispatch::Deployment;
+use crate::manifest::{FileError, FunctionSpec, HostConfig};
+use routes::Routes;
+use store::{Store, StoreError, StoredFunction};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error(transparent)]
+    Manifest(#[from] FileError),
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{file}: key `route`: {route:?} is already the route of function {other}")]
+    RouteTaken {
+        file: String,
+        route: String,
+        other: String,
+    },
+    #[error("{file}: key `handler`: {path}: {source}")]
+    Handler {
+        file: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("function {0} is not deployed")]
+    NotFound(String),
+    #[error("compiling {file}: the compiler task failed")]
+    CompilerPanicked { file: String },
+}
+
+/// A deployed version as `list` shows it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub version: u64,
+    pub kind: String,
+    pub route: Option<String>,
+    pub wasm_sha256: String,
+    pub instances: u32,
+    pub memory: String,
+    pub cpu: String,
+    pub timeout: String,
+    pub sandbox_pid: Option<u32>,
+    pub inflight: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub restarts: u64,
+    pub cgroup: Vec<String>,
+    pub deployed_at_unix: i64,
+}
+
+impl FunctionInfo {
+    pub fn of(d: &Deployment) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        FunctionInfo {
+            name: d.name().to_string(),
+            version: d.version,
+            kind: d.kind.as_str().to_string(),
+            route: d.spec.route.clone(),
+            wasm_sha256: d.wasm_sha256.clone(),
+            instances: d.spec.pool_size(),
+            memory: d.spec.limits.memory.to_string(),
+            cpu: d.spec.limits.cpu.to_string(),
+            timeout: d.spec.limits.timeout.to_string(),
+            sandbox_pid: d.sandbox_pid(),
+            inflight: d.inflight(),
+            requests: d.counters.requests.load(Relaxed),
+            errors: d.counters.errors.load(Relaxed),
+            restarts: d.counters.restarts.load(Relaxed),
+            cgroup: d
+                .cgroup_dirs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            deployed_at_unix: d.deployed_at_unix,
+        }
+    }
+}
+
+pub struct Registry {
+    pub config: HostConfig,
+    store: Store,
+    cache: Arc<CompileCache>,
+    engine: wasmtime::Engine,
+    sandboxes: Arc<SandboxCtx>,
+    /// The table the data path reads: swapped whole on every change.
+    routes: RwLock<Arc<Routes>>,
+    /// Supervisors of live versions, by function name.
+    live: AsyncMutex<HashMap<String, Supervised>>,
+    /// One deploy or remove at a time: transitions never interleave.
+    transitions: AsyncMutex<()>,
+}
+
+/// Rust's `Kind` and the runtime's are the same set; the manifest has its own for serde.
+fn runtime_kind(k: crate::manifest::Kind) -> Kind {
+    match k {
+        crate::manifest::Kind::Http => Kind::Http,
+        crate::manifest::Kind::Event => Kind::Event,
+    }
+}
+
+impl Registry {
+    pub fn new(
+        config: HostConfig,
+        store: Store,
+        cache: CompileCache,
+        sandboxes: Arc<SandboxCtx>,
+    ) -> anyhow::Result<Self> {
+        let engine = surge_runtime::engine::compile_engine()
+            .map_err(|e| anyhow::anyhow!("wasmtime engine: {e}"))?;
+        Ok(Registry {
+            config,
+            store,
+            cache: Arc::new(cache),
+            engine,
+            sandboxes,
+            routes: RwLock::new(Arc::new(Routes::default())),
+            live: AsyncMutex::new(HashMap::new()),
+            transitions: AsyncMutex::new(()),
+        })
+    }
+
+    /// The current route table (cheap: one Arc clone).
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes.read().clone()
+    }
+
+    /// Deploy a manifest file from disk, reading its handler next to it.
+    pub async fn deploy_file(&self, manifest_path: &Path) -> Result<FunctionInfo, DeployError> {
+        let file = manifest_path.display().to_string();
+        let text = std::fs::read_to_string(manifest_path).map_err(|e| {
+            FileError::new(
+                manifest_path,
+                None,
+                format!("cannot read the manifest: {e}"),
+            )
+        })?;
+        let spec = FunctionSpec::parse(manifest_path, &text, &self.config.defaults)?;
+        let handler = crate::manifest::handler_path(manifest_path, &spec);
+        let wasm = std::fs::read(&handler).map_err(|source| DeployError::Handler {
+            file: file.clone(),
+            path: handler.display().to_string(),
+            source,
+        })?;
+        self.deploy(&file, &text, wasm).await
+    }
+
+    /// Deploy from manifest text and handler bytes (what the admin API receives).
+    pub async fn deploy(
+        &self,
+        file: &str,
+        manifest: &str,
+        wasm: Vec<u8>,
+    ) -> Result<FunctionInfo, DeployError> {
+        let _t = self.transitions.lock().await;
+        self.deploy_locked(file, manifest, wasm, None).await
+    }
+
+    async fn deploy_locked(
+        &self,
+        file: &str,
+        manifest: &str,
+        wasm: Vec<u8>,
+        restore: Option<&StoredFunction>,
+    ) -> Result<FunctionInfo, DeployError> {
+        let spec = FunctionSpec::parse(Path::new(file), manifest, &self.config.defaults)?;
+        let name = spec.name.to_string();
+        if let Some(route) = &spec.route {
+            if let Some(other) = self.routes().owner_of(route) {
+                if other.name() != name {
+                    return Err(DeployError::RouteTaken {
+                        file: file.into(),
+                        route: route.clone(),
+                        other: other.name().into(),
+                    });
+                }
+            }
+        }
+        let sha = sha256_hex(&wasm);
+        // Same bytes and same manifest as the live version: nothing to do.
+        if restore.is_none() {
+            if let Some(cur) = self.routes().get(&name) {
+                if cur.wasm_sha256 == sha && cur.spec == spec {
+                    return Ok(FunctionInfo::of(&cur));
+                }
+            }
+        }
+        let handler_file = crate::manifest::handler_path(Path::new(file), &spec)
+            .display()
+            .to_string();
+        let (engine, cache, declared) = (
+            self.engine.clone(),
+            self.cache.clone(),
+            spec.kind.map(runtime_kind),
+        );
+        let wasm = Arc::new(wasm);
+        let wasm2 = wasm.clone();
+        let hf = handler_file.clone();
+        let (kind, artifact) = tokio::task::spawn_blocking(move || {
+            cache.get_or_compile(&engine, &hf, &wasm2, declared)
+        })
+        .await
+        .map_err(|_| DeployError::CompilerPanicked {
+            file: handler_file.clone(),
+        })??;
+
+        let version = match restore {
+            Some(r) => r.version,
+            None => self.store.next_version(&name)?,
+        };
+        let deployed_at = restore.map(|r| r.deployed_at_unix).unwrap_or_else(now_unix);
+        let sup = supervisor::start(
+            self.sandboxes.clone(),
+            spec,
+            kind,
+            version,
+            sha.clone(),
+            deployed_at,
+            artifact,
+        )
+        .await?;
+        if restore.is_none() {
+            let stored = StoredFunction {
+                name: name.clone(),
+                version,
+                manifest_file: file.to_string(),
+                manifest: manifest.to_string(),
+                wasm_sha256: sha.clone(),
+                kind: kind.as_str().to_string(),
+                deployed_at_unix: deployed_at,
+            };
+            let persisted = self
+                .store
+                .put_blob(&sha, &wasm)
+                .and_then(|_| self.store.put(&stored));
+            if let Err(e) = persisted {
+                sup.retire().await;
+                return Err(e.into());
+            }
+        }
+        let info = FunctionInfo::of(&sup.deployment);
+        let old = {
+            let mut live = self.live.lock().await;
+            let new_routes = self.routes().with(sup.deployment.clone());
+            *self.routes.write() = Arc::new(new_routes);
+            live.insert(name.clone(), sup)
+        };
+        if let Some(old) = old {
+            // Requests already on the old version finish there; new ones see the new table.
+            tokio::spawn(old.retire());
+        }
+        tracing::info!(function = %name, version, kind = kind.as_str(), "deployed");
+        Ok(info)
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), DeployError> {
+        let _t = self.transitions.lock().await;
+        let sup = {
+            let mut live = self.live.lock().await;
+            let sup = live
+                .remove(name)
+                .ok_or_else(|| DeployError::NotFound(name.into()))?;
+            self.store.remove(name)?;
+            let new_routes = self.routes().without(name);
+            *self.routes.write() = Arc::new(new_routes);
+            sup
+        };
+        // Wait for the drain and the cgroup's removal, so `remove` returning means gone.
+        sup.retire().await;
+        tracing::info!(function = %name, "removed");
+        Ok(())
+    }
+
+    pub fn list(&self) -> Vec<FunctionInfo> {
+        let mut v: Vec<FunctionInfo> = self.routes().all().map(|d| FunctionInfo::of(d)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Start: bring back every stored deployment, then deploy the manifests in
+    /// `functions_dir` (a changed one becomes a new version). Errors are reported, not fatal:
+    /// one bad function must not keep the others down.
+    pub async fn restore_and_scan(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let stored = match self.store.list() {
+            Ok(s) => s,
+            Err(e) => return vec![e.to_string()],
+        };
+        for f in &stored {
+            let _t = self.transitions.lock().await;
+            let wasm = match std::fs::read(self.store.blob_path(&f.wasm_sha256)) {
+                Ok(w) => w,
+                Err(e) => {
+                    errors.push(format!("restoring {}: blob {}: {e}", f.name, f.wasm_sha256));
+                    continue;
+                }
+            };
+            if let Err(e) = self
+                .deploy_locked(&f.manifest_file, &f.manifest, wasm, Some(f))
+                .await
+            {
+                errors.push(format!("restoring {}: {e}", f.name));
+            }
+        }
+        let dir = &self.config.functions_dir;
+        let mut manifests: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("function.toml"))
+                .filter(|p| p.is_file())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                errors.push(format!("{}: {e}", dir.display()));
+                Vec::new()
+            }
+        };
+        manifests.sort();
+        for m in manifests {
+            if let Err(e) = self.deploy_file(&m).await {
+                errors.push(e.to_string());
+            }
+        }
+        errors
+    }
+
+    /// Stop every sandbox (host shutdown). Deployments stay in the store.
+    pub async fn shutdown(&self) {
+        let all: Vec<Supervised> = self.live.lock().await.drain().map(|(_, s)| s).collect();
+        for s in all {
+            s.retire().await;
+        }
+        if let Some(d) = &self.sandboxes.cgroups {
+            d.remove_root();
+        }
+    }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Registry {
+    pub fn cgroup_description(&self) -> String {
+        match &self.sandboxes.cgroups {
+            Some(d) => d.describe(),
+            None => "none (cgroup.required = false and no writable cgroup)".into(),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The embedded store of deployments: SQLite (rusqlite, bundled) in the state dir, plus the
+//! deployed `.wasm` files as content-addressed blobs beside it.
+//!
+//! A function version is immutable: its row names the manifest text and the blob's SHA-256, so
+//! a restart redeploys exactly what was deployed, even when the source files have changed
+//! or are gone.
+
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("state store blob {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One deployed function version as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredFunction {
+    pub name: String,
+    pub version: u64,
+    /// The manifest's path when it was deployed, for messages only.
+    pub manifest_file: String,
+    pub manifest: String,
+    pub wasm_sha256: String,
+    pub kind: String,
+    pub deployed_at_unix: i64,
+}
+
+pub struct Store {
+    db_path: PathBuf,
+    blob_dir: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let blob_dir = state_dir.join("blobs");
+        std::fs::create_dir_all(&blob_dir).map_err(|source| StoreError::Io {
+            path: blob_dir.clone(),
+            source,
+        })?;
+        let db_path = state_dir.join("surge.db");
+        let sql = |source| StoreError::Sql {
+            path: db_path.clone(),
+            source,
+        };
+        let conn = Connection::open(&db_path).map_err(sql)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS functions (
+                 name TEXT PRIMARY KEY,
+                 version INTEGER NOT NULL,
+                 manifest_file TEXT NOT NULL,
+                 manifest TEXT NOT NULL,
+                 wasm_sha256 TEXT NOT NULL,
+                 kind TEXT NOT NULL,
+                 deployed_at INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS version_counters (
+                 name TEXT PRIMARY KEY,
+                 last_version INTEGER NOT NULL
+             );",
+        )
+        .map_err(sql)?;
+        Ok(Store {
+            db_path,
+            blob_dir,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sql {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    pub fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.blob_dir.join(format!("{sha256}.wasm"))
+    }
+
+    /// Write a blob atomically (temp file + rename); an existing blob is kept as is.
+    pub fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<PathBuf, StoreError> {
+        let path = self.blob_path(sha256);
+        if path.exists() {
+            return Ok(path);
+        }
+        let tmp = self
+            .blob_dir
+            .join(format!(".{sha256}.{}.tmp", std::process::id()));
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(path)
+    }
+
+    /// The next version number for `name`: versions never repeat, even across removes.
+    pub fn next_version(&self, name: &str) -> Result<u64, StoreError> {
+        let conn = self.conn.lock();
+        let last: Option<i64> = conn
+            .query_row(
+                "SELECT last_version FROM version_counters WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(last.unwrap_or(0) as u64 + 1)
+    }
+
+    /// Record `f` as the live version of its function, in one transaction.
+    pub fn put(&self, f: &StoredFunction) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(|e| self.sql(e))?;
+        tx.execute(
+            "INSERT INTO functions (name, version, manifest_file, manifest, wasm_sha256, kind, deployed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT(name) DO UPDATE SET version = ?2, manifest_file = ?3, manifest = ?4,
+                 wasm_sha256 = ?5, kind = ?6, deployed_at = ?7",
+            params![f.name, f.version as i64, f.manifest_file, f.manifest, f.wasm_sha256, f.kind, f.deployed_at_unix],
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.execute(
+            "INSERT INTO version_counters (name, last_version) VALUES (?1, ?2)
+             ON CONFLICT(name) DO UPDATE SET last_version = MAX(last_version, ?2)",
+            params![f.name, f.version as i64],
+        )
+        .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))
+    }
+
+    pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        let conn = self.conn.lock();
+        let n = conn
+            .execute("DELETE FROM functions WHERE name = ?1", params![name])
+            .map_err(|e| self.sql(e))?;
+        Ok(n > 0)
+    }
+
+    pub fn list(&self) -> Result<Vec<StoredFunction>, StoreError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare(
+                "SELECT name, version, manifest_file, manifest, wasm_sha256, kind, deployed_at
+                 FROM functions ORDER BY name",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(StoredFunction {
+                    name: r.get(0)?,
+                    version: r.get::<_, i64>(1)? as u64,
+                    manifest_file: r.get(2)?,
+                    manifest: r.get(3)?,
+                    wasm_sha256: r.get(4)?,
+                    kind: r.get(5)?,
+                    deployed_at_unix: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(name: &str, version: u64) -> StoredFunction {
+        StoredFunction {
+            name: name.into(),
+            version,
+            manifest_file: "functions/a/function.toml".into(),
+            manifest: "name = \"a\"".into(),
+            wasm_sha256: "ab".repeat(32),
+            kind: "event".into(),
+            deployed_at_unix: 1,
+        }
+    }
+
+    #[test]
+    fn survives_reopen_and_versions_never_repeat() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert_eq!(s.next_version("a").unwrap(), 1);
+            s.put(&f("a", 1)).unwrap();
+            s.put(&f("b", 1)).unwrap();
+            assert_eq!(s.next_version("a").unwrap(), 2);
+            s.put(&f("a", 2)).unwrap();
+            assert!(s.remove("b").unwrap());
+            assert!(!s.remove("b").unwrap());
+            let p = s.put_blob("cafe", b"\0asm").unwrap();
+            assert_eq!(std::fs::read(p).unwrap(), b"\0asm");
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.list().unwrap(), vec![f("a", 2)]);
+        assert_eq!(
+            s.next_version("b").unwrap(),
+            2,
+            "a removed name keeps counting"
+        );
+    }
+}
