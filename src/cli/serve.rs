@@ -120,7 +120,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("sandboxes go under {}", c.describe());
     }
     let store = Store::open(&cfg.state_dir)?;
-    let cache = CompileCache::new(cfg.state_dir.join("cache"))?;
+    let cache = CompileCache::new(cfg.cache_dir())?;
     let sandboxes = Arc::new(SandboxCtx {
         cgroups,
         run_dir,

@@ -167,10 +167,16 @@ impl Deployment {
                 })
             }
         };
-        let endpoint = self.live_endpoint().await?;
+        let endpoint = self.live_endpoint(None).await?;
         let limit = self.spec.limits.max_body.0 as usize;
-        let sent =
-            tokio::time::timeout(self.timeout() + TIMEOUT_GRACE, endpoint.send(req, limit)).await;
+        let deadline = tokio::time::Instant::now() + self.timeout() + TIMEOUT_GRACE;
+        let mut sent = tokio::time::timeout_at(deadline, endpoint.send(req.clone(), limit)).await;
+        if let Ok(Err(TransportError::NotDelivered(_))) = &sent {
+            // The sandbox died before it got the request: send it once more, to the
+            // replacement the supervisor starts. A delivered request is never sent twice.
+            let next = self.live_endpoint(Some(&endpoint)).await?;
+            sent = tokio::time::timeout_at(deadline, next.send(req, limit)).await;
+        }
         let response = match sent {
             Err(_) => {
                 return Err(DispatchError::Timeout {
@@ -201,14 +207,22 @@ impl Deployment {
         Ok(Reply { outcome, response })
     }
 
-    /// The live sandbox; while it restarts, wait up to the start timeout.
-    async fn live_endpoint(&self) -> Result<Arc<Endpoint>, DispatchError> {
-        if let Some(e) = self.endpoint.borrow().clone() {
-            return Ok(e);
+    /// The live sandbox, other than `failed`; while it restarts, wait up to the start timeout.
+    async fn live_endpoint(&self, failed: Option<&Arc<Endpoint>>) -> Result<Arc<Endpoint>, DispatchError> {
+        let usable = |e: &Option<Arc<Endpoint>>| match (e, failed) {
+            (Some(e), Some(f)) => !Arc::ptr_eq(e, f),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        {
+            let current = self.endpoint.borrow();
+            if usable(&current) {
+                return Ok(current.clone().expect("usable is Some"));
+            }
         }
         let mut rx = self.endpoint.clone();
         let waited = tokio::time::timeout(self.start_timeout, async {
-            rx.wait_for(|e| e.is_some()).await.map(|e| e.clone())
+            rx.wait_for(usable).await.map(|e| e.clone())
         })
         .await;
         match waited {

@@ -14,8 +14,10 @@ use tokio::net::UnixStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("connecting to the sandbox: {0}")]
-    Connect(std::io::Error),
+    /// The request never reached the sandbox (nobody listening, or the connection was
+    /// already closed): safe to send again to its replacement.
+    #[error("the sandbox is not reachable: {0}")]
+    NotDelivered(String),
     #[error("the sandbox closed the connection: {0}")]
     Broken(String),
     #[error("the response is over {0} bytes")]
@@ -40,10 +42,10 @@ impl Endpoint {
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
         let stream = UnixStream::connect(&self.socket)
             .await
-            .map_err(TransportError::Connect)?;
+            .map_err(|e| TransportError::NotDelivered(e.to_string()))?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| TransportError::Broken(e.to_string()))?;
+            .map_err(|e| TransportError::NotDelivered(e.to_string()))?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -71,10 +73,13 @@ impl Endpoint {
             Some(s) => s,
             None => self.connect().await?,
         };
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| TransportError::Broken(e.to_string()))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            if e.is_canceled() {
+                TransportError::NotDelivered(e.to_string())
+            } else {
+                TransportError::Broken(e.to_string())
+            }
+        })?;
         let (parts, body) = resp.into_parts();
         let bytes = match Limited::new(body, max_response).collect().await {
             Ok(c) => c.to_bytes(),

@@ -17,6 +17,7 @@ pub struct HostConfig {
     pub listen: SocketAddr,
     pub functions_dir: PathBuf,
     pub state_dir: PathBuf,
+    pub cache_dir: PathBuf,
     #[serde(default)]
     pub admin_token: Option<String>,
     pub max_admin_body: Bytes,
@@ -52,6 +53,15 @@ pub struct CgroupConfig {
 
 impl HostConfig {
     /// The embedded defaults.
+    /// Where precompiled artifacts live.
+    pub fn cache_dir(&self) -> PathBuf {
+        if self.cache_dir.as_os_str().is_empty() {
+            self.state_dir.join("cache")
+        } else {
+            self.cache_dir.clone()
+        }
+    }
+
     pub fn embedded() -> Self {
         parse_toml(Path::new("<embedded config/surge.toml>"), EMBEDDED)
             .expect("the embedded config/surge.toml parses (checked by a test)")
@@ -86,6 +96,7 @@ struct PartialCheck {
     listen: Option<SocketAddr>,
     functions_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
     admin_token: Option<String>,
     max_admin_body: Option<Bytes>,
     defaults: Option<PartialDefaults>,

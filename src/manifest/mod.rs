@@ -46,6 +46,8 @@ impl FileError {
 pub fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, FileError> {
     toml::from_str(text).map_err(|e| {
         let (line, key) = match e.span() {
+            // A missing key has no place of its own: serde points at the whole table.
+            Some(_) if e.message().starts_with("missing field") => (None, None),
             Some(span) => {
                 let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
                 (Some(line), key_at(text, span.start))

@@ -108,7 +108,7 @@ fn golden_errors() {
         ),
         (
             "name = \"a\"\nhandler = \"a.wasm\"\nkind = \"grpc\"\n",
-            "functions/x/function.toml:3: unknown variant `grpc`, expected `http` or `event`",
+            "functions/x/function.toml:3: key `kind`: unknown variant `grpc`, expected `http` or `event`",
         ),
         (
             "name = \"a\"\nhandler = \"a.wasm\"\n[scaling]\nmin_instances = 5\nmax_instances = 2\n",

@@ -113,7 +113,7 @@ impl fmt::Display for Bytes {
     /// The largest binary suffix that divides the value exactly.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (suf, m) in BINARY_SUFFIXES.iter().rev() {
-            if self.0 >= *m && self.0 % m == 0 {
+            if self.0 >= *m && self.0.is_multiple_of(*m) {
                 return write!(f, "{}{}", self.0 / m, suf);
             }
         }
@@ -217,7 +217,7 @@ impl fmt::Display for Span {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
         for (unit, size) in [("h", 3_600_000u128), ("m", 60_000), ("s", 1_000)] {
-            if ms >= size && ms % size == 0 {
+            if ms >= size && ms.is_multiple_of(size) {
                 return write!(f, "{}{}", ms / size, unit);
             }
         }

@@ -50,7 +50,7 @@ impl wasmtime_wasi_http::WasiHttpHooks for NoOutbound {
         _options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> OutgoingFuture {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied.into()) })
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 

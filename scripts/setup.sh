@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what is missing and build everything: the example functions and surge (release).
+# Idempotent: what is present is skipped. Sourced by run.sh and test.sh.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if ! command -v cargo >/dev/null; then
+  echo "surge needs a Rust toolchain (cargo) on PATH" >&2
+  exit 1
+fi
+# A C compiler for the bundled SQLite, python3 with venv for componentize-py.
+missing=()
+command -v cc >/dev/null || missing+=(gcc)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+bash functions/build.sh
+cargo build --release --locked

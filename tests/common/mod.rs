@@ -1,0 +1,274 @@
+//! Test harness: a real `surge serve` process on 127.0.0.1:0 with its own state dir, its own
+//! cgroup subtree and the example functions, and a plain HTTP/1.1 client on a real socket.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+pub const SURGE: &str = env!("CARGO_BIN_EXE_surge");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compiled artifacts are shared by every test host: an 18 MB component compiles once.
+pub fn shared_cache() -> PathBuf {
+    repo().join("target").join("surge-test-cache")
+}
+
+/// True when this process can create cgroups (root on a writable cgroupfs).
+pub fn cgroups_writable() -> Result<(), String> {
+    let probe = Command::new(SURGE).arg("--version").output();
+    if probe.is_err() {
+        return Err("surge binary missing".into());
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    let mem = own
+        .lines()
+        .find_map(|l| {
+            let mut p = l.splitn(3, ':');
+            let (_, c, path) = (p.next()?, p.next()?, p.next()?);
+            (c.split(',').any(|c| c == "memory") || c.is_empty()).then(|| path.to_string())
+        })
+        .ok_or("no memory cgroup in /proc/self/cgroup")?;
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let base = if v2 { PathBuf::from("/sys/fs/cgroup") } else { PathBuf::from("/sys/fs/cgroup/memory") };
+    let dir = base.join(mem.trim_start_matches('/')).join(format!("surge-probe-{}", std::process::id()));
+    std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_dir(&dir);
+    Ok(())
+}
+
+/// Say a test is skipped, and why, in a way CI logs show.
+pub fn skip(test: &str, why: &str) {
+    // Straight to fd 2: libtest captures print!/eprint!, and a skip must show in CI's log.
+    let _ = writeln!(std::io::stderr(), "skipped: {test}: {why}");
+}
+
+static HOSTS: AtomicU32 = AtomicU32::new(0);
+
+pub struct Host {
+    child: Option<Child>,
+    pub url: String,
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+    pub subtree: String,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+impl Host {
+    /// A host serving copies of the named example functions.
+    pub fn start(functions: &[&str]) -> Host {
+        Self::start_with(functions, "")
+    }
+
+    pub fn start_with(functions: &[&str], extra_config: &str) -> Host {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fdir = dir.path().join("functions");
+        std::fs::create_dir_all(&fdir).unwrap();
+        for f in functions {
+            copy_function(f, &fdir.join(f));
+        }
+        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
+        let subtree = format!("surge-test-{}-{n}", std::process::id());
+        let required = cgroups_writable().is_ok();
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\nfunctions_dir = {:?}\nstate_dir = {:?}\ncache_dir = {:?}\n{extra_config}\n[cgroup]\nsubtree = {subtree:?}\nrequired = {required}\n",
+            fdir,
+            dir.path().join("state"),
+            shared_cache(),
+        );
+        std::fs::write(dir.path().join("surge.toml"), config).unwrap();
+        let mut h = Host { child: None, url: String::new(), addr: String::new(), dir, subtree };
+        h.spawn();
+        h
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(SURGE)
+            .arg("serve")
+            .arg("--config")
+            .arg(self.dir.path().join("surge.toml"))
+            .env("RUST_LOG", "warn")
+            .env_remove("SURGE_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn surge serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut url = None;
+        for line in lines.by_ref() {
+            let line = line.expect("read serve output");
+            if let Some(u) = line.strip_prefix("listening on ") {
+                url = Some(u.trim().to_string());
+            }
+            if line.starts_with("ready:") {
+                assert!(line.ends_with(", 0 failed"), "host start: {line}");
+                break;
+            }
+        }
+        // Keep draining stdout so the host never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let url = url.expect("surge serve printed its address");
+        self.addr = url.trim_start_matches("http://").to_string();
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.state_dir().join("admin-token")).expect("admin token").trim().to_string()
+    }
+
+    /// Stop (SIGTERM, graceful) and start again on the same state.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            for _ in 0..200 {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Run the CLI against this host: (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(SURGE)
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .env_remove("SURGE_URL")
+            .env_remove("SURGE_ADMIN_TOKEN")
+            .output()
+            .expect("run surge cli");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    }
+
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        http(&self.addr, method, path, headers, body)
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, &[], b"")
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> Reply {
+        self.request("POST", path, &[], body)
+    }
+
+    pub fn invoke(&self, name: &str, body: &[u8]) -> Reply {
+        self.post(&format!("/2015-03-31/functions/{name}/invocations"), body)
+    }
+
+    pub fn admin(&self, method: &str, path: &str) -> Reply {
+        let auth = format!("Bearer {}", self.token());
+        self.request(method, path, &[("authorization", &auth)], b"")
+    }
+
+    /// The function's entry in `GET /admin/v1/functions`.
+    pub fn function(&self, name: &str) -> Option<serde_json::Value> {
+        let r = self.admin("GET", "/admin/v1/functions");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v.as_array().unwrap().iter().find(|f| f["name"] == name).cloned()
+    }
+
+    pub fn sandbox_pid(&self, name: &str) -> Option<u32> {
+        self.function(name).and_then(|f| f["sandbox_pid"].as_u64()).map(|p| p as u32)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Copy an example function's manifest and built .wasm.
+pub fn copy_function(name: &str, to: &Path) {
+    let from = repo().join("functions").join(name);
+    std::fs::create_dir_all(to).unwrap();
+    for file in ["function.toml".to_string(), format!("{name}.wasm")] {
+        let src = from.join(&file);
+        assert!(src.exists(), "{} is missing: build the examples first (functions/build.sh)", src.display());
+        std::fs::copy(&src, to.join(&file)).unwrap();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Reply {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("complete response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+        body = dechunk(&body);
+    }
+    Reply { status, headers, body }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+    out
+}
