@@ -67,12 +67,18 @@ fn a_redeploy_under_steady_traffic_loses_no_request() {
     let (mut old, mut new) = (0, 0);
     for c in clients {
         let (o, n, bad) = c.join().unwrap();
-        assert!(bad.is_empty(), "lost or failed requests during the redeploy: {bad:?}");
+        assert!(
+            bad.is_empty(),
+            "lost or failed requests during the redeploy: {bad:?}"
+        );
         old += o;
         new += n;
     }
     println!("redeploy under load: {old} answers from v1, {new} from v2, 0 lost");
-    assert!(old > 0 && new > 0, "traffic spanned the switch: {old} old, {new} new");
+    assert!(
+        old > 0 && new > 0,
+        "traffic spanned the switch: {old} old, {new} new"
+    );
     // The old version's sandbox is gone once drained.
     assert_eq!(h.function("svc").unwrap()["version"], 2);
 }
@@ -84,7 +90,10 @@ fn deployments_survive_a_restart() {
     let src = h.dir.path().join("elsewhere/mirror");
     copy_function("echo", &src);
     let m = src.join("function.toml");
-    let text = std::fs::read_to_string(&m).unwrap().replace("name = \"echo\"", "name = \"mirror\"").replace("route = \"/echo\"", "route = \"/mirror\"");
+    let text = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("name = \"echo\"", "name = \"mirror\"")
+        .replace("route = \"/echo\"", "route = \"/mirror\"");
     std::fs::write(&m, text).unwrap();
     let (code, _, err) = h.cli(&["deploy", m.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
@@ -92,7 +101,9 @@ fn deployments_survive_a_restart() {
     let before = h.function("mirror").unwrap();
 
     h.restart();
-    let after = h.function("mirror").expect("mirror is still deployed after a restart");
+    let after = h
+        .function("mirror")
+        .expect("mirror is still deployed after a restart");
     assert_eq!(after["version"], before["version"]);
     assert_eq!(after["wasm_sha256"], before["wasm_sha256"]);
     assert_eq!(h.post("/mirror", b"back").text(), "back");
@@ -172,8 +183,15 @@ fn bad_manifests_are_refused_with_their_exact_errors_and_change_nothing() {
         assert_eq!(code, 1, "{case}: deploy should fail: {out}");
         let line = err.trim();
         assert!(line.starts_with("error: "), "{case}: {line}");
-        assert!(line.contains(&want), "{case}:\n  got: {line}\n want: …{want}…");
+        assert!(
+            line.contains(&want),
+            "{case}:\n  got: {line}\n want: …{want}…"
+        );
         assert_eq!(line.lines().count(), 1, "{case}: one line");
     }
-    assert_eq!(h.admin("GET", "/admin/v1/functions").text(), before, "the registry is unchanged");
+    assert_eq!(
+        h.admin("GET", "/admin/v1/functions").text(),
+        before,
+        "the registry is unchanged"
+    );
 }

@@ -15,11 +15,20 @@ fn an_infinite_loop_times_out_and_the_next_request_gets_a_fresh_instance() {
         let r = h.post("/loop", b"{}");
         let took = t.elapsed();
         assert_eq!(r.status, 504, "round {round}: {}", r.text());
-        assert!(took < Duration::from_millis(2000), "round {round}: timeout 1s answered after {took:?}");
-        assert!(took >= Duration::from_millis(900), "round {round}: answered before the timeout ({took:?})");
+        assert!(
+            took < Duration::from_millis(2000),
+            "round {round}: timeout 1s answered after {took:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(900),
+            "round {round}: answered before the timeout ({took:?})"
+        );
     }
     let r = h.invoke("loop", b"{}");
-    assert_eq!(r.status, 200, "Lambda reports a timeout as a function error");
+    assert_eq!(
+        r.status, 200,
+        "Lambda reports a timeout as a function error"
+    );
     assert_eq!(r.header("x-amz-function-error"), Some("Unhandled"));
     assert!(r.text().contains("Sandbox.Timedout"), "{}", r.text());
     // Instances were discarded, not the sandbox; other functions were never affected.
@@ -39,14 +48,25 @@ fn a_memory_bomb_fails_cleanly_and_a_modest_request_succeeds() {
     assert_eq!(r.status, 500);
     assert!(r.text().contains("memory"), "{}", r.text());
     // The log tail comes back when asked for, as Lambda's X-Amz-Log-Result.
-    let r = h.request("POST", "/2015-03-31/functions/memhog/invocations", &[("x-amz-log-type", "Tail")], br#"{"mib":200}"#);
+    let r = h.request(
+        "POST",
+        "/2015-03-31/functions/memhog/invocations",
+        &[("x-amz-log-type", "Tail")],
+        br#"{"mib":200}"#,
+    );
     let tail = r.header("x-amz-log-result").expect("log tail");
     use base64::Engine as _;
-    let log = base64::engine::general_purpose::STANDARD.decode(tail).unwrap();
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(tail)
+        .unwrap();
     assert!(String::from_utf8_lossy(&log).contains("out of memory"));
     // Under the limit it works, on the same sandbox.
     let r = h.invoke("memhog", br#"{"mib":16}"#);
     assert_eq!(r.status, 200);
     assert!(r.header("x-amz-function-error").is_none(), "{}", r.text());
-    assert!(r.text().starts_with(r#"{"allocated_mib":16"#), "{}", r.text());
+    assert!(
+        r.text().starts_with(r#"{"allocated_mib":16"#),
+        "{}",
+        r.text()
+    );
 }

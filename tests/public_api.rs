@@ -26,15 +26,28 @@ fn routes_invoke_api_errors_and_auth() {
     let r = h.invoke("arn:aws:lambda:us-east-1:123456789012:function:echo", b"{}");
     assert_eq!((r.status, r.text().as_str()), (200, "{}"));
     // DryRun and Event invocation types.
-    let r = h.request("POST", "/2015-03-31/functions/echo/invocations", &[("x-amz-invocation-type", "DryRun")], b"{}");
+    let r = h.request(
+        "POST",
+        "/2015-03-31/functions/echo/invocations",
+        &[("x-amz-invocation-type", "DryRun")],
+        b"{}",
+    );
     assert_eq!(r.status, 204);
-    let r = h.request("POST", "/2015-03-31/functions/echo/invocations", &[("x-amz-invocation-type", "Event")], b"{}");
+    let r = h.request(
+        "POST",
+        "/2015-03-31/functions/echo/invocations",
+        &[("x-amz-invocation-type", "Event")],
+        b"{}",
+    );
     assert_eq!(r.status, 202);
 
     // Unknown function and route.
     let r = h.invoke("nope", b"{}");
     assert_eq!(r.status, 404);
-    assert_eq!(r.header("x-amzn-errortype"), Some("ResourceNotFoundException"));
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("ResourceNotFoundException")
+    );
     assert!(r.text().contains("nope"), "{}", r.text());
     assert_eq!(h.get("/nowhere").status, 404);
 
@@ -43,7 +56,10 @@ fn routes_invoke_api_errors_and_auth() {
     assert_eq!(h.post("/echo", &big).status, 413);
     let r = h.invoke("echo", &big);
     assert_eq!(r.status, 413);
-    assert_eq!(r.header("x-amzn-errortype"), Some("RequestTooLargeException"));
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("RequestTooLargeException")
+    );
     // Exactly at the limit is fine.
     let at = vec![b'y'; 6 * 1024 * 1024];
     let r = h.post("/echo", &at);
@@ -51,16 +67,43 @@ fn routes_invoke_api_errors_and_auth() {
 
     // Admin API: no token, wrong token, right token.
     assert_eq!(h.get("/admin/v1/functions").status, 401);
-    assert_eq!(h.request("GET", "/admin/v1/functions", &[("authorization", "Bearer wrong")], b"").status, 401);
-    assert_eq!(h.request("DELETE", "/admin/v1/functions/echo", &[("authorization", "Bearer wrong")], b"").status, 401);
-    assert!(h.function("echo").is_some(), "a refused remove changed nothing");
+    assert_eq!(
+        h.request(
+            "GET",
+            "/admin/v1/functions",
+            &[("authorization", "Bearer wrong")],
+            b""
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        h.request(
+            "DELETE",
+            "/admin/v1/functions/echo",
+            &[("authorization", "Bearer wrong")],
+            b""
+        )
+        .status,
+        401
+    );
+    assert!(
+        h.function("echo").is_some(),
+        "a refused remove changed nothing"
+    );
     assert_eq!(h.admin("GET", "/admin/v1/functions").status, 200);
 
     // Health and metrics.
     assert_eq!(h.get("/healthz").status, 200);
     let m = h.get("/metrics").text();
-    assert!(m.contains("surge_requests_total{function=\"echo\",outcome=\"ok\"}"), "{m}");
-    assert!(m.contains("surge_function_instances{function=\"hello\"} 1"), "{m}");
+    assert!(
+        m.contains("surge_requests_total{function=\"echo\",outcome=\"ok\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("surge_function_instances{function=\"hello\"} 1"),
+        "{m}"
+    );
 
     // The CLI finds the server and token through the state dir.
     let (code, out, err) = h.cli(&["invoke", "echo", "--data", r#"{"via":"cli"}"#]);

@@ -7,24 +7,43 @@ use std::time::Duration;
 use common::{cgroups_writable, skip, Host};
 
 fn read(p: &PathBuf) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().to_string()
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
 }
 
 #[test]
 fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove() {
     if let Err(why) = cgroups_writable() {
-        return skip("a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove", &why);
+        return skip(
+            "a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove",
+            &why,
+        );
     }
     let h = Host::start(&["echo"]);
     let f = h.function("echo").expect("echo deployed");
     let pid = f["sandbox_pid"].as_u64().expect("sandbox pid") as u32;
-    let dirs: Vec<PathBuf> = f["cgroup"].as_array().unwrap().iter().map(|d| PathBuf::from(d.as_str().unwrap())).collect();
+    let dirs: Vec<PathBuf> = f["cgroup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| PathBuf::from(d.as_str().unwrap()))
+        .collect();
     assert!(!dirs.is_empty());
     for d in &dirs {
         assert!(d.is_dir(), "{} exists", d.display());
-        assert!(d.to_string_lossy().contains(&h.subtree), "{} is inside this host's subtree", d.display());
+        assert!(
+            d.to_string_lossy().contains(&h.subtree),
+            "{} is inside this host's subtree",
+            d.display()
+        );
         let procs = read(&d.join("cgroup.procs"));
-        assert!(procs.lines().any(|l| l == pid.to_string()), "{} holds {pid}: {procs}", d.display());
+        assert!(
+            procs.lines().any(|l| l == pid.to_string()),
+            "{} holds {pid}: {procs}",
+            d.display()
+        );
     }
     // echo: memory 64Mi × 1 instance + 96Mi sandbox overhead; cpu 250m; pids 64.
     let want_mem = (64u64 + 96) << 20;
@@ -35,7 +54,12 @@ fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove()
         assert_eq!(read(&d.join("cpu.max")), "25000 100000");
         assert_eq!(read(&d.join("pids.max")), "64");
     } else {
-        let find = |file: &str| dirs.iter().map(|d| d.join(file)).find(|p| p.exists()).unwrap_or_else(|| panic!("{file} in {dirs:?}"));
+        let find = |file: &str| {
+            dirs.iter()
+                .map(|d| d.join(file))
+                .find(|p| p.exists())
+                .unwrap_or_else(|| panic!("{file} in {dirs:?}"))
+        };
         assert_eq!(read(&find("memory.limit_in_bytes")), want_mem.to_string());
         assert_eq!(read(&find("cpu.cfs_quota_us")), "25000");
         assert_eq!(read(&find("cpu.cfs_period_us")), "100000");
@@ -44,16 +68,32 @@ fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove()
     // The sandbox is not the host's user, and cannot gain privileges.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert!(!uid_line.split_whitespace().skip(1).any(|u| u == "0"), "sandbox runs as root: {uid_line}");
-    assert!(status.lines().any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')), "no_new_privs set");
-    assert!(status.lines().any(|l| l.starts_with("CapEff:") && l.ends_with("0000000000000000")), "no capabilities");
+    assert!(
+        !uid_line.split_whitespace().skip(1).any(|u| u == "0"),
+        "sandbox runs as root: {uid_line}"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')),
+        "no_new_privs set"
+    );
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("CapEff:") && l.ends_with("0000000000000000")),
+        "no capabilities"
+    );
 
     let (code, out, err) = h.cli(&["remove", "echo"]);
     assert_eq!(code, 0, "{out}{err}");
     for d in &dirs {
         assert!(!d.exists(), "{} removed with the function", d.display());
     }
-    assert!(!PathBuf::from(format!("/proc/{pid}")).exists(), "sandbox {pid} gone");
+    assert!(
+        !PathBuf::from(format!("/proc/{pid}")).exists(),
+        "sandbox {pid} gone"
+    );
     assert_eq!(h.invoke("echo", b"{}").status, 404);
 }
 
@@ -62,7 +102,11 @@ fn a_killed_sandbox_is_replaced_and_the_next_request_succeeds() {
     let h = Host::start(&["echo", "hello"]);
     for name in ["echo", "hello"] {
         let pid = h.sandbox_pid(name).expect("sandbox pid");
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
         // Once the host has noticed the death (a request racing the kill itself may get a
         // 502), the next request is served: by the replacement, or after waiting for it.
         let mut noticed = false;
@@ -74,10 +118,17 @@ fn a_killed_sandbox_is_replaced_and_the_next_request_succeeds() {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(noticed, "{name}: the host noticed the dead sandbox");
-        let r = if name == "echo" { h.post("/echo", b"after kill") } else { h.get("/hello") };
+        let r = if name == "echo" {
+            h.post("/echo", b"after kill")
+        } else {
+            h.get("/hello")
+        };
         assert_eq!(r.status, 200, "{name}: {}", r.text());
         let new_pid = h.sandbox_pid(name);
-        assert!(new_pid.is_some() && new_pid != Some(pid), "{name} got a new sandbox: {new_pid:?}");
+        assert!(
+            new_pid.is_some() && new_pid != Some(pid),
+            "{name} got a new sandbox: {new_pid:?}"
+        );
     }
     assert_eq!(h.get("/healthz").status, 200, "the host survived");
 }

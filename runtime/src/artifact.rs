@@ -55,6 +55,23 @@ pub fn detect_kind(file: &str, bytes: &[u8]) -> Result<Kind, ArtifactError> {
     }
 }
 
+/// The binary's kind, which must be the manifest's `declared` kind when it names one.
+fn detect_declared_kind(
+    file: &str,
+    bytes: &[u8],
+    declared: Option<Kind>,
+) -> Result<Kind, ArtifactError> {
+    let kind = detect_kind(file, bytes)?;
+    match declared {
+        Some(d) if d != kind => Err(ArtifactError::KindMismatch {
+            file: file.into(),
+            declared: d.as_str(),
+            detected: kind.as_str(),
+        }),
+        _ => Ok(kind),
+    }
+}
+
 /// A handler that passed every check, compiled for `engine`.
 pub struct Checked {
     pub kind: Kind,
@@ -69,16 +86,7 @@ pub fn inspect(
     bytes: &[u8],
     declared: Option<Kind>,
 ) -> Result<Checked, ArtifactError> {
-    let kind = detect_kind(file, bytes)?;
-    if let Some(d) = declared {
-        if d != kind {
-            return Err(ArtifactError::KindMismatch {
-                file: file.into(),
-                declared: d.as_str(),
-                detected: kind.as_str(),
-            });
-        }
-    }
+    let kind = detect_declared_kind(file, bytes, declared)?;
     let invalid = |e: wasmtime::Error| ArtifactError::Invalid {
         file: file.into(),
         detail: format!("{e:#}"),
@@ -170,16 +178,7 @@ impl CompileCache {
         bytes: &[u8],
         declared: Option<Kind>,
     ) -> Result<(Kind, PathBuf), ArtifactError> {
-        let kind = detect_kind(file, bytes)?;
-        if let Some(d) = declared {
-            if d != kind {
-                return Err(ArtifactError::KindMismatch {
-                    file: file.into(),
-                    declared: d.as_str(),
-                    detected: kind.as_str(),
-                });
-            }
-        }
+        let kind = detect_declared_kind(file, bytes, declared)?;
         let path = self.path_for(engine, kind, &sha256_hex(bytes));
         if path.exists() {
             return Ok((kind, path));

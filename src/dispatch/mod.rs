@@ -208,7 +208,10 @@ impl Deployment {
     }
 
     /// The live sandbox, other than `failed`; while it restarts, wait up to the start timeout.
-    async fn live_endpoint(&self, failed: Option<&Arc<Endpoint>>) -> Result<Arc<Endpoint>, DispatchError> {
+    async fn live_endpoint(
+        &self,
+        failed: Option<&Arc<Endpoint>>,
+    ) -> Result<Arc<Endpoint>, DispatchError> {
         let usable = |e: &Option<Arc<Endpoint>>| match (e, failed) {
             (Some(e), Some(f)) => !Arc::ptr_eq(e, f),
             (Some(_), None) => true,

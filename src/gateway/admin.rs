@@ -98,7 +98,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse
         Action::Deploy => {
             let (parts, body) = req.into_parts();
             let limit = gw.registry.config.max_admin_body.0;
-            let body = read_body(body, &parts.headers, limit, "the admin API").await?;
+            let body = read_body(body, &parts.headers, limit, || "the admin API".into()).await?;
             let dr: DeployRequest = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::BadRequest(format!("deploy request: {e}")))?;
             let wasm = base64::engine::general_purpose::STANDARD

@@ -21,7 +21,7 @@ use surge_runtime::sandbox::protocol;
 use surge_runtime::Kind;
 
 use super::errors::{ApiError, HttpResponse, Surface};
-use super::{invoke, read_body, Gateway};
+use super::{invoke, read_function_body, sandbox_request, Gateway};
 
 pub const PREFIX: &str = "/2015-03-31/functions/";
 
@@ -92,13 +92,7 @@ async fn handle_inner(
     let tail = header("x-amz-log-type").as_deref() == Some("Tail");
     let (parts, body) = req.into_parts();
     // Lambda's own payload limit is the function's max_body here.
-    let payload = read_body(
-        body,
-        &parts.headers,
-        d.spec.limits.max_body.0,
-        &format!("function {}", d.name()),
-    )
-    .await?;
+    let payload = read_function_body(&d, &parts, body).await?;
     let mut parts = parts;
     // An http function sees the event as a POST to its root.
     if d.kind == Kind::Http {
@@ -119,21 +113,12 @@ async fn handle_inner(
             )
         }
         "Event" => {
-            let registry = gw.registry.clone();
             let d = Arc::clone(&d);
+            let req = sandbox_request(parts, payload);
             // Detached: the caller gets 202 now; the deployment counts it in flight, so a
             // redeploy or remove still drains it.
             tokio::spawn(async move {
-                let _keep = registry;
-                let mut b = Request::builder()
-                    .method(parts.method.clone())
-                    .uri(parts.uri.clone());
-                for (k, v) in parts.headers.iter() {
-                    b = b.header(k, v);
-                }
-                if let Ok(req) = b.body(Full::new(payload)) {
-                    let _ = d.call(req).await;
-                }
+                let _ = d.call(req).await;
             });
             return Ok(
                 with_version(Response::builder().status(StatusCode::ACCEPTED), &version)
@@ -147,7 +132,7 @@ async fn handle_inner(
             )))
         }
     }
-    let reply = match invoke(gw, &d, parts, payload).await {
+    let reply = match invoke(gw, &d, sandbox_request(parts, payload)).await {
         Ok(r) => r,
         // Lambda reports a timeout as the function's error, not the service's.
         Err(ApiError::Dispatch(e @ crate::dispatch::DispatchError::Timeout { .. })) => {

@@ -92,10 +92,10 @@ pub async fn read_body(
     body: Incoming,
     headers: &hyper::HeaderMap,
     limit: u64,
-    what: &str,
+    what: impl Fn() -> String,
 ) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::BodyTooLarge {
-        what: what.to_string(),
+        what: what(),
         limit,
     };
     if let Some(len) = headers
@@ -119,6 +119,43 @@ pub async fn read_body(
     }
 }
 
+/// A function's request body, up to its `max_body`.
+pub async fn read_function_body(
+    d: &Deployment,
+    parts: &hyper::http::request::Parts,
+    body: Incoming,
+) -> Result<Bytes, ApiError> {
+    read_body(body, &parts.headers, d.spec.limits.max_body.0, || {
+        format!("function {}", d.name())
+    })
+    .await
+}
+
+/// The request as the sandbox gets it: origin-form URI, end-to-end headers, a Host.
+pub fn sandbox_request(
+    mut parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Request<Full<Bytes>> {
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .parse()
+            .unwrap_or_default();
+    }
+    for h in HOP_BY_HOP {
+        parts.headers.remove(h);
+    }
+    if !parts.headers.contains_key(HOST) {
+        parts
+            .headers
+            .insert(HOST, HeaderValue::from_static("localhost"));
+    }
+    Request::from_parts(parts, Full::new(body))
+}
+
 /// A function route: forward to the function whose route is the longest prefix.
 async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let routes = gw.registry.routes();
@@ -128,18 +165,8 @@ async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, Api
         .clone();
     drop(routes);
     let (parts, body) = req.into_parts();
-    let body = read_body(
-        body,
-        &parts.headers,
-        d.spec.limits.max_body.0,
-        &format!("function {}", d.name()),
-    )
-    .await?;
-    let reply = invoke(gw, &d, parts, body).await;
-    let reply = match reply {
-        Ok(r) => r,
-        Err(e) => return Err(e),
-    };
+    let body = read_function_body(&d, &parts, body).await?;
+    let reply = invoke(gw, &d, sandbox_request(parts, body)).await?;
     let (mut parts, body) = reply.response.into_parts();
     match reply.outcome {
         Outcome::Ok => {
@@ -182,29 +209,8 @@ async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, Api
 pub async fn invoke(
     gw: &Gateway,
     d: &Arc<Deployment>,
-    parts: hyper::http::request::Parts,
-    body: Bytes,
+    req: Request<Full<Bytes>>,
 ) -> Result<crate::dispatch::Reply, ApiError> {
-    let mut b = Request::builder().method(parts.method.clone()).uri(
-        parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str())
-            .unwrap_or("/")
-            .parse::<hyper::Uri>()
-            .unwrap_or_default(),
-    );
-    for (k, v) in parts.headers.iter() {
-        if !is_hop_by_hop(k.as_str()) {
-            b = b.header(k, v);
-        }
-    }
-    if !parts.headers.contains_key(HOST) {
-        b = b.header(HOST, "localhost");
-    }
-    let req = b
-        .body(Full::new(body))
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let started = tokio::time::Instant::now();
     let r = d.call(req).await;
     let outcome = match &r {
@@ -234,10 +240,6 @@ const HOP_BY_HOP: [&str; 8] = [
     "trailer",
     "content-length",
 ];
-
-fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.contains(&name)
-}
 
 fn strip_protocol_headers(h: &mut hyper::HeaderMap) {
     for name in [

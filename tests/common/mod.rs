@@ -36,8 +36,14 @@ pub fn cgroups_writable() -> Result<(), String> {
         })
         .ok_or("no memory cgroup in /proc/self/cgroup")?;
     let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let base = if v2 { PathBuf::from("/sys/fs/cgroup") } else { PathBuf::from("/sys/fs/cgroup/memory") };
-    let dir = base.join(mem.trim_start_matches('/')).join(format!("surge-probe-{}", std::process::id()));
+    let base = if v2 {
+        PathBuf::from("/sys/fs/cgroup")
+    } else {
+        PathBuf::from("/sys/fs/cgroup/memory")
+    };
+    let dir = base
+        .join(mem.trim_start_matches('/'))
+        .join(format!("surge-probe-{}", std::process::id()));
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let _ = std::fs::remove_dir(&dir);
     Ok(())
@@ -67,7 +73,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).to_string()
@@ -97,7 +106,13 @@ impl Host {
             shared_cache(),
         );
         std::fs::write(dir.path().join("surge.toml"), config).unwrap();
-        let mut h = Host { child: None, url: String::new(), addr: String::new(), dir, subtree };
+        let mut h = Host {
+            child: None,
+            url: String::new(),
+            addr: String::new(),
+            dir,
+            subtree,
+        };
         h.spawn();
         h
     }
@@ -138,7 +153,10 @@ impl Host {
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.state_dir().join("admin-token")).expect("admin token").trim().to_string()
+        std::fs::read_to_string(self.state_dir().join("admin-token"))
+            .expect("admin token")
+            .trim()
+            .to_string()
     }
 
     /// Stop (SIGTERM, graceful) and start again on the same state.
@@ -149,7 +167,10 @@ impl Host {
 
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             for _ in 0..200 {
                 if let Ok(Some(_)) = c.try_wait() {
                     return;
@@ -178,7 +199,13 @@ impl Host {
         )
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
         http(&self.addr, method, path, headers, body)
     }
 
@@ -204,11 +231,17 @@ impl Host {
         let r = self.admin("GET", "/admin/v1/functions");
         assert_eq!(r.status, 200, "{}", r.text());
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-        v.as_array().unwrap().iter().find(|f| f["name"] == name).cloned()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .cloned()
     }
 
     pub fn sandbox_pid(&self, name: &str) -> Option<u32> {
-        self.function(name).and_then(|f| f["sandbox_pid"].as_u64()).map(|p| p as u32)
+        self.function(name)
+            .and_then(|f| f["sandbox_pid"].as_u64())
+            .map(|p| p as u32)
     }
 }
 
@@ -224,7 +257,11 @@ pub fn copy_function(name: &str, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for file in ["function.toml".to_string(), format!("{name}.wasm")] {
         let src = from.join(&file);
-        assert!(src.exists(), "{} is missing: build the examples first (functions/build.sh)", src.display());
+        assert!(
+            src.exists(),
+            "{} is missing: build the examples first (functions/build.sh)",
+            src.display()
+        );
         std::fs::copy(&src, to.join(&file)).unwrap();
     }
 }
@@ -233,7 +270,10 @@ pub fn copy_function(name: &str, to: &Path) {
 pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -246,24 +286,45 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
 }
 
 fn parse_response(raw: &[u8]) -> Reply {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("complete response head");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("complete response head");
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_string()))
+        })
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
         body = dechunk(&body);
     }
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
