@@ -1,0 +1,31 @@
+"""Drive surge with the real AWS SDK for Python (boto3), as a user would: argv[1] is the
+endpoint. Prints one JSON line of observations for the Rust test to check."""
+import base64
+import json
+import sys
+
+import boto3
+from botocore.config import Config
+
+c = boto3.client(
+    "lambda",
+    endpoint_url=sys.argv[1],
+    region_name="us-east-1",
+    aws_access_key_id="test",
+    aws_secret_access_key="test",
+    config=Config(retries={"max_attempts": 1}),
+)
+seen = {}
+r = c.invoke(FunctionName="echo", Payload=json.dumps({"a": 1}))
+seen["echo"] = [r["StatusCode"], r["Payload"].read().decode(), r.get("FunctionError"), r.get("ExecutedVersion")]
+r = c.invoke(FunctionName="memhog", Payload=json.dumps({"mib": 500}), LogType="Tail")
+seen["memhog"] = [r["StatusCode"], json.loads(r["Payload"].read())["errorType"], r.get("FunctionError"),
+                  base64.b64decode(r["LogResult"]).decode()]
+try:
+    c.invoke(FunctionName="nope", Payload=b"{}")
+    seen["missing"] = "no error"
+except c.exceptions.ResourceNotFoundException as e:
+    seen["missing"] = "ResourceNotFoundException"
+r = c.invoke(FunctionName="echo", Payload=b"{}", InvocationType="Event")
+seen["event"] = r["StatusCode"]
+print(json.dumps(seen))
