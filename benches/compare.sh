@@ -24,8 +24,9 @@ out="$root/target/bench"; mkdir -p "$out"
 work="$(mktemp -d)"; trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/functions/hello"
 cp functions/hello/hello.wasm "$work/functions/hello/"
-# Two instances: one per core, as wasmtime serve gets to use both cores.
-sed 's/^min_instances = 1/min_instances = 2/' functions/hello/function.toml > "$work/functions/hello/function.toml"
+# Two instances of one core each: the cgroup lets surge use both cores, as wasmtime serve
+# (which has no limits) does. The sandbox, its cgroup and its limits stay on.
+sed -e 's/^min_instances = 1/min_instances = 2/' -e 's/^cpu = .*/cpu = "1000m"/' functions/hello/function.toml > "$work/functions/hello/function.toml"
 
 port_surge=18181; port_wt=18182
 ./target/release/surge serve --listen 127.0.0.1:$port_surge --state-dir "$work/state" --functions-dir "$work/functions" > "$work/surge.log" 2>&1 &

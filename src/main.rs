@@ -1,15 +1,6 @@
-//! surge: a Lambda-style host for WebAssembly functions.
-//!
-//! Data path: `gateway` → `registry::routes` → `dispatch` → sandbox (in `surge-runtime`).
-//! Control path: `registry` (deploy/remove) → `control` (sandbox processes, cgroups).
+//! The `surge` binary: the CLI over the `surge` library.
 
-mod cli;
-mod control;
-mod dispatch;
-mod gateway;
-mod manifest;
-mod metrics;
-mod registry;
+use surge::cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Semaphore};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -16,7 +17,6 @@ use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::{arm_deadline, classify, set_budget, Budgeted, InstanceLimiter, Outcome};
@@ -146,7 +146,7 @@ pub struct HttpHandler {
     settings: HttpSettings,
     idle: Mutex<Vec<Warm>>,
     /// One permit per instance: the requests running at once.
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
 }
 
 impl HttpHandler {
@@ -156,7 +156,7 @@ impl HttpHandler {
         settings: HttpSettings,
     ) -> wasmtime::Result<Arc<Self>> {
         let pre = ProxyPre::new(linker(engine)?.instantiate_pre(component)?)?;
-        let permits = Arc::new(Semaphore::new(settings.instances.max(1) as usize));
+        let permits = Semaphore::new(settings.instances.max(1) as usize);
         Ok(Arc::new(HttpHandler {
             engine: engine.clone(),
             pre,
@@ -222,19 +222,24 @@ impl HttpHandler {
         });
     }
 
-    /// Serve one request on a warm instance.
+    /// Serve one request on a warm instance and return the whole response, its body capped
+    /// at `max_body` bytes.
+    ///
+    /// The guest call and the reading of its response body run jointly in the caller's task
+    /// (no spawn, no cross-thread hand-off per request): the guest may keep writing the body
+    /// after it sets the response head, so the two must progress together.
     pub async fn handle<B>(
         self: &Arc<Self>,
         req: hyper::Request<B>,
-    ) -> Result<hyper::Response<HyperOutgoingBody>, HttpFailure>
+        max_body: usize,
+    ) -> Result<hyper::Response<Bytes>, HttpFailure>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let permit = self
+        let _permit = self
             .permits
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .expect("semaphore is never closed");
         let idle = self.idle.lock().pop();
@@ -266,46 +271,50 @@ impl HttpHandler {
                 });
             }
         };
-        let this = self.clone();
-        // The guest keeps running after it hands back the response head, to stream the body;
-        // the instance returns to the pool only when `handle` has returned.
-        let task = tokio::spawn(async move {
-            let r = inst
-                .proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut inst.store, wreq, out)
-                .await;
-            inst.served += 1;
-            let failure = r.err().map(|e| classify(&e, &inst.store.data().limiter));
-            if failure.is_none()
-                && inst.served < this.settings.reuse
-                && !inst.store.data().limiter.denied
-            {
-                this.idle.lock().push(inst);
-            } else {
-                drop(inst);
-                this.replenish();
+        let call = inst
+            .proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut inst.store, wreq, out);
+        let response = async {
+            let resp = match rx.await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(code)) => return Err(Some(format!("handler returned an error: {code:?}"))),
+                // Dropped without a response: the call's own result says why.
+                Err(_) => return Err(None),
+            };
+            let (parts, body) = resp.into_parts();
+            match http_body_util::Limited::new(body, max_body).collect().await {
+                Ok(b) => Ok(hyper::Response::from_parts(parts, b.to_bytes())),
+                Err(_) => Err(Some(format!(
+                    "the response body is over the function's max_body of {max_body} bytes"
+                ))),
             }
-            drop(permit);
-            failure
-        });
-        match rx.await {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(code)) => Err(HttpFailure {
+        };
+        let (called, response) = tokio::join!(call, response);
+        inst.served += 1;
+        let failure = called
+            .err()
+            .map(|e| classify(&e, &inst.store.data().limiter));
+        if failure.is_none()
+            && inst.served < self.settings.reuse
+            && !inst.store.data().limiter.denied
+        {
+            self.idle.lock().push(inst);
+        } else {
+            drop(inst);
+            self.replenish();
+        }
+        match (response, failure) {
+            (Ok(resp), None) => Ok(resp),
+            (_, Some((outcome, message))) => Err(HttpFailure { outcome, message }),
+            (Err(Some(message)), None) => Err(HttpFailure {
                 outcome: Outcome::Error,
-                message: format!("handler returned an error: {code:?}"),
+                message,
             }),
-            Err(_) => {
-                let (outcome, message) = match task.await {
-                    Ok(Some(f)) => f,
-                    Ok(None) => (
-                        Outcome::Error,
-                        "the handler returned without setting a response".into(),
-                    ),
-                    Err(_) => (Outcome::Trap, "the handler's task panicked".into()),
-                };
-                Err(HttpFailure { outcome, message })
-            }
+            (Err(None), None) => Err(HttpFailure {
+                outcome: Outcome::Error,
+                message: "the handler returned without setting a response".into(),
+            }),
         }
     }
 }

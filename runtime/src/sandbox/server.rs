@@ -13,7 +13,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::UnixListener;
 use wasmtime::component::Component;
 use wasmtime::Module;
-use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::protocol::{self, SandboxSpec};
 use crate::engine::{pooled_engine, PoolShape, EPOCH_TICK_MS};
@@ -22,7 +21,7 @@ use crate::exec::http::{HttpHandler, HttpSettings};
 use crate::exec::Outcome;
 use crate::Kind;
 
-type Body = HyperOutgoingBody;
+type Body = Full<Bytes>;
 
 enum Handler {
     Http(Arc<HttpHandler>),
@@ -151,8 +150,8 @@ async fn serve(spec: SandboxSpec) -> wasmtime::Result<()> {
 
 async fn dispatch(handler: &Handler, req: Request<Incoming>, max_body: usize) -> Response<Body> {
     match handler {
-        Handler::Http(h) => match h.handle(req).await {
-            Ok(resp) => resp.map(|b| b.boxed_unsync()),
+        Handler::Http(h) => match h.handle(req, max_body).await {
+            Ok(resp) => resp.map(full),
             Err(f) => failure(f.outcome, &f.message, None),
         },
         Handler::Event(h) => {
@@ -200,7 +199,7 @@ fn failure(outcome: Outcome, message: &str, log: Option<String>) -> Response<Bod
 }
 
 fn full(b: Bytes) -> Body {
-    Full::new(b).map_err(|never| match never {}).boxed_unsync()
+    Full::new(b)
 }
 
 /// The host holds the write end of our stdin: when it goes away (exit, crash, SIGKILL), the
