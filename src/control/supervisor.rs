@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::process::{self, Placement, SpawnError, Started};
 use crate::dispatch::transport::Endpoint;
-use crate::dispatch::Deployment;
+use crate::dispatch::{executions, Deployment};
 use crate::manifest::config::SandboxConfig;
 use crate::manifest::FunctionSpec;
 
@@ -43,9 +43,12 @@ pub struct SandboxCtx {
 }
 
 impl SandboxCtx {
-    pub fn limits_for(&self, spec: &FunctionSpec) -> SandboxLimits {
+    /// Memory for every instance that can run at once, plus the process's overhead; CPU
+    /// for the pool (concurrent events on one instance share its CPU).
+    pub fn limits_for(&self, spec: &FunctionSpec, kind: Kind) -> SandboxLimits {
         SandboxLimits::for_pool(
             spec.limits.memory.0,
+            executions(spec, kind) as u64,
             spec.limits.cpu.0 as u64,
             spec.pool_size() as u64,
             self.config.memory_overhead.0,
@@ -83,7 +86,7 @@ pub async fn start(
     let cgroup: Option<Arc<dyn SandboxCgroup>> = match &ctx.cgroups {
         Some(driver) => {
             let cg = driver
-                .create(&format!("{name}-v{version}"), &ctx.limits_for(&spec))
+                .create(&format!("{name}-v{version}"), &ctx.limits_for(&spec, kind))
                 .map_err(|source| StartError::Cgroup {
                     function: name.clone(),
                     source,
@@ -96,7 +99,7 @@ pub async fn start(
         function: name.clone(),
         version,
         kind,
-        instances: spec.pool_size(),
+        instances: executions(&spec, kind),
         reuse: match kind {
             Kind::Http => spec.scaling.reuse,
             Kind::Event => 1,

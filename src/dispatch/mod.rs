@@ -38,6 +38,17 @@ pub enum DispatchError {
     ResponseTooLarge { function: String, limit: usize },
 }
 
+/// How many requests a function version runs at once: its pool size, times `concurrency`
+/// for event handlers (each concurrent event runs in its own instance). A wasi:http 0.2
+/// instance serves one request at a time, so for http it is the pool size.
+pub fn executions(spec: &FunctionSpec, kind: Kind) -> u32 {
+    let per_instance = match kind {
+        Kind::Http => 1,
+        Kind::Event => spec.scaling.concurrency,
+    };
+    (spec.pool_size() * per_instance).max(1)
+}
+
 /// What the sandbox said, classified.
 pub struct Reply {
     pub outcome: Outcome,
@@ -92,13 +103,7 @@ impl Deployment {
         cgroup_dirs: Vec<std::path::PathBuf>,
         start_timeout: Duration,
     ) -> Self {
-        // A 0.2 http instance serves one request at a time; event instances are per request,
-        // so `concurrency` applies to them.
-        let per_instance = match kind {
-            Kind::Http => 1,
-            Kind::Event => spec.scaling.concurrency,
-        };
-        let capacity = (spec.pool_size() * per_instance).max(1) as usize;
+        let capacity = executions(&spec, kind) as usize;
         Deployment {
             spec,
             kind,
@@ -170,12 +175,12 @@ impl Deployment {
         let endpoint = self.live_endpoint(None).await?;
         let limit = self.spec.limits.max_body.0 as usize;
         let deadline = tokio::time::Instant::now() + self.timeout() + TIMEOUT_GRACE;
-        let mut sent = tokio::time::timeout_at(deadline, endpoint.send(req.clone(), limit)).await;
-        if let Ok(Err(TransportError::NotDelivered(_))) = &sent {
+        let mut sent = tokio::time::timeout_at(deadline, endpoint.send(req, limit)).await;
+        if let Ok(Err(TransportError::NotDelivered { request, .. })) = sent {
             // The sandbox died before it got the request: send it once more, to the
             // replacement the supervisor starts. A delivered request is never sent twice.
             let next = self.live_endpoint(Some(&endpoint)).await?;
-            sent = tokio::time::timeout_at(deadline, next.send(req, limit)).await;
+            sent = tokio::time::timeout_at(deadline, next.send(*request, limit)).await;
         }
         let response = match sent {
             Err(_) => {

@@ -15,9 +15,12 @@ use tokio::net::UnixStream;
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// The request never reached the sandbox (nobody listening, or the connection was
-    /// already closed): safe to send again to its replacement.
-    #[error("the sandbox is not reachable: {0}")]
-    NotDelivered(String),
+    /// already closed). It comes back, so it can go to the sandbox's replacement.
+    #[error("the sandbox is not reachable: {reason}")]
+    NotDelivered {
+        reason: String,
+        request: Box<Request<Full<Bytes>>>,
+    },
     #[error("the sandbox closed the connection: {0}")]
     Broken(String),
     #[error("the response is over {0} bytes")]
@@ -39,13 +42,13 @@ impl Endpoint {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, TransportError> {
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
         let stream = UnixStream::connect(&self.socket)
             .await
-            .map_err(|e| TransportError::NotDelivered(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|e| TransportError::NotDelivered(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -71,15 +74,28 @@ impl Endpoint {
         };
         let mut sender = match pooled {
             Some(s) => s,
-            None => self.connect().await?,
+            None => match self.connect().await {
+                Ok(s) => s,
+                Err(reason) => {
+                    return Err(TransportError::NotDelivered {
+                        reason,
+                        request: Box::new(req),
+                    })
+                }
+            },
         };
-        let resp = sender.send_request(req).await.map_err(|e| {
-            if e.is_canceled() {
-                TransportError::NotDelivered(e.to_string())
-            } else {
-                TransportError::Broken(e.to_string())
+        let resp = match sender.try_send_request(req).await {
+            Ok(r) => r,
+            Err(mut e) => {
+                return Err(match e.take_message() {
+                    Some(request) => TransportError::NotDelivered {
+                        reason: e.into_error().to_string(),
+                        request: Box::new(request),
+                    },
+                    None => TransportError::Broken(e.into_error().to_string()),
+                })
             }
-        })?;
+        };
         let (parts, body) = resp.into_parts();
         let bytes = match Limited::new(body, max_response).collect().await {
             Ok(c) => c.to_bytes(),

@@ -279,10 +279,12 @@ impl Registry {
         let _t = self.transitions.lock().await;
         let sup = {
             let mut live = self.live.lock().await;
-            let sup = live
-                .remove(name)
-                .ok_or_else(|| DeployError::NotFound(name.into()))?;
+            if !live.contains_key(name) {
+                return Err(DeployError::NotFound(name.into()));
+            }
+            // Forget it in the store first: if that fails, nothing has changed.
             self.store.remove(name)?;
+            let sup = live.remove(name).expect("checked above");
             let new_routes = self.routes().without(name);
             *self.routes.write() = Arc::new(new_routes);
             sup

@@ -17,19 +17,21 @@ pub struct SandboxLimits {
 }
 
 impl SandboxLimits {
-    /// `per-instance quota × instances + fixed overhead` for memory; `quota × instances` for CPU.
+    /// Memory: `quota × instances that can run at once + fixed overhead`. CPU:
+    /// `quota × pool instances`.
     pub fn for_pool(
         memory_per_instance_bytes: u64,
+        memory_instances: u64,
         cpu_per_instance_millicores: u64,
-        instances: u64,
+        cpu_instances: u64,
         memory_overhead_bytes: u64,
         pids_max: u64,
     ) -> Self {
         SandboxLimits {
             memory_bytes: memory_per_instance_bytes
-                .saturating_mul(instances)
+                .saturating_mul(memory_instances)
                 .saturating_add(memory_overhead_bytes),
-            cpu_millicores: cpu_per_instance_millicores.saturating_mul(instances.max(1)),
+            cpu_millicores: cpu_per_instance_millicores.saturating_mul(cpu_instances.max(1)),
             pids_max,
         }
     }
@@ -72,7 +74,7 @@ mod tests {
             1_000,
             "clamped to the kernel minimum"
         );
-        let l = SandboxLimits::for_pool(128 << 20, 250, 2, 64 << 20, 64);
+        let l = SandboxLimits::for_pool(128 << 20, 2, 250, 2, 64 << 20, 64);
         assert_eq!(l.memory_bytes, (256 + 64) << 20);
         assert_eq!(l.cpu_millicores, 500);
         assert_eq!(l.cpu_max(), "50000 100000");
