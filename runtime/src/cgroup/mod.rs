@@ -125,7 +125,23 @@ impl CgroupRoot {
         if v2 {
             root.enable_v2_controllers()?;
         }
+        root.remove_stale();
         Ok(root)
+    }
+
+    /// Remove sandbox cgroups left by a host that was killed before it could clean up.
+    /// Only empty ones go: `rmdir` refuses a cgroup that still holds a task.
+    fn remove_stale(&self) {
+        for dir in self.dirs_for("") {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
     }
 
     fn mount(controller: &str) -> PathBuf {
