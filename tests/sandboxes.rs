@@ -95,6 +95,18 @@ fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove()
         "sandbox {pid} gone"
     );
     assert_eq!(h.invoke("echo", b"{}").status, 404);
+
+    // Stopping the host removes its whole subtree.
+    let roots: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.parent().unwrap().to_path_buf())
+        .collect();
+    assert!(roots.iter().all(|r| r.is_dir()));
+    let mut h = h;
+    h.stop();
+    for r in &roots {
+        assert!(!r.exists(), "{} removed when the host stopped", r.display());
+    }
 }
 
 #[test]
