@@ -3,7 +3,7 @@
 //! its listening socket, its artifact and a stdin pipe whose closing means "host gone".
 
 use std::io::ErrorKind;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -70,10 +70,10 @@ pub async fn spawn(
     }
     let listener = std::os::unix::net::UnixListener::bind(&socket)
         .map_err(io(&format!("binding {}", socket.display())))?;
-    let listen_fd: OwnedFd = listener.into();
-    let artifact_fd: OwnedFd = std::fs::File::open(artifact)
-        .map_err(io(&format!("opening {}", artifact.display())))?
-        .into();
+    let listen_fd = above_targets(listener.into()).map_err(io("duplicating the listener"))?;
+    let artifact_fd = std::fs::File::open(artifact)
+        .map_err(io(&format!("opening {}", artifact.display())))
+        .and_then(|f| above_targets(f.into()).map_err(io("duplicating the artifact fd")))?;
 
     let exe = std::env::current_exe().map_err(io("finding the surge binary"))?;
     let mut cmd = Command::new(exe);
@@ -101,7 +101,7 @@ pub async fn spawn(
         .collect();
     let (lfd, afd) = (listen_fd.as_raw_fd(), artifact_fd.as_raw_fd());
     let drop_to = (nix::unistd::geteuid().is_root()).then_some((placement.uid, placement.gid));
-    // SAFETY: the closure only makes raw syscalls (open, write, close, dup2, setgroups,
+    // SAFETY: the closure only makes raw syscalls (open, write, close, dup2, close_range, setgroups,
     // setgid, setuid, prctl) on values prepared above; it allocates nothing and takes no lock.
     unsafe {
         cmd.pre_exec(move || {
@@ -115,6 +115,15 @@ pub async fn spawn(
             // dup2 clears CLOEXEC on the target; the sources stay CLOEXEC and vanish at exec.
             nix::unistd::dup2(lfd, LISTEN_FD).map_err(std::io::Error::from)?;
             nix::unistd::dup2(afd, ARTIFACT_FD).map_err(std::io::Error::from)?;
+            // Nothing else crosses into the sandbox, CLOEXEC or not (close_range, Linux 5.9+;
+            // on older kernels this fails with ENOSYS and CLOEXEC alone applies).
+            // SAFETY: a raw syscall on integers; fds 0-4 are kept.
+            let _ = nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                ARTIFACT_FD as u32 + 1,
+                u32::MAX,
+                0u32,
+            );
             if let Some((uid, gid)) = drop_to {
                 nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
                 nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))
@@ -186,6 +195,21 @@ pub async fn spawn(
         socket,
         stdin,
     })
+}
+
+/// The lowest fd a source may have: above LISTEN_FD and ARTIFACT_FD, so the child's dup2s
+/// can neither be no-ops (which would keep CLOEXEC) nor clobber the other source.
+const SOURCE_FD_MIN: i32 = 10;
+
+fn above_targets(fd: OwnedFd) -> std::io::Result<OwnedFd> {
+    let raw = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(SOURCE_FD_MIN),
+    )
+    .map_err(std::io::Error::from)?;
+    // SAFETY: `raw` is a fresh descriptor that F_DUPFD_CLOEXEC just returned; nothing else
+    // owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 fn libc_open(path: &std::ffi::CStr) -> std::io::Result<i32> {
