@@ -17,21 +17,22 @@ fn write_manifest(dir: &Path, body: &str) -> std::path::PathBuf {
 #[test]
 fn a_redeploy_under_steady_traffic_loses_no_request() {
     let h = Host::start(&[]);
+    // Two versions of one function "svc": v1 runs echo, v2 runs spin, so every answer
+    // says which version served it. Each version's folder holds its own handler.
     let root = h.dir.path().join("src");
-    copy_function("echo", &root.join("echo"));
-    copy_function("spin", &root.join("spin"));
-    let manifest = |wasm: &str| {
-        format!("name = \"svc\"\nhandler = \"../{wasm}/{wasm}.wasm\"\nroute = \"/svc\"\n[scaling]\nmin_instances = 2\n")
+    let manifest =
+        "name = \"svc\"\nhandler = \"h.wasm\"\nroute = \"/svc\"\n[scaling]\nmin_instances = 2\n";
+    let version = |dir: &str, example: &str| {
+        let d = root.join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(
+            common::repo().join(format!("functions/{example}/{example}.wasm")),
+            d.join("h.wasm"),
+        )
+        .unwrap();
+        write_manifest(&d, manifest)
     };
-    // The handler path must stay inside the manifest's folder: use a folder per version.
-    let v1 = root.join("v1");
-    std::fs::create_dir_all(&v1).unwrap();
-    std::fs::copy(root.join("echo/echo.wasm"), v1.join("h.wasm")).unwrap();
-    let v2 = root.join("v2");
-    std::fs::create_dir_all(&v2).unwrap();
-    std::fs::copy(root.join("spin/spin.wasm"), v2.join("h.wasm")).unwrap();
-    let m1 = write_manifest(&v1, &manifest("x").replace("../x/x.wasm", "h.wasm"));
-    let m2 = write_manifest(&v2, &manifest("x").replace("../x/x.wasm", "h.wasm"));
+    let (m1, m2) = (version("v1", "echo"), version("v2", "spin"));
     let (code, _, err) = h.cli(&["deploy", m1.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
 
