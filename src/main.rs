@@ -88,7 +88,19 @@ fn main() {
         surge_runtime::sandbox::run();
     }
     init_tracing();
+    // `serve` reads its config first: the config says how many threads the runtime gets.
+    let serve_config = match &cli.command {
+        Command::Serve { config, .. } => match cli::serve::load_config(config.as_deref()) {
+            Ok(c) => Some(c),
+            Err(e) => fail(e),
+        },
+        _ => None,
+    };
+    let threads = serve_config.as_ref().map_or(1, |c| {
+        surge::manifest::config::auto_threads(c.gateway_threads)
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .build()
         .expect("tokio runtime");
@@ -96,13 +108,13 @@ fn main() {
         use cli::client;
         match cli.command {
             Command::Serve {
-                config,
+                config: _,
                 listen,
                 state_dir,
                 functions_dir,
             } => {
                 cli::serve::run(cli::serve::ServeArgs {
-                    config,
+                    config: serve_config.expect("loaded above"),
                     listen,
                     state_dir,
                     functions_dir,
@@ -131,9 +143,13 @@ fn main() {
         }
     });
     if let Err(e) = result {
-        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
-        std::process::exit(1);
+        fail(e);
     }
+}
+
+fn fail(e: anyhow::Error) -> ! {
+    eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+    std::process::exit(1);
 }
 
 fn init_tracing() {

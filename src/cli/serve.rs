@@ -19,7 +19,8 @@ use crate::registry::store::Store;
 use crate::registry::Registry;
 
 pub struct ServeArgs {
-    pub config: Option<PathBuf>,
+    /// Loaded before the runtime starts: it says how many threads the runtime has.
+    pub config: HostConfig,
     pub listen: Option<SocketAddr>,
     pub state_dir: Option<PathBuf>,
     pub functions_dir: Option<PathBuf>,
@@ -88,7 +89,7 @@ fn hex_encode(b: &[u8]) -> String {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let mut cfg = load_config(args.config.as_deref())?;
+    let mut cfg = args.config;
     if let Some(l) = args.listen {
         cfg.listen = l;
     }
@@ -122,6 +123,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&cfg.state_dir)?;
     let cache = CompileCache::new(cfg.cache_dir())?;
     let sandboxes = Arc::new(SandboxCtx {
+        exe: std::env::current_exe().context("finding the surge binary")?,
         cgroups,
         run_dir,
         config: cfg.sandbox.clone(),

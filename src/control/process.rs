@@ -30,6 +30,8 @@ pub enum SpawnError {
 /// Who the sandbox runs as, and where it goes.
 #[derive(Clone, Debug)]
 pub struct Placement {
+    /// The surge binary, run as `surge __sandbox`.
+    pub exe: PathBuf,
     /// `cgroup.procs` files the child writes itself into before exec.
     pub procs_files: Vec<PathBuf>,
     /// uid/gid to drop to when the host runs as root.
@@ -75,8 +77,7 @@ pub async fn spawn(
         .map_err(io(&format!("opening {}", artifact.display())))
         .and_then(|f| above_targets(f.into()).map_err(io("duplicating the artifact fd")))?;
 
-    let exe = std::env::current_exe().map_err(io("finding the surge binary"))?;
-    let mut cmd = Command::new(exe);
+    let mut cmd = Command::new(&placement.exe);
     cmd.arg("__sandbox")
         .env_clear()
         .env(

@@ -36,6 +36,9 @@ pub enum StartError {
 
 /// What every sandbox start needs from the host.
 pub struct SandboxCtx {
+    /// The binary that runs `__sandbox`: the host's own executable, except in benchmarks,
+    /// which are a different binary and point here at the built `surge`.
+    pub exe: PathBuf,
     pub cgroups: Option<Arc<dyn Driver>>,
     /// Host-only folder for sandbox sockets.
     pub run_dir: PathBuf,
@@ -100,6 +103,8 @@ pub async fn start(
         version,
         kind,
         instances: executions(&spec, kind),
+        threads: (crate::manifest::config::auto_threads(ctx.config.threads) as u32)
+            .min(executions(&spec, kind)),
         reuse: match kind {
             Kind::Http => spec.scaling.reuse,
             Kind::Event => 1,
@@ -114,6 +119,7 @@ pub async fn start(
             .collect(),
     };
     let placement = Placement {
+        exe: ctx.exe.clone(),
         procs_files: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
         uid: ctx.config.uid,
         gid: ctx.config.gid,

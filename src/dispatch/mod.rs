@@ -91,7 +91,26 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
+/// Keeps a deployment from draining while a request is on its way to [`Deployment::call`]
+/// (its body still uploading, or an async invocation not yet started).
+pub struct Hold(Arc<Deployment>);
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
 impl Deployment {
+    /// Count a request in flight from the moment its route is looked up: a version swapped
+    /// out meanwhile then waits for it instead of stopping its sandbox under it.
+    pub fn hold(self: &Arc<Self>) -> Hold {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        Hold(self.clone())
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         spec: FunctionSpec,
@@ -177,10 +196,15 @@ impl Deployment {
         let deadline = tokio::time::Instant::now() + self.timeout() + TIMEOUT_GRACE;
         let mut sent = tokio::time::timeout_at(deadline, endpoint.send(req, limit)).await;
         if let Ok(Err(TransportError::NotDelivered { request, .. })) = sent {
-            // The sandbox died before it got the request: send it once more, to the
-            // replacement the supervisor starts. A delivered request is never sent twice.
-            let next = self.live_endpoint(Some(&endpoint)).await?;
-            sent = tokio::time::timeout_at(deadline, next.send(*request, limit)).await;
+            // The request never left: a pooled connection was already closed, or the
+            // sandbox is gone. A new connection tells which; if the sandbox is gone, the
+            // request goes to the replacement the supervisor starts. Either way it is sent
+            // once: a delivered request is never sent twice.
+            sent = tokio::time::timeout_at(deadline, endpoint.send_fresh(*request, limit)).await;
+            if let Ok(Err(TransportError::NotDelivered { request, .. })) = sent {
+                let next = self.live_endpoint(Some(&endpoint)).await?;
+                sent = tokio::time::timeout_at(deadline, next.send(*request, limit)).await;
+            }
         }
         let response = match sent {
             Err(_) => {

@@ -61,17 +61,38 @@ impl Endpoint {
         req: Request<Full<Bytes>>,
         max_response: usize,
     ) -> Result<Response<Bytes>, TransportError> {
-        let pooled = {
-            let mut idle = self.idle.lock();
-            let mut found = None;
-            while let Some(s) = idle.pop() {
-                if s.is_ready() {
-                    found = Some(s);
-                    break;
+        self.send_on(req, max_response, true).await
+    }
+
+    /// As [`Endpoint::send`], on a new connection: after a pooled connection turned out to be
+    /// closed, this tells a sandbox that closed one connection from one that is gone.
+    pub async fn send_fresh(
+        &self,
+        req: Request<Full<Bytes>>,
+        max_response: usize,
+    ) -> Result<Response<Bytes>, TransportError> {
+        self.send_on(req, max_response, false).await
+    }
+
+    async fn send_on(
+        &self,
+        req: Request<Full<Bytes>>,
+        max_response: usize,
+        pooled: bool,
+    ) -> Result<Response<Bytes>, TransportError> {
+        let pooled = pooled
+            .then(|| {
+                let mut idle = self.idle.lock();
+                let mut found = None;
+                while let Some(s) = idle.pop() {
+                    if s.is_ready() {
+                        found = Some(s);
+                        break;
+                    }
                 }
-            }
-            found
-        };
+                found
+            })
+            .flatten();
         let mut sender = match pooled {
             Some(s) => s,
             None => match self.connect().await {

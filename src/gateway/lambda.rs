@@ -81,6 +81,7 @@ async fn handle_inner(
         .routes()
         .get(name)
         .ok_or_else(|| ApiError::FunctionNotFound(name.to_string()))?;
+    let hold = d.hold();
     let header = |h: &str| {
         req.headers()
             .get(h)
@@ -115,10 +116,11 @@ async fn handle_inner(
         "Event" => {
             let d = Arc::clone(&d);
             let req = sandbox_request(parts, payload);
-            // Detached: the caller gets 202 now; the deployment counts it in flight, so a
-            // redeploy or remove still drains it.
+            // Detached: the caller gets 202 now; the hold keeps it counted in flight until
+            // it is done, so a redeploy or remove still drains it.
             tokio::spawn(async move {
                 let _ = d.call(req).await;
+                drop(hold);
             });
             return Ok(
                 with_version(Response::builder().status(StatusCode::ACCEPTED), &version)

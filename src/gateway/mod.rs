@@ -164,6 +164,7 @@ async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, Api
         .ok_or_else(|| ApiError::NoRoute(req.uri().path().to_string()))?
         .clone();
     drop(routes);
+    let _hold = d.hold();
     let (parts, body) = req.into_parts();
     let body = read_function_body(&d, &parts, body).await?;
     let reply = invoke(gw, &d, sandbox_request(parts, body)).await?;

@@ -21,6 +21,8 @@ pub struct HostConfig {
     #[serde(default)]
     pub admin_token: Option<String>,
     pub max_admin_body: Bytes,
+    /// Threads of the gateway's runtime; 0: [`auto_threads`].
+    pub gateway_threads: u32,
     pub defaults: Defaults,
     pub sandbox: SandboxConfig,
     pub cgroup: CgroupConfig,
@@ -41,6 +43,9 @@ pub struct SandboxConfig {
     pub uid: u32,
     pub gid: u32,
     pub start_timeout: Span,
+    /// Most threads one sandbox runs guests on (never more than its instances);
+    /// 0: [`auto_threads`].
+    pub threads: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,8 +56,21 @@ pub struct CgroupConfig {
     pub required: bool,
 }
 
+/// A configured thread count, or for 0 half the machine's cores (at least one).
+///
+/// Why half: every thread beyond the cores that the work can keep busy costs context
+/// switches, and on a small machine those cost more than the guests' own code. On 2 cores
+/// one gateway thread and one thread per sandbox serve `hello` at ~1.6× the throughput of
+/// two each (BENCHMARKS.md, "threads").
+pub fn auto_threads(configured: u32) -> usize {
+    if configured > 0 {
+        return configured as usize;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 2).max(1)
+}
+
 impl HostConfig {
-    /// The embedded defaults.
     /// Where precompiled artifacts live.
     pub fn cache_dir(&self) -> PathBuf {
         if self.cache_dir.as_os_str().is_empty() {
@@ -99,6 +117,7 @@ struct PartialCheck {
     cache_dir: Option<PathBuf>,
     admin_token: Option<String>,
     max_admin_body: Option<Bytes>,
+    gateway_threads: Option<u32>,
     defaults: Option<PartialDefaults>,
     sandbox: Option<PartialSandbox>,
     cgroup: Option<PartialCgroup>,
@@ -113,6 +132,7 @@ struct PartialSandbox {
     uid: Option<u32>,
     gid: Option<u32>,
     start_timeout: Option<Span>,
+    threads: Option<u32>,
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,10 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
-use super::{arm_deadline, classify, set_budget, Budgeted, InstanceLimiter, Outcome};
+use super::{
+    arm_deadline, classify, set_budget, wall_limit, Budgeted, InstanceLimiter, Outcome,
+    WALL_TIMEOUT_MESSAGE,
+};
 use crate::artifact::CheckError;
 
 /// The only import module an event handler may use.
@@ -151,10 +154,11 @@ impl EventHandler {
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call_async(&mut store, ()).await
         };
-        let result = run.await;
+        let result = tokio::time::timeout(wall_limit(s.timeout_ms), run).await;
         let (outcome, exit_code, message) = match result {
-            Ok(()) => (Outcome::Ok, 0, None),
-            Err(e) => match e.downcast_ref::<I32Exit>() {
+            Err(_) => (Outcome::Timeout, -1, Some(WALL_TIMEOUT_MESSAGE.to_string())),
+            Ok(Ok(())) => (Outcome::Ok, 0, None),
+            Ok(Err(e)) => match e.downcast_ref::<I32Exit>() {
                 Some(I32Exit(0)) => (Outcome::Ok, 0, None),
                 Some(I32Exit(code)) => {
                     let o = if store.data().limiter.denied {

@@ -6,12 +6,13 @@
 //! machinery. Here every instance is instantiated ahead of the request that uses it, and an
 //! instance that trapped, timed out or reached `reuse` is replaced in the background.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, Notify, Semaphore};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -19,7 +20,10 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::{arm_deadline, classify, set_budget, Budgeted, InstanceLimiter, Outcome};
+use super::{
+    arm_deadline, classify, set_budget, wall_limit, Budgeted, InstanceLimiter, Outcome,
+    WALL_TIMEOUT_MESSAGE,
+};
 use crate::artifact::CheckError;
 
 pub struct HttpState {
@@ -131,6 +135,36 @@ struct Warm {
     store: Store<HttpState>,
     proxy: Proxy,
     served: u32,
+    _slot: Slot,
+}
+
+/// One of the pool's `instances` places, held by an instance (idle, busy, or being
+/// instantiated) and given back when it is dropped.
+struct Slot(Arc<Places>);
+
+struct Places {
+    taken: AtomicU32,
+    limit: u32,
+    /// Signalled when a place frees up or an instance goes idle.
+    changed: Notify,
+}
+
+impl Places {
+    fn take(self: &Arc<Self>) -> Option<Slot> {
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t < self.limit).then_some(t + 1)
+            })
+            .ok()
+            .map(|_| Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
 }
 
 /// A failed request: how it ended and a message for the caller.
@@ -147,6 +181,9 @@ pub struct HttpHandler {
     idle: Mutex<Vec<Warm>>,
     /// One permit per instance: the requests running at once.
     permits: Semaphore,
+    /// Instances alive (idle, busy or instantiating) never exceed `instances`: the
+    /// sandbox's cgroup memory limit is sized for exactly that many.
+    places: Arc<Places>,
 }
 
 impl HttpHandler {
@@ -156,30 +193,48 @@ impl HttpHandler {
         settings: HttpSettings,
     ) -> wasmtime::Result<Arc<Self>> {
         let pre = ProxyPre::new(linker(engine)?.instantiate_pre(component)?)?;
-        let permits = Semaphore::new(settings.instances.max(1) as usize);
+        let n = settings.instances.max(1);
         Ok(Arc::new(HttpHandler {
             engine: engine.clone(),
             pre,
             settings,
             idle: Mutex::new(Vec::new()),
-            permits,
+            permits: Semaphore::new(n as usize),
+            places: Arc::new(Places {
+                taken: AtomicU32::new(0),
+                limit: n,
+                changed: Notify::new(),
+            }),
         }))
     }
 
     /// Instantiate the whole pool ahead of traffic.
     pub async fn warm_up(&self) -> wasmtime::Result<()> {
-        for _ in 0..self.settings.instances.max(1) {
-            let w = self.instantiate().await?;
-            self.idle.lock().push(w);
+        while let Some(slot) = self.places.take() {
+            let w = self.instantiate(slot).await?;
+            self.give_back(w);
         }
         Ok(())
+    }
+
+    fn give_back(&self, w: Warm) {
+        self.idle.lock().push(w);
+        self.places.changed.notify_waiters();
+    }
+
+    /// Instantiate one instance and drop it: what a request pays when no warm instance is
+    /// left. Benchmarks use it to price instantiation from the pool.
+    pub async fn instantiate_once(&self) -> wasmtime::Result<()> {
+        let slot = Slot(self.places.clone());
+        self.places.taken.fetch_add(1, Ordering::AcqRel);
+        self.instantiate(slot).await.map(drop)
     }
 
     pub fn idle_instances(&self) -> usize {
         self.idle.lock().len()
     }
 
-    async fn instantiate(&self) -> wasmtime::Result<Warm> {
+    async fn instantiate(&self, slot: Slot) -> wasmtime::Result<Warm> {
         let wasi = WasiCtxBuilder::new()
             .envs(&self.settings.env)
             .allow_tcp(false)
@@ -206,20 +261,46 @@ impl HttpHandler {
             store,
             proxy,
             served: 0,
+            _slot: slot,
         })
     }
 
     /// Replace a retired instance in the background, so the pool stays warm.
     fn replenish(self: &Arc<Self>) {
+        let Some(slot) = self.places.take() else {
+            return;
+        };
         let this = self.clone();
         tokio::spawn(async move {
-            match this.instantiate().await {
-                Ok(w) => this.idle.lock().push(w),
+            match this.instantiate(slot).await {
+                Ok(w) => this.give_back(w),
                 Err(e) => {
                     tracing::warn!(error = %e, "re-instantiation failed; the next request will retry")
                 }
             }
         });
+    }
+
+    /// A warm instance for a request that holds a permit: an idle one; else, when the pool
+    /// has a free place (an instance was dropped), a new one instantiated inline; else wait
+    /// for the replacement already under way.
+    async fn checkout(self: &Arc<Self>) -> Result<Warm, HttpFailure> {
+        loop {
+            let changed = self.places.changed.notified();
+            if let Some(w) = self.idle.lock().pop() {
+                return Ok(w);
+            }
+            if let Some(slot) = self.places.take() {
+                return self.instantiate(slot).await.map_err(|e| HttpFailure {
+                    outcome: Outcome::Trap,
+                    message: format!(
+                        "instantiation failed: {}",
+                        e.to_string().lines().next().unwrap_or("")
+                    ),
+                });
+            }
+            changed.await;
+        }
     }
 
     /// Serve one request on a warm instance and return the whole response, its body capped
@@ -242,18 +323,7 @@ impl HttpHandler {
             .acquire()
             .await
             .expect("semaphore is never closed");
-        let idle = self.idle.lock().pop();
-        let mut inst = match idle {
-            Some(w) => w,
-            // A retired instance's replacement is still warming: instantiate inline.
-            None => self.instantiate().await.map_err(|e| HttpFailure {
-                outcome: Outcome::Trap,
-                message: format!(
-                    "instantiation failed: {}",
-                    e.to_string().lines().next().unwrap_or("")
-                ),
-            })?,
-        };
+        let mut inst = self.checkout().await?;
         set_budget(&mut inst.store, self.settings.timeout_ms);
         let (tx, rx) = oneshot::channel();
         let prepared = {
@@ -264,7 +334,7 @@ impl HttpHandler {
         let (wreq, out) = match prepared {
             Ok(v) => v,
             Err(e) => {
-                self.idle.lock().push(inst);
+                self.give_back(inst);
                 return Err(HttpFailure {
                     outcome: Outcome::Error,
                     message: format!("bad request: {e}"),
@@ -290,7 +360,19 @@ impl HttpHandler {
                 ))),
             }
         };
-        let (called, response) = tokio::join!(call, response);
+        let joined = tokio::time::timeout(wall_limit(self.settings.timeout_ms), async {
+            tokio::join!(call, response)
+        })
+        .await;
+        let Ok((called, response)) = joined else {
+            // Parked in a host call past the deadline: this instance's state is unknown.
+            drop(inst);
+            self.replenish();
+            return Err(HttpFailure {
+                outcome: Outcome::Timeout,
+                message: WALL_TIMEOUT_MESSAGE.into(),
+            });
+        };
         inst.served += 1;
         let failure = called
             .err()
@@ -299,7 +381,7 @@ impl HttpHandler {
             && inst.served < self.settings.reuse
             && !inst.store.data().limiter.denied
         {
-            self.idle.lock().push(inst);
+            self.give_back(inst);
         } else {
             drop(inst);
             self.replenish();

@@ -125,6 +125,16 @@ pub fn set_budget<T: Budgeted>(store: &mut Store<T>, timeout_ms: u64) {
     store.set_epoch_deadline(1);
 }
 
+/// The wall-clock backstop around a whole call. Epoch interrupts only fire while wasm code
+/// runs; a guest parked in a host call (a long `poll`, a sleep, a body it never reads) is
+/// stopped by this instead. Two ticks longer, so the epoch trap wins when both could.
+pub fn wall_limit(timeout_ms: u64) -> Duration {
+    Duration::from_millis(timeout_ms + 2 * crate::engine::EPOCH_TICK_MS)
+}
+
+/// The message for a call stopped by [`wall_limit`].
+pub const WALL_TIMEOUT_MESSAGE: &str = "the handler ran past its timeout (waiting in a host call)";
+
 /// How a failed call ended, and a short message that names no host internals.
 pub fn classify(err: &wasmtime::Error, limiter: &InstanceLimiter) -> (Outcome, String) {
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {

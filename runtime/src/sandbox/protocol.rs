@@ -22,6 +22,8 @@ pub const EXIT_CODE: &str = "x-surge-exit-code";
 pub const LOG_TAIL: &str = "x-surge-log-tail";
 /// Peak linear memory of the instance that served the request, in bytes.
 pub const PEAK_MEMORY: &str = "x-surge-peak-memory";
+/// Every header above: the sandbox removes them from a guest's own response.
+pub const RESERVED: &[&str] = &[OUTCOME, MESSAGE, EXIT_CODE, LOG_TAIL, PEAK_MEMORY];
 /// Bytes of log returned with an invocation, as Lambda does.
 pub const LOG_TAIL_BYTES: usize = 4096;
 
@@ -36,6 +38,8 @@ pub struct SandboxSpec {
     pub kind: Kind,
     /// Instances to pre-instantiate and keep warm.
     pub instances: u32,
+    /// Threads to serve on, each with its own single-threaded runtime.
+    pub threads: u32,
     /// Requests an `http` instance serves before it is replaced.
     pub reuse: u32,
     pub memory_per_instance_bytes: u64,

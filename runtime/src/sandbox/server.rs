@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::UnixListener;
+use tokio::net::{UnixListener, UnixStream};
 use wasmtime::component::Component;
 use wasmtime::Module;
 
@@ -43,24 +43,80 @@ pub fn run() -> ! {
     std::process::exit(code)
 }
 
+/// Threads, runtimes and wake-ups. The sandbox runs one single-threaded tokio runtime per
+/// worker thread, and each connection from the host lives on one of them for its whole life:
+/// the request is read, the guest runs and the response is written on one thread, with no
+/// hand-off. A multi-threaded runtime wakes idle workers to steal work; on a small machine
+/// those wake-ups cost more context switches than the guest costs cycles (see BENCHMARKS.md).
 fn start() -> wasmtime::Result<()> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let spec: SandboxSpec = serde_json::from_str(&line)?;
     exit_with_host();
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(spec.instances.max(1) as usize);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
-        .max_blocking_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(serve(spec))
+    let workers = spec.threads.clamp(1, spec.instances.max(1)) as usize;
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(2)
+            .enable_all()
+            .build()
+    };
+    let main = runtime()?;
+    let handler = Arc::new(main.block_on(load(&spec))?);
+    let max_body = spec.max_body_bytes as usize;
+
+    // SAFETY: the host placed the listening socket at LISTEN_FD before exec (dup2 in its
+    // pre_exec hook) and nothing else in this process owns that descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(protocol::LISTEN_FD) };
+    let std_listener = std::os::unix::net::UnixListener::from(fd);
+    std_listener.set_nonblocking(true)?;
+
+    // Workers 1..n take connections from the acceptor on this thread (worker 0), in turn.
+    let mut others = Vec::new();
+    for i in 1..workers {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<std::os::unix::net::UnixStream>();
+        let rt = runtime()?;
+        let handler = handler.clone();
+        std::thread::Builder::new()
+            .name(format!("worker-{i}"))
+            .spawn(move || {
+                rt.block_on(async move {
+                    while let Some(s) = rx.recv().await {
+                        match UnixStream::from_std(s) {
+                            Ok(s) => {
+                                tokio::spawn(serve_connection(s, handler.clone(), max_body));
+                            }
+                            Err(e) => tracing::warn!(error = %e, "registering a connection"),
+                        }
+                    }
+                })
+            })?;
+        others.push(tx);
+    }
+
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", protocol::READY_LINE)?;
+        out.flush()?;
+    }
+    main.block_on(async move {
+        let listener = UnixListener::from_std(std_listener)?;
+        let mut next = 0usize;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            next = (next + 1) % workers;
+            if next == 0 {
+                tokio::spawn(serve_connection(stream, handler.clone(), max_body));
+            } else {
+                others[next - 1]
+                    .send(stream.into_std()?)
+                    .map_err(|_| wasmtime::format_err!("sandbox worker {next} is gone"))?;
+            }
+        }
+    })
 }
 
-async fn serve(spec: SandboxSpec) -> wasmtime::Result<()> {
+/// Load the artifact, build the handler, start the epoch clock and warm the pool.
+async fn load(spec: &SandboxSpec) -> wasmtime::Result<Handler> {
     let engine = pooled_engine(PoolShape {
         instances: spec.instances,
         memory_per_instance_bytes: spec.memory_per_instance_bytes,
@@ -116,42 +172,31 @@ async fn serve(spec: SandboxSpec) -> wasmtime::Result<()> {
     if let Handler::Http(h) = &handler {
         h.warm_up().await?;
     }
+    Ok(handler)
+}
 
-    // SAFETY: the host placed the listening socket at LISTEN_FD before exec (dup2 in its
-    // pre_exec hook) and nothing else in this process owns that descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(protocol::LISTEN_FD) };
-    let std_listener = std::os::unix::net::UnixListener::from(fd);
-    std_listener.set_nonblocking(true)?;
-    let listener = UnixListener::from_std(std_listener)?;
-
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", protocol::READY_LINE)?;
-        out.flush()?;
-    }
-
-    let handler = Arc::new(handler);
-    let max_body = spec.max_body_bytes as usize;
-    loop {
-        let (stream, _) = listener.accept().await?;
+/// One kept-alive connection from the host, served on the current thread until it closes.
+async fn serve_connection(stream: UnixStream, handler: Arc<Handler>, max_body: usize) {
+    let svc = hyper::service::service_fn(move |req| {
         let handler = handler.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(dispatch(&handler, req, max_body).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+        async move { Ok::<_, Infallible>(dispatch(&handler, req, max_body).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc)
+        .await;
 }
 
 async fn dispatch(handler: &Handler, req: Request<Incoming>, max_body: usize) -> Response<Body> {
     match handler {
         Handler::Http(h) => match h.handle(req, max_body).await {
-            Ok(resp) => resp.map(full),
+            Ok(mut resp) => {
+                // The host reads these as the sandbox's own verdict: a guest must not set them.
+                for name in protocol::RESERVED {
+                    resp.headers_mut().remove(*name);
+                }
+                resp.map(full)
+            }
             Err(f) => failure(f.outcome, &f.message, None),
         },
         Handler::Event(h) => {

@@ -1,0 +1,747 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmarks: surge against the reference hosts, on the same .wasm files,
+alternating target by target in one run. Writes results.json and results.md.
+
+Run it through benches/run.sh, which installs the tools and builds everything first:
+
+    bash benches/run.sh                 # the full run: 3 rounds of 10 s, 100 functions
+    bash benches/run.sh --smoke         # one short round of each scenario (what CI runs)
+    python3 benches/harness.py --check target/bench/results.json
+
+Scenarios (names are the JSON keys):
+  warm_http   hello (Python wasi:http) with wrk at 16 connections (closed loop), then oha at a
+              fixed offered rate of half the reference's peak (open loop, latency measured from
+              each request's scheduled time, so no coordinated omission).
+              References: `wasmtime serve -S cli=y` with --max-instance-reuse-count 1000, and
+              with its default of one instance per request.
+  event       echo (C, WASI preview1) through the Lambda Invoke API at 16 connections, against
+              `wasmtime run` of the same module, precompiled, one process per event.
+  cold_start  the host's start to the first 200: surge restarting on a state dir whose
+              artifact is compiled, against `wasmtime serve --allow-precompiled` (hello), and
+              against one `wasmtime run` (echo).
+  memory      RSS and PSS from /proc of the host and every sandbox, with 1 and N copies of
+              hello deployed and warm, against one `wasmtime serve` per function.
+
+Only the standard library: the harness must run before anything else is installed.
+"""
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCHEMA = 1
+SCENARIOS = ("warm_http", "event", "cold_start", "memory")
+LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes and probes
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """A server started by the harness, killed (with its process group) on exit."""
+
+    live = []
+
+    def __init__(self, argv, log, env=None):
+        self.log = open(log, "w")
+        self.started = time.perf_counter()
+        self.p = subprocess.Popen(
+            argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        Proc.live.append(self)
+
+    @property
+    def pid(self):
+        return self.p.pid
+
+    def stop(self):
+        if self.p.poll() is None:
+            # SIGTERM lets surge stop its sandboxes and remove its cgroups.
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.p.pid, signal.SIGKILL)
+                self.p.wait()
+        self.log.close()
+        if self in Proc.live:
+            Proc.live.remove(self)
+
+    @classmethod
+    def stop_all(cls):
+        for p in list(cls.live):
+            p.stop()
+
+
+def request(port, path, body=None, timeout=30):
+    """One request on a fresh connection: (status, body bytes), or (None, error)."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.request("POST" if body is not None else "GET", path, body=body)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data
+    except OSError as e:
+        return None, str(e).encode()
+
+
+def wait_for_200(port, path, body=None, deadline_s=300, proc=None):
+    """Poll every millisecond until path answers 200. Returns seconds since the call."""
+    t0 = time.perf_counter()
+    while True:
+        status, data = request(port, path, body, timeout=60)
+        if status == 200:
+            return time.perf_counter() - t0
+        if proc is not None and proc.p.poll() is not None:
+            raise RuntimeError(f"{proc.p.args[0]} exited ({proc.p.returncode}) before {path} answered")
+        if time.perf_counter() - t0 > deadline_s:
+            raise RuntimeError(f"{path} on port {port} did not answer 200 in {deadline_s} s: {status} {data[:200]!r}")
+        time.sleep(0.001)
+
+
+def wait_for_line(path, prefix, proc, deadline_s=300):
+    t0 = time.perf_counter()
+    while True:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(prefix):
+                    return line.strip()
+        if proc.p.poll() is not None:
+            raise RuntimeError(f"{proc.p.args[0]} exited ({proc.p.returncode}); see {path}")
+        if time.perf_counter() - t0 > deadline_s:
+            raise RuntimeError(f"no {prefix!r} line in {path} after {deadline_s} s")
+        time.sleep(0.002)
+
+
+def descendants(pid):
+    """pid and every process below it, from /proc/*/stat."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def memory_of(pids):
+    """Summed RSS and PSS in KiB. PSS splits shared pages (the mapped artifact, libraries)
+    among the processes that map them, so it does not count them once per process."""
+    rss = pss = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    k, v = line.split(":", 1)
+                    if k == "Rss":
+                        rss += int(v.split()[0])
+                    elif k == "Pss":
+                        pss += int(v.split()[0])
+        except OSError:
+            pass
+    return {"rss_kib": rss, "pss_kib": pss, "processes": len(pids)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Load generators
+
+
+WRK_LUA = r"""
+local body = os.getenv("WRK_BODY")
+if body and body ~= "" then
+  wrk.method = "POST"
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/json"
+end
+done = function(s, latency, requests)
+  local e = s.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"non2xx":%d,"socket_errors":%d}\n',
+    s.requests, s.duration, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency:percentile(99.9), latency.max,
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+def wrk(tools, url, seconds, connections, lua, body=None):
+    env = dict(os.environ, WRK_BODY=body or "")
+    out = subprocess.run(
+        [tools["wrk"], "-t2", f"-c{connections}", f"-d{seconds}s", "-s", lua, url],
+        capture_output=True, text=True, env=env, timeout=seconds + 60,
+    )
+    line = next((l for l in out.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result for {url}: {out.stdout[-500:]} {out.stderr[-500:]}")
+    r = json.loads(line[len("WRKJSON "):])
+    secs = r["duration_us"] / 1e6
+    ok = r["requests"] - r["non2xx"]
+    return {
+        "rps": ok / secs,
+        "p50_ms": r["p50_us"] / 1e3,
+        "p90_ms": r["p90_us"] / 1e3,
+        "p99_ms": r["p99_us"] / 1e3,
+        "p999_ms": r["p999_us"] / 1e3,
+        "max_ms": r["max_us"] / 1e3,
+        "requests": r["requests"],
+        "errors": r["non2xx"] + r["socket_errors"],
+    }
+
+
+def oha(tools, url, seconds, rate, connections=64):
+    """Open loop: oha sends at `rate` per second whatever the server does, and with
+    --latency-correction each latency runs from the request's scheduled start."""
+    out = subprocess.run(
+        [tools["oha"], "--no-tui", "--output-format", "json", "-z", f"{seconds}s",
+         "-q", str(rate), "--latency-correction", "-w", "-c", str(connections), url],
+        capture_output=True, text=True, timeout=seconds + 60,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"oha failed on {url}: {out.stderr[-800:]}")
+    r = json.loads(out.stdout)
+    s, p = r["summary"], r["latencyPercentiles"]
+    codes = r.get("statusCodeDistribution", {})
+    ok = codes.get("200", 0)
+    total = sum(codes.values())
+    errors = sum(r.get("errorDistribution", {}).values()) + (total - ok)
+    return {
+        "offered_rps": rate,
+        "achieved_rps": ok / s["total"] if s["total"] else 0.0,
+        "p50_ms": p["p50"] * 1e3,
+        "p90_ms": p["p90"] * 1e3,
+        "p99_ms": p["p99"] * 1e3,
+        "p999_ms": p["p99.9"] * 1e3,
+        "max_ms": s["slowest"] * 1e3,
+        "requests": total,
+        "errors": errors,
+    }
+
+
+def process_per_event(argv, payload, seconds, workers):
+    """The naive host: one `wasmtime run` process per event, `workers` at a time."""
+    deadline = time.perf_counter() + seconds
+    lat, errors = [], [0]
+
+    def worker():
+        mine = []
+        while time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            r = subprocess.run(argv, input=payload, capture_output=True)
+            mine.append(time.perf_counter() - t0)
+            if r.returncode != 0 or r.stdout != payload:
+                errors[0] += 1
+        return mine
+
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(workers) as ex:
+        for f in [ex.submit(worker) for _ in range(workers)]:
+            lat.extend(f.result())
+    elapsed = time.perf_counter() - t0
+    lat.sort()
+    return {
+        "rps": (len(lat) - errors[0]) / elapsed,
+        "p50_ms": pct(lat, 50) * 1e3,
+        "p90_ms": pct(lat, 90) * 1e3,
+        "p99_ms": pct(lat, 99) * 1e3,
+        "p999_ms": pct(lat, 99.9) * 1e3,
+        "max_ms": lat[-1] * 1e3,
+        "requests": len(lat),
+        "errors": errors[0],
+    }
+
+
+def pct(sorted_values, q):
+    if not sorted_values:
+        return float("nan")
+    i = min(len(sorted_values) - 1, max(0, math.ceil(q / 100 * len(sorted_values)) - 1))
+    return sorted_values[i]
+
+
+def medians(rounds):
+    """Per-key median of a list of result dicts (numbers only), plus every round."""
+    keys = rounds[0].keys()
+    m = {k: statistics.median(r[k] for r in rounds) for k in keys}
+    m["errors"] = sum(r["errors"] for r in rounds)
+    m["rounds"] = rounds
+    return m
+
+
+def ratio(a, b):
+    return round(a / b, 3) if b else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures
+
+
+class Bench:
+    def __init__(self, args, tools):
+        self.args = args
+        self.tools = tools
+        self.work = tempfile.mkdtemp(prefix="surge-bench-")
+        self.cache = os.path.join(ROOT, "target", "bench-cache")
+        os.makedirs(self.cache, exist_ok=True)
+        self.surge = os.path.join(ROOT, "target", "release", "surge")
+        self.lua = os.path.join(self.work, "json.lua")
+        with open(self.lua, "w") as f:
+            f.write(WRK_LUA)
+        self.wasm = {n: os.path.join(ROOT, "functions", n, f"{n}.wasm") for n in ("hello", "echo")}
+        self.cwasm = {}
+        for n, w in self.wasm.items():
+            self.cwasm[n] = os.path.join(self.work, f"{n}.cwasm")
+            subprocess.run([tools["wasmtime"], "compile", w, "-o", self.cwasm[n]], check=True)
+
+    def functions_dir(self, tag, specs):
+        """specs: [(name, source function, {manifest key: new line})]. The .wasm is hard-linked,
+        not copied: 100 copies of an 18 MB component would otherwise cost 1.8 GB of disk."""
+        d = os.path.join(self.work, tag, "functions")
+        for name, src, edits in specs:
+            fd = os.path.join(d, name)
+            os.makedirs(fd)
+            os.link(self.wasm[src], os.path.join(fd, f"{src}.wasm"))
+            with open(os.path.join(ROOT, "functions", src, "function.toml")) as f:
+                lines = f.read().splitlines()
+            out = []
+            for line in lines:
+                key = line.split("=", 1)[0].strip()
+                out.append(edits.get(key, line))
+            with open(os.path.join(fd, "function.toml"), "w") as f:
+                f.write("\n".join(out) + "\n")
+        return d
+
+    def start_surge(self, tag, functions, state=None):
+        port = free_port()
+        base = os.path.join(self.work, tag)
+        os.makedirs(base, exist_ok=True)
+        state = state or os.path.join(base, "state")
+        config = os.path.join(base, "surge.toml")
+        with open(config, "w") as f:
+            # The compile cache outlives the run: a restart of the harness never recompiles.
+            f.write(f'cache_dir = "{self.cache}"\n')
+        log = os.path.join(base, f"surge-{len(os.listdir(base))}.log")
+        p = Proc([self.surge, "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
+                  "--state-dir", state, "--functions-dir", functions], log)
+        return p, port, log
+
+    def start_wasmtime_serve(self, tag, component, extra=()):
+        port = free_port()
+        log = os.path.join(self.work, f"{tag}-{port}.log")
+        p = Proc([self.tools["wasmtime"], "serve", "-S", "cli=y", *extra,
+                  "--addr", f"127.0.0.1:{port}", component], log)
+        return p, port, log
+
+
+def hello_bench_specs(name="hello"):
+    # Two warm instances with a core each: the cgroup lets surge use both cores, as
+    # wasmtime serve (which has no limits) can. The sandbox, its cgroup and its limits stay on.
+    return [(name, "hello", {"min_instances": "min_instances = 2", "cpu": 'cpu = "1000m"'})]
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+def warm_http(b):
+    a = b.args
+    fdir = b.functions_dir("warm", hello_bench_specs())
+    surge, sport, slog = b.start_surge("warm", fdir)
+    wait_for_line(slog, "ready:", surge)
+    wt, wport, _ = b.start_wasmtime_serve("wt-reuse", b.cwasm["hello"],
+                                          ["--allow-precompiled", "--max-instance-reuse-count", "1000"])
+    wd, dport, _ = b.start_wasmtime_serve("wt-default", b.cwasm["hello"], ["--allow-precompiled"])
+    targets = {"surge": sport, "wasmtime_serve_reuse1000": wport, "wasmtime_serve_default": dport}
+    for port in targets.values():
+        wait_for_200(port, "/hello")
+    closed = {k: [] for k in targets}
+    for r in range(a.rounds):
+        for who, port in targets.items():
+            res = wrk(b.tools, f"http://127.0.0.1:{port}/hello", a.seconds, 16, b.lua)
+            closed[who].append(res)
+            log(f"warm_http round {r + 1} {who}: {res['rps']:.0f} req/s, p99 {res['p99_ms']:.2f} ms")
+    closed = {k: medians(v) for k, v in closed.items()}
+    # Half the reference's peak, offered open loop to surge and to the reference alike.
+    rate = max(10, int(closed["wasmtime_serve_reuse1000"]["rps"] * 0.5))
+    opened = {"surge": [], "wasmtime_serve_reuse1000": []}
+    for r in range(a.rounds):
+        for who in opened:
+            res = oha(b.tools, f"http://127.0.0.1:{targets[who]}/hello", a.seconds, rate)
+            opened[who].append(res)
+            log(f"warm_http open loop {rate}/s round {r + 1} {who}: p99 {res['p99_ms']:.2f} ms")
+    opened = {k: medians(v) for k, v in opened.items()}
+    for p in (surge, wt, wd):
+        p.stop()
+    s, ref = closed["surge"], closed["wasmtime_serve_reuse1000"]
+    return {
+        "function": "hello",
+        "closed_loop": {"tool": f"wrk -t2 -c16 -d{a.seconds}s", "concurrency": 16, **closed},
+        "open_loop": {"tool": f"oha -q {rate} --latency-correction -c 64 -z {a.seconds}s",
+                      "offered_rps": rate, **opened},
+        "ratios": {
+            "rps_vs_reuse1000": ratio(s["rps"], ref["rps"]),
+            "rps_vs_default": ratio(s["rps"], closed["wasmtime_serve_default"]["rps"]),
+            "p99_vs_reuse1000": ratio(s["p99_ms"], ref["p99_ms"]),
+            "open_loop_p99_vs_reuse1000": ratio(opened["surge"]["p99_ms"],
+                                                opened["wasmtime_serve_reuse1000"]["p99_ms"]),
+        },
+    }
+
+
+def event(b):
+    a = b.args
+    payload = b'{"key":"value","n":1}'
+    fdir = b.functions_dir("event", [("echo", "echo", {"cpu": 'cpu = "1000m"'})])
+    surge, sport, slog = b.start_surge("event", fdir)
+    wait_for_line(slog, "ready:", surge)
+    path = LAMBDA_PATH.format("echo")
+    wait_for_200(sport, path, payload)
+    argv = [b.tools["wasmtime"], "run", "--allow-precompiled", b.cwasm["echo"]]
+    runs = {"surge": [], "wasmtime_run_per_event": []}
+    for r in range(a.rounds):
+        res = wrk(b.tools, f"http://127.0.0.1:{sport}{path}", a.seconds, 16, b.lua, payload.decode())
+        runs["surge"].append(res)
+        log(f"event round {r + 1} surge: {res['rps']:.0f} events/s")
+        res = process_per_event(argv, payload, a.seconds, 16)
+        runs["wasmtime_run_per_event"].append(res)
+        log(f"event round {r + 1} wasmtime run: {res['rps']:.0f} events/s")
+    surge.stop()
+    runs = {k: medians(v) for k, v in runs.items()}
+    return {
+        "function": "echo",
+        "tool": f"surge: wrk -t2 -c16 -d{a.seconds}s POST {path}; reference: 16 workers, "
+                "each running `wasmtime run --allow-precompiled echo.cwasm` per event",
+        **runs,
+        "ratios": {
+            "rps": ratio(runs["surge"]["rps"], runs["wasmtime_run_per_event"]["rps"]),
+            "p50": ratio(runs["surge"]["p50_ms"], runs["wasmtime_run_per_event"]["p50_ms"]),
+        },
+    }
+
+
+def cold_start(b):
+    """Until scale-to-zero lands, a cold start is a host start with the artifact already
+    compiled: surge restarting on its state dir (deployments stored, artifact cached), and
+    `wasmtime serve` started on a precompiled .cwasm. Both clocks start at the spawn."""
+    a = b.args
+    payload = b'{"cold":true}'
+    out = {}
+    for fn, path, body in (("hello", "/hello", None), ("echo", LAMBDA_PATH.format("echo"), payload)):
+        fdir = b.functions_dir(f"cold-{fn}", [(fn, fn, {})])
+        state = os.path.join(b.work, f"cold-{fn}", "state")
+        # First start: stores the deployment and fills the compile cache.
+        p, port, _ = b.start_surge(f"cold-{fn}", fdir, state)
+        wait_for_200(port, path, body, proc=p)
+        p.stop()
+        surge, ref = [], []
+        for r in range(a.cold_rounds):
+            p, port, slog = b.start_surge(f"cold-{fn}", fdir, state)
+            wait_for_200(port, path, body, proc=p)
+            surge.append((time.perf_counter() - p.started) * 1e3)
+            p.stop()
+            if fn == "hello":
+                w, wport, _ = b.start_wasmtime_serve("cold-wt", b.cwasm["hello"], ["--allow-precompiled"])
+                wait_for_200(wport, "/hello", proc=w)
+                ref.append((time.perf_counter() - w.started) * 1e3)
+                w.stop()
+            else:
+                t0 = time.perf_counter()
+                r_ = subprocess.run([b.tools["wasmtime"], "run", "--allow-precompiled", b.cwasm["echo"]],
+                                    input=payload, capture_output=True)
+                if r_.stdout != payload:
+                    raise RuntimeError(f"wasmtime run echo answered {r_.stdout!r}")
+                ref.append((time.perf_counter() - t0) * 1e3)
+            log(f"cold_start {fn} round {r + 1}: surge {surge[-1]:.1f} ms, reference {ref[-1]:.1f} ms")
+        refname = "wasmtime_serve_precompiled" if fn == "hello" else "wasmtime_run_precompiled"
+        sm, rm = statistics.median(surge), statistics.median(ref)
+        out[fn] = {
+            "measure": "ms from spawning the host process to the first 200 at the client",
+            "surge": {"median_ms": sm, "max_ms": max(surge), "samples_ms": surge},
+            refname: {"median_ms": rm, "max_ms": max(ref), "samples_ms": ref},
+            "ratio_median": ratio(sm, rm),
+        }
+    return out
+
+
+def memory(b):
+    a = b.args
+    out = {}
+    for n in sorted({1, a.functions}):
+        names = ["hello"] if n == 1 else [f"hello-{i:03}" for i in range(n)]
+        specs = [(nm, "hello", {"name": f'name = "{nm}"', "route": f'route = "/{nm}"'}) for nm in names]
+        fdir = b.functions_dir(f"mem-{n}", specs)
+        surge, sport, slog = b.start_surge(f"mem-{n}", fdir)
+        wait_for_line(slog, "ready:", surge, deadline_s=60 + 10 * n)
+        for nm in names:
+            for _ in range(3):
+                if request(sport, f"/{nm}")[0] != 200:
+                    raise RuntimeError(f"memory: /{nm} did not answer 200 on surge")
+        s = memory_of(descendants(surge.pid))
+        surge.stop()
+        servers = []
+        for nm in names:
+            w, wport, _ = b.start_wasmtime_serve(f"mem-wt-{nm}", b.cwasm["hello"],
+                                                 ["--allow-precompiled", "--max-instance-reuse-count", "1000"])
+            servers.append((w, wport))
+        for w, wport in servers:
+            wait_for_200(wport, "/hello", proc=w)
+            for _ in range(2):
+                request(wport, "/hello")
+        pids = [pid for w, _ in servers for pid in descendants(w.pid)]
+        ref = memory_of(pids)
+        for w, _ in servers:
+            w.stop()
+        log(f"memory {n} functions: surge PSS {s['pss_kib'] / 1024:.0f} MiB, "
+            f"wasmtime serve PSS {ref['pss_kib'] / 1024:.0f} MiB")
+        out[f"functions_{n}"] = {
+            "functions": n,
+            "surge": {**s, "pss_per_function_kib": s["pss_kib"] / n},
+            "wasmtime_serve_reuse1000_per_function": {**ref, "pss_per_function_kib": ref["pss_kib"] / n},
+            "ratio_pss": ratio(s["pss_kib"], ref["pss_kib"]),
+            "ratio_rss": ratio(s["rss_kib"], ref["rss_kib"]),
+        }
+    out["scaled_to_zero"] = {
+        "measured": False,
+        "reason": "scale to zero arrives with horizontal autoscaling (issue 4); until then "
+                  "every deployed function keeps its sandbox and min_instances warm",
+    }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Output and checks
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                            capture_output=True, text=True).stdout.strip() or "unknown"
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "kernel": platform.release(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "cgroup": "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1",
+        "surge_commit": commit,
+    }
+
+
+def fmt(v, digits=0):
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def markdown(res):
+    m = res["machine"]
+    L = [f"# surge benchmarks, {res['date']} ({res['mode']})", "",
+         f"{m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
+         f"cgroup {m['cgroup']}, surge {m['surge_commit']}, wasmtime {res['reference']['wasmtime']}. "
+         f"Medians of {res['settings']['rounds']} rounds of {res['settings']['seconds']} s; "
+         "ratios are surge / reference.", ""]
+    w = res["scenarios"]["warm_http"]
+    c = w["closed_loop"]
+    L += ["## Warm `hello` (wasi:http), 16 connections, closed loop", "",
+          "| host | req/s | p50 ms | p99 ms | p99.9 ms | errors |", "| --- | --- | --- | --- | --- | --- |"]
+    for k in ("surge", "wasmtime_serve_reuse1000", "wasmtime_serve_default"):
+        r = c[k]
+        L.append(f"| {k} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | "
+                 f"{fmt(r['p999_ms'], 2)} | {r['errors']} |")
+    o = w["open_loop"]
+    L += ["", f"Open loop at {o['offered_rps']} req/s (half the reference's peak), latency from the scheduled send:", "",
+          "| host | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors |", "| --- | --- | --- | --- | --- | --- |"]
+    for k in ("surge", "wasmtime_serve_reuse1000"):
+        r = o[k]
+        L.append(f"| {k} | {fmt(r['achieved_rps'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | "
+                 f"{fmt(r['p999_ms'], 2)} | {r['errors']} |")
+    rt = w["ratios"]
+    L += ["", f"Ratios: req/s {rt['rps_vs_reuse1000']}× reuse=1000, {rt['rps_vs_default']}× default; "
+              f"p99 {rt['p99_vs_reuse1000']}× closed loop, {rt['open_loop_p99_vs_reuse1000']}× open loop.", ""]
+    e = res["scenarios"]["event"]
+    L += ["## Events: `echo` through the Invoke API, 16 at a time", "",
+          "| host | events/s | p50 ms | p99 ms | errors |", "| --- | --- | --- | --- | --- |"]
+    for k in ("surge", "wasmtime_run_per_event"):
+        r = e[k]
+        L.append(f"| {k} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {r['errors']} |")
+    L += ["", f"Ratio: {e['ratios']['rps']}× the events/s.", ""]
+    L += ["## Cold start: spawn to first 200", "", "| function | surge median ms | reference | reference median ms | ratio |",
+          "| --- | --- | --- | --- | --- |"]
+    for fn, cs in res["scenarios"]["cold_start"].items():
+        refk = next(k for k in cs if k.startswith("wasmtime"))
+        L.append(f"| {fn} | {fmt(cs['surge']['median_ms'], 1)} | {refk} | {fmt(cs[refk]['median_ms'], 1)} | {cs['ratio_median']} |")
+    L += ["", "## Memory: host + sandboxes (PSS, RSS from /proc)", "",
+          "| functions | surge PSS MiB | surge RSS MiB | wasmtime serve PSS MiB | wasmtime serve RSS MiB | PSS ratio |",
+          "| --- | --- | --- | --- | --- | --- |"]
+    for k, v in res["scenarios"]["memory"].items():
+        if not k.startswith("functions_"):
+            continue
+        s, r = v["surge"], v["wasmtime_serve_reuse1000_per_function"]
+        L.append(f"| {v['functions']} | {fmt(s['pss_kib'] / 1024)} | {fmt(s['rss_kib'] / 1024)} | "
+                 f"{fmt(r['pss_kib'] / 1024)} | {fmt(r['rss_kib'] / 1024)} | {v['ratio_pss']} |")
+    z = res["scenarios"]["memory"]["scaled_to_zero"]
+    if not z["measured"]:
+        L += ["", f"Scaled to zero: not measured ({z['reason']})."]
+    return "\n".join(L) + "\n"
+
+
+def check(res):
+    """The shape CI asserts: every scenario present, every figure a finite number, every
+    reference answered, no request failed."""
+    problems = []
+
+    def num(path, v, positive=True):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            problems.append(f"{path}: {v!r} is not a finite number")
+        elif positive and v <= 0:
+            problems.append(f"{path}: {v!r} is not positive")
+
+    if res.get("schema") != SCHEMA:
+        problems.append(f"schema: {res.get('schema')!r}, expected {SCHEMA}")
+    for k in ("cores", "cpu", "kernel"):
+        if not res.get("machine", {}).get(k):
+            problems.append(f"machine.{k} missing")
+    sc = res.get("scenarios", {})
+    for name in SCENARIOS:
+        if name not in sc:
+            problems.append(f"scenario {name} missing")
+    if problems:
+        return problems
+    w = sc["warm_http"]
+    for k in ("surge", "wasmtime_serve_reuse1000", "wasmtime_serve_default"):
+        for f in ("rps", "p50_ms", "p99_ms", "p999_ms"):
+            num(f"warm_http.closed_loop.{k}.{f}", w["closed_loop"][k][f])
+        if w["closed_loop"][k]["errors"]:
+            problems.append(f"warm_http.closed_loop.{k}: {w['closed_loop'][k]['errors']} errors")
+    for k in ("surge", "wasmtime_serve_reuse1000"):
+        for f in ("achieved_rps", "p50_ms", "p99_ms", "p999_ms"):
+            num(f"warm_http.open_loop.{k}.{f}", w["open_loop"][k][f])
+        if w["open_loop"][k]["errors"]:
+            problems.append(f"warm_http.open_loop.{k}: {w['open_loop'][k]['errors']} errors")
+    for k, v in w["ratios"].items():
+        num(f"warm_http.ratios.{k}", v)
+    e = sc["event"]
+    for k in ("surge", "wasmtime_run_per_event"):
+        num(f"event.{k}.rps", e[k]["rps"])
+        if e[k]["errors"]:
+            problems.append(f"event.{k}: {e[k]['errors']} errors")
+    num("event.ratios.rps", e["ratios"]["rps"])
+    for fn in ("hello", "echo"):
+        cs = sc["cold_start"].get(fn)
+        if cs is None:
+            problems.append(f"cold_start.{fn} missing")
+            continue
+        num(f"cold_start.{fn}.surge.median_ms", cs["surge"]["median_ms"])
+        num(f"cold_start.{fn}.ratio_median", cs["ratio_median"])
+    mem = [v for k, v in sc["memory"].items() if k.startswith("functions_")]
+    if not any(v["functions"] == 1 for v in mem) or len(mem) < 2:
+        problems.append("memory: needs a row for 1 function and one for many")
+    for v in mem:
+        num(f"memory.functions_{v['functions']}.surge.pss_kib", v["surge"]["pss_kib"])
+        num(f"memory.functions_{v['functions']}.ratio_pss", v["ratio_pss"])
+        if v["surge"]["processes"] < 1 + v["functions"]:
+            problems.append(f"memory.functions_{v['functions']}: {v['surge']['processes']} processes, "
+                            f"expected the host and {v['functions']} sandboxes")
+    return problems
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="one short round of each scenario")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--cold-rounds", type=int, default=20)
+    ap.add_argument("--functions", type=int, default=100, help="functions in the large memory case")
+    ap.add_argument("--only", action="append", choices=SCENARIOS, help="run only these scenarios")
+    ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench"))
+    ap.add_argument("--wasmtime", default=shutil.which("wasmtime"))
+    ap.add_argument("--oha", default=shutil.which("oha"))
+    ap.add_argument("--wrk", default=shutil.which("wrk"))
+    ap.add_argument("--check", metavar="RESULTS_JSON", help="only check a results file's shape")
+    a = ap.parse_args()
+    if a.check:
+        with open(a.check) as f:
+            problems = check(json.load(f))
+        for p in problems:
+            print(f"{a.check}: {p}", file=sys.stderr)
+        sys.exit(1 if problems else 0)
+    if a.smoke:
+        a.rounds, a.seconds, a.cold_rounds, a.functions = 1, 2, 2, 10
+    tools = {"wasmtime": a.wasmtime, "oha": a.oha, "wrk": a.wrk}
+    for k, v in tools.items():
+        if not v or not os.access(v, os.X_OK):
+            sys.exit(f"harness: {k} not found (pass --{k} PATH, or run benches/run.sh, which installs it)")
+    version = subprocess.run([a.wasmtime, "--version"], capture_output=True, text=True).stdout.split()
+    res = {
+        "schema": SCHEMA,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "mode": "smoke" if a.smoke else "full",
+        "machine": machine(),
+        "reference": {"wasmtime": version[1] if len(version) > 1 else "unknown"},
+        "settings": {"rounds": a.rounds, "seconds": a.seconds, "cold_rounds": a.cold_rounds,
+                     "functions": a.functions},
+        "scenarios": {},
+    }
+    b = Bench(a, tools)
+    runs = {"warm_http": warm_http, "event": event, "cold_start": cold_start, "memory": memory}
+    try:
+        for name in a.only or SCENARIOS:
+            log(f"== {name}")
+            res["scenarios"][name] = runs[name](b)
+    finally:
+        Proc.stop_all()
+        shutil.rmtree(b.work, ignore_errors=True)
+    os.makedirs(a.out, exist_ok=True)
+    stem = "smoke" if a.smoke else "results"
+    with open(os.path.join(a.out, f"{stem}.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    if not a.only:
+        md = markdown(res)
+        with open(os.path.join(a.out, f"{stem}.md"), "w") as f:
+            f.write(md)
+        print(md)
+        problems = check(res)
+        for p in problems:
+            log(f"check: {p}")
+        sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()
