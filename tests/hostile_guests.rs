@@ -37,6 +37,33 @@ fn an_infinite_loop_times_out_and_the_next_request_gets_a_fresh_instance() {
 }
 
 #[test]
+fn a_guest_parked_in_a_host_call_is_stopped_at_its_timeout() {
+    let h = Host::start(&["loop"]);
+    // Five in a row on a pool of four: were a parked instance left running, the fifth would
+    // find no instance and the host, not the sandbox, would answer it.
+    for round in 0..5 {
+        let t = Instant::now();
+        let r = h.invoke("loop", br#"{"sleep":true}"#);
+        let took = t.elapsed();
+        assert_eq!(r.status, 200, "round {round}: {}", r.text());
+        assert!(
+            r.text().contains("Sandbox.Timedout"),
+            "round {round}: {}",
+            r.text()
+        );
+        assert!(
+            r.text().contains("host call"),
+            "round {round}: the sandbox itself must stop it: {}",
+            r.text()
+        );
+        assert!(
+            took < Duration::from_millis(2000),
+            "round {round}: timeout 1s answered after {took:?}"
+        );
+    }
+}
+
+#[test]
 fn a_memory_bomb_fails_cleanly_and_a_modest_request_succeeds() {
     let h = Host::start(&["memhog"]);
     // 64Mi per instance: 200 MiB is refused inside the guest (malloc returns NULL).

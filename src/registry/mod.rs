@@ -48,6 +48,8 @@ pub enum DeployError {
     NotFound(String),
     #[error("compiling {file}: the compiler task failed")]
     CompilerPanicked { file: String },
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 /// A deployed version as `list` shows it.
@@ -113,6 +115,18 @@ pub struct Registry {
     transitions: AsyncMutex<()>,
 }
 
+/// The kind a stored deployment was detected as.
+fn stored_kind(f: &StoredFunction) -> Result<Kind, DeployError> {
+    match f.kind.as_str() {
+        "http" => Ok(Kind::Http),
+        "event" => Ok(Kind::Event),
+        other => Err(DeployError::Corrupt(format!(
+            "stored deployment {} has an unknown kind {other:?}",
+            f.name
+        ))),
+    }
+}
+
 /// Rust's `Kind` and the runtime's are the same set; the manifest has its own for serde.
 fn runtime_kind(k: crate::manifest::Kind) -> Kind {
     match k {
@@ -150,19 +164,23 @@ impl Registry {
     /// Deploy a manifest file from disk, reading its handler next to it.
     pub async fn deploy_file(&self, manifest_path: &Path) -> Result<FunctionInfo, DeployError> {
         let file = manifest_path.display().to_string();
-        let text = std::fs::read_to_string(manifest_path).map_err(|e| {
-            FileError::new(
-                manifest_path,
-                None,
-                format!("cannot read the manifest: {e}"),
-            )
-        })?;
+        let text = tokio::task::block_in_place(|| std::fs::read_to_string(manifest_path)).map_err(
+            |e| {
+                FileError::new(
+                    manifest_path,
+                    None,
+                    format!("cannot read the manifest: {e}"),
+                )
+            },
+        )?;
         let spec = FunctionSpec::parse(manifest_path, &text, &self.config.defaults)?;
         let handler = crate::manifest::handler_path(manifest_path, &spec);
-        let wasm = std::fs::read(&handler).map_err(|source| DeployError::Handler {
-            file: file.clone(),
-            path: handler.display().to_string(),
-            source,
+        let wasm = tokio::task::block_in_place(|| std::fs::read(&handler)).map_err(|source| {
+            DeployError::Handler {
+                file: file.clone(),
+                path: handler.display().to_string(),
+                source,
+            }
         })?;
         self.deploy(&file, &text, wasm).await
     }
@@ -175,14 +193,17 @@ impl Registry {
         wasm: Vec<u8>,
     ) -> Result<FunctionInfo, DeployError> {
         let _t = self.transitions.lock().await;
-        self.deploy_locked(file, manifest, wasm, None).await
+        self.deploy_locked(file, manifest, Some(wasm), None).await
     }
 
+    /// `wasm` is None only for a restore whose artifact is already compiled: the stored
+    /// blob is content-addressed (its name is its SHA-256) and its kind is stored, so it
+    /// need not be read or hashed again.
     async fn deploy_locked(
         &self,
         file: &str,
         manifest: &str,
-        wasm: Vec<u8>,
+        wasm: Option<Vec<u8>>,
         restore: Option<&StoredFunction>,
     ) -> Result<FunctionInfo, DeployError> {
         let spec = FunctionSpec::parse(Path::new(file), manifest, &self.config.defaults)?;
@@ -198,15 +219,6 @@ impl Registry {
                 }
             }
         }
-        let sha = sha256_hex(&wasm);
-        // Same bytes and same manifest as the live version: nothing to do.
-        if restore.is_none() {
-            if let Some(cur) = self.routes().get(&name) {
-                if cur.wasm_sha256 == sha && cur.spec == spec {
-                    return Ok(FunctionInfo::of(&cur));
-                }
-            }
-        }
         let handler_file = crate::manifest::handler_path(Path::new(file), &spec)
             .display()
             .to_string();
@@ -215,20 +227,42 @@ impl Registry {
             self.cache.clone(),
             spec.kind.map(runtime_kind),
         );
-        let wasm = Arc::new(wasm);
-        let wasm2 = wasm.clone();
-        let hf = handler_file.clone();
-        let (kind, artifact) = tokio::task::spawn_blocking(move || {
-            cache.get_or_compile(&engine, &hf, &wasm2, declared)
-        })
-        .await
-        .map_err(|_| DeployError::CompilerPanicked {
-            file: handler_file.clone(),
-        })??;
+        // Hashing and compiling tens of MB run off the runtime's threads: the gateway may
+        // have only one, and it serves every request meanwhile.
+        let (sha, kind, artifact, wasm) = match (wasm, restore) {
+            (None, Some(r)) => {
+                let kind = stored_kind(r)?;
+                let path = cache.path_for(&engine, kind, &r.wasm_sha256);
+                (r.wasm_sha256.clone(), kind, path, None)
+            }
+            (wasm, _) => {
+                let wasm = wasm.unwrap_or_default();
+                let hf = handler_file.clone();
+                let (sha, compiled, wasm) = tokio::task::spawn_blocking(move || {
+                    let sha = sha256_hex(&wasm);
+                    let compiled = cache.get_or_compile(&engine, &hf, &wasm, declared);
+                    (sha, compiled, wasm)
+                })
+                .await
+                .map_err(|_| DeployError::CompilerPanicked {
+                    file: handler_file.clone(),
+                })?;
+                // Same bytes and same manifest as the live version: nothing to do.
+                if restore.is_none() {
+                    if let Some(cur) = self.routes().get(&name) {
+                        if cur.wasm_sha256 == sha && cur.spec == spec {
+                            return Ok(FunctionInfo::of(&cur));
+                        }
+                    }
+                }
+                let (kind, path) = compiled?;
+                (sha, kind, path, Some(wasm))
+            }
+        };
 
         let version = match restore {
             Some(r) => r.version,
-            None => self.store.next_version(&name)?,
+            None => tokio::task::block_in_place(|| self.store.next_version(&name))?,
         };
         let deployed_at = restore.map(|r| r.deployed_at_unix).unwrap_or_else(now_unix);
         let sup = supervisor::start(
@@ -251,10 +285,13 @@ impl Registry {
                 kind: kind.as_str().to_string(),
                 deployed_at_unix: deployed_at,
             };
-            let persisted = self
-                .store
-                .put_blob(&sha, &wasm)
-                .and_then(|_| self.store.put(&stored));
+            let wasm = wasm.as_deref().unwrap_or_default();
+            // Written and synced to disk: off the runtime, as above.
+            let persisted = tokio::task::block_in_place(|| {
+                self.store
+                    .put_blob(&sha, wasm)
+                    .and_then(|_| self.store.put(&stored))
+            });
             if let Err(e) = persisted {
                 sup.retire().await;
                 return Err(e.into());
@@ -312,11 +349,23 @@ impl Registry {
         };
         for f in &stored {
             let _t = self.transitions.lock().await;
-            let wasm = match std::fs::read(self.store.blob_path(&f.wasm_sha256)) {
-                Ok(w) => w,
-                Err(e) => {
-                    errors.push(format!("restoring {}: blob {}: {e}", f.name, f.wasm_sha256));
-                    continue;
+            let cached = stored_kind(f)
+                .map(|k| {
+                    self.cache
+                        .path_for(&self.engine, k, &f.wasm_sha256)
+                        .is_file()
+                })
+                .unwrap_or(false);
+            let wasm = if cached {
+                None
+            } else {
+                let blob = self.store.blob_path(&f.wasm_sha256);
+                match tokio::task::block_in_place(|| std::fs::read(blob)) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        errors.push(format!("restoring {}: blob {}: {e}", f.name, f.wasm_sha256));
+                        continue;
+                    }
                 }
             };
             if let Err(e) = self

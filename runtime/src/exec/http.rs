@@ -208,11 +208,16 @@ impl HttpHandler {
         }))
     }
 
-    /// Instantiate the whole pool ahead of traffic.
-    pub async fn warm_up(&self) -> wasmtime::Result<()> {
-        while let Some(slot) = self.places.take() {
+    /// Instantiate one instance now (it proves the component starts, and the first request
+    /// finds it warm) and the rest of the pool in the background, so the sandbox is ready
+    /// after one instantiation, not `instances` of them.
+    pub async fn warm_up(self: &Arc<Self>) -> wasmtime::Result<()> {
+        if let Some(slot) = self.places.take() {
             let w = self.instantiate(slot).await?;
             self.give_back(w);
+        }
+        for _ in 1..self.settings.instances {
+            self.replenish();
         }
         Ok(())
     }
