@@ -57,7 +57,11 @@ fn dispatch(c: &mut Criterion) {
     let cache = CompileCache::new(cfg.cache_dir()).unwrap();
     let registry = Registry::new(cfg, store, cache, sandboxes).unwrap();
     let manifest_path = root.join("functions/hello/function.toml");
-    let manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    // Two instances, as the harness runs hello: two requests can be in flight at once.
+    let manifest = std::fs::read_to_string(&manifest_path)
+        .unwrap()
+        .replace("min_instances = 1", "min_instances = 2");
+    assert!(manifest.contains("min_instances = 2"));
     let wasm = std::fs::read(root.join("functions/hello/hello.wasm")).unwrap();
     rt.block_on(registry.deploy(&manifest_path.display().to_string(), &manifest, wasm))
         .unwrap();

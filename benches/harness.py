@@ -420,7 +420,7 @@ def warm_http(b):
 def event(b):
     a = b.args
     payload = b'{"key":"value","n":1}'
-    fdir = b.functions_dir("event", [("echo", "echo", {"cpu": 'cpu = "1000m"'})])
+    fdir = b.functions_dir("event", [("echo", "echo", {"min_instances": "min_instances = 2", "cpu": 'cpu = "1000m"'})])
     surge, sport, slog = b.start_surge("event", fdir)
     wait_for_line(slog, "ready:", surge)
     path = LAMBDA_PATH.format("echo")

@@ -9,6 +9,11 @@ cd "$root"
 venv="${SURGE_TOOLS_DIR:-$HOME/.cache/surge-tools}/venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c 'import boto3' 2>/dev/null || "$venv/bin/pip" install -q boto3==1.35.99
-cargo test --release --locked --workspace 2>&1 | tee /tmp/surge-test.log
+# --all-targets: the criterion benches run too, once each, as tests (they must not rot).
+cargo test --release --locked --workspace --all-targets 2>&1 | tee /tmp/surge-test.log
 # Make skipped cgroup tests visible at the end of the log.
 grep -h '^skipped:' /tmp/surge-test.log || true
+# The side-by-side benchmark harness, one short round of each scenario: it must complete and
+# write a well-formed results file (checked by the harness itself; it exits non-zero if not).
+# Numbers from this run are not results: see BENCHMARKS.md for how to take real ones.
+bash benches/run.sh --smoke

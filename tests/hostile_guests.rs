@@ -39,8 +39,8 @@ fn an_infinite_loop_times_out_and_the_next_request_gets_a_fresh_instance() {
 #[test]
 fn a_guest_parked_in_a_host_call_is_stopped_at_its_timeout() {
     let h = Host::start(&["loop"]);
-    // Five in a row on a pool of four: were a parked instance left running, the fifth would
-    // find no instance and the host, not the sandbox, would answer it.
+    // Five in a row on a pool of one instance: were a parked instance left running, the next
+    // request would find no instance and the host, not the sandbox, would answer it.
     for round in 0..5 {
         let t = Instant::now();
         let r = h.invoke("loop", br#"{"sleep":true}"#);
