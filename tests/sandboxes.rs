@@ -144,3 +144,28 @@ fn a_killed_sandbox_is_replaced_and_the_next_request_succeeds() {
     }
     assert_eq!(h.get("/healthz").status, 200, "the host survived");
 }
+
+#[test]
+fn a_second_host_on_the_same_cgroup_subtree_is_refused_not_mixed_in() {
+    if let Err(why) = cgroups_writable() {
+        return skip(
+            "a_second_host_on_the_same_cgroup_subtree_is_refused_not_mixed_in",
+            &why,
+        );
+    }
+    let a = Host::start(&["echo"]);
+    let b = Host::start_sharing_cgroups_with(&a);
+    let manifest = common::repo().join("functions/echo/function.toml");
+    let (code, _, err) = b.cli(&["deploy", manifest.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("already holds processes") && err.contains("cgroup.subtree"),
+        "the error names the conflict and the fix: {err}"
+    );
+    // The first host's function is untouched.
+    assert_eq!(a.post("/echo", b"still mine").text(), "still mine");
+    assert!(
+        b.function("echo").is_none(),
+        "nothing half-deployed on the second host"
+    );
+}

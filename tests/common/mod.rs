@@ -90,14 +90,23 @@ impl Host {
     }
 
     pub fn start_with(functions: &[&str], extra_config: &str) -> Host {
+        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
+        let subtree = format!("surge-test-{}-{n}", std::process::id());
+        Self::start_in(functions, extra_config, subtree)
+    }
+
+    /// A host whose sandboxes go under another host's cgroup subtree.
+    pub fn start_sharing_cgroups_with(other: &Host) -> Host {
+        Self::start_in(&[], "", other.subtree.clone())
+    }
+
+    fn start_in(functions: &[&str], extra_config: &str, subtree: String) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         let fdir = dir.path().join("functions");
         std::fs::create_dir_all(&fdir).unwrap();
         for f in functions {
             copy_function(f, &fdir.join(f));
         }
-        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
-        let subtree = format!("surge-test-{}-{n}", std::process::id());
         let required = cgroups_writable().is_ok();
         let config = format!(
             "listen = \"127.0.0.1:0\"\nfunctions_dir = {:?}\nstate_dir = {:?}\ncache_dir = {:?}\n{extra_config}\n[cgroup]\nsubtree = {subtree:?}\nrequired = {required}\n",

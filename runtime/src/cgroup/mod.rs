@@ -27,6 +27,11 @@ pub enum CgroupError {
     Op { path: String, detail: String },
     #[error("no writable cgroup: {0}")]
     Unavailable(String),
+    #[error(
+        "cgroup {path} already holds processes ({pids}): another surge host uses the same \
+         cgroup subtree; give each host its own `cgroup.subtree` in its config"
+    )]
+    InUse { path: String, pids: String },
 }
 
 fn op(path: &str, e: impl std::fmt::Display) -> CgroupError {
@@ -190,6 +195,19 @@ impl Driver for CgroupRoot {
         name: &str,
         limits: &SandboxLimits,
     ) -> Result<Box<dyn SandboxCgroup>, CgroupError> {
+        // An empty leftover (a host killed before its cleanup) is reused; one with processes
+        // belongs to a live sandbox of another host, and sharing it would mix two sandboxes
+        // under one set of limits.
+        for d in self.dirs_for(name) {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            let pids: Vec<&str> = procs.split_whitespace().collect();
+            if !pids.is_empty() {
+                return Err(CgroupError::InUse {
+                    path: d.display().to_string(),
+                    pids: pids.join(", "),
+                });
+            }
+        }
         let mut groups = Vec::new();
         if self.v2 {
             let rel = format!("{}/{}", self.rel[""].trim_start_matches('/'), name);
