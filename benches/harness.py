@@ -126,6 +126,8 @@ def wait_for_line(path, prefix, proc, deadline_s=300):
         with open(path) as f:
             for line in f:
                 if line.startswith(prefix):
+                    if "ready:" in prefix and not line.strip().endswith(", 0 failed"):
+                        raise RuntimeError(f"surge started with failures: {line.strip()}; see {path}")
                     return line.strip()
         if proc.p.poll() is not None:
             raise RuntimeError(f"{proc.p.args[0]} exited ({proc.p.returncode}); see {path}")
@@ -348,7 +350,9 @@ class Bench:
         config = os.path.join(base, "surge.toml")
         with open(config, "w") as f:
             # The compile cache outlives the run: a restart of the harness never recompiles.
-            f.write(f'cache_dir = "{self.cache}"\n')
+            # A cgroup subtree of its own: a `surge serve` already running on this machine
+            # (the default subtree) must not meet the harness's sandboxes.
+            f.write(f'cache_dir = "{self.cache}"\n[cgroup]\nsubtree = "surge-bench-{os.getpid()}"\n')
         log = os.path.join(base, f"surge-{len(os.listdir(base))}.log")
         p = Proc([self.surge, "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
                   "--state-dir", state, "--functions-dir", functions], log)

@@ -1,7 +1,7 @@
 //! Sandbox processes in their cgroups: real processes, real cgroups.
 
 mod common;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{cgroups_writable, skip, Host};
@@ -107,6 +107,29 @@ fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove()
     for r in &roots {
         assert!(!r.exists(), "{} removed when the host stopped", r.display());
     }
+    // Nothing left in any hierarchy, including ones surge only touches indirectly (cpuacct
+    // mounted apart from cpu).
+    let left = dirs_named(Path::new("/sys/fs/cgroup"), &h.subtree, 5);
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn dirs_named(dir: &Path, name: &str, depth: u32) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        if e.file_name() == name {
+            found.push(p);
+        } else if depth > 0 {
+            found.extend(dirs_named(&p, name, depth - 1));
+        }
+    }
+    found
 }
 
 #[test]

@@ -195,6 +195,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
         source,
     };
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
+    write_synced(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Write and fsync before the rename that publishes the file: after a crash, a file under
+/// its final name is whole, never a truncated artifact that every later start would trust.
+pub fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

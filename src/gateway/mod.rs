@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use surge_runtime::exec::Outcome;
 use surge_runtime::sandbox::protocol;
 use surge_runtime::Kind;
@@ -26,6 +26,9 @@ use crate::dispatch::Deployment;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use errors::{ApiError, HttpResponse, Surface};
+
+/// How long a connection may take to send a request's head.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct Gateway {
     pub registry: Arc<Registry>,
@@ -54,9 +57,13 @@ pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, shutdown: impl Futur
                 let gw = gw.clone();
                 async move { Ok::<_, Infallible>(handle(&gw, req).await) }
             });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A client must send a request's head within this time (slowloris).
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }

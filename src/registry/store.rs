@@ -107,7 +107,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        std::fs::write(&tmp, bytes).map_err(io)?;
+        surge_runtime::artifact::write_synced(&tmp, bytes).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
         Ok(path)
     }

@@ -9,7 +9,7 @@
 pub mod limits;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cgroups_rs::fs::cpu::CpuController;
 use cgroups_rs::fs::cpuacct::CpuAcctController;
@@ -38,6 +38,15 @@ fn op(path: &str, e: impl std::fmt::Display) -> CgroupError {
     CgroupError::Op {
         path: path.to_string(),
         detail: e.to_string(),
+    }
+}
+
+/// True when v1's cpuacct is mounted apart from cpu (not as `cpu,cpuacct`).
+fn cpuacct_separate() -> bool {
+    let real = |c: &str| std::fs::canonicalize(Path::new("/sys/fs/cgroup").join(c)).ok();
+    match (real("cpu"), real("cpuacct")) {
+        (Some(cpu), Some(acct)) => cpu != acct,
+        _ => false,
     }
 }
 
@@ -119,6 +128,12 @@ impl CgroupRoot {
                     CgroupError::Unavailable(format!("/proc/self/cgroup names no {c} hierarchy"))
                 })?;
                 rel.insert(c.to_string(), join(&base));
+            }
+            // cpuacct may be its own hierarchy rather than co-mounted with cpu. Then it is a
+            // fourth hierarchy to place the sandbox in and to clean up: left out, every
+            // version would leave an empty cgroup behind there.
+            if let (true, Some(base)) = (cpuacct_separate(), own.get("cpuacct")) {
+                rel.insert("cpuacct".to_string(), join(base));
             }
         }
         let root = CgroupRoot { v2, rel };
@@ -219,8 +234,18 @@ impl Driver for CgroupRoot {
             .map_err(|e| op(&rel, e))?;
             groups.push((rel, cg));
         } else {
-            for (c, extra) in [("memory", None), ("cpu", Some("cpuacct")), ("pids", None)] {
-                let rel = format!("{}/{}", self.rel[c].trim_start_matches('/'), name);
+            let separate = self.rel.contains_key("cpuacct");
+            let hierarchies = [
+                ("memory", None),
+                ("cpu", (!separate).then_some("cpuacct")),
+                ("pids", None),
+                ("cpuacct", None),
+            ];
+            for (c, extra) in hierarchies {
+                let Some(root) = self.rel.get(c) else {
+                    continue;
+                };
+                let rel = format!("{}/{}", root.trim_start_matches('/'), name);
                 let mut ctrls = vec![c.to_string()];
                 ctrls.extend(extra.map(String::from));
                 let cg =
