@@ -103,8 +103,11 @@ pub async fn start(
         version,
         kind,
         instances: executions(&spec, kind),
+        // Threads count against the sandbox's pids limit: keep half of it for everything
+        // else (the epoch ticker, the host watcher, blocking-pool threads).
         threads: (crate::manifest::config::auto_threads(ctx.config.threads) as u32)
-            .min(executions(&spec, kind)),
+            .min(executions(&spec, kind))
+            .min((ctx.config.pids_max / 2).max(1)),
         reuse: match kind {
             Kind::Http => spec.scaling.reuse,
             Kind::Event => 1,
