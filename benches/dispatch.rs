@@ -52,6 +52,7 @@ fn dispatch(c: &mut Criterion) {
         cgroups,
         run_dir,
         config: cfg.sandbox.clone(),
+        poke: Arc::new(tokio::sync::Notify::new()),
     });
     let store = Store::open(state.path()).unwrap();
     let cache = CompileCache::new(cfg.cache_dir()).unwrap();
@@ -76,7 +77,8 @@ fn dispatch(c: &mut Criterion) {
         })
     });
     // As many in flight as the pool has instances: the cost per request under load.
-    let n = surge::dispatch::executions(&hello.spec, hello.kind) as u64;
+    let n =
+        surge::dispatch::executions(&hello.spec, hello.kind, hello.spec.initial_instances()) as u64;
     g.throughput(Throughput::Elements(n));
     g.bench_function(format!("hello_{n}_in_flight"), |b| {
         b.to_async(&rt).iter(|| {

@@ -16,9 +16,11 @@ Scenarios (names are the JSON keys):
               with its default of one instance per request.
   event       echo (C, WASI preview1) through the Lambda Invoke API at 16 connections, against
               `wasmtime run` of the same module, precompiled, one process per event.
-  cold_start  the host's start to the first 200: surge restarting on a state dir whose
-              artifact is compiled, against `wasmtime serve --allow-precompiled` (hello), and
-              against one `wasmtime run` (echo).
+  cold_start  a request to a function scaled to zero (no sandbox process, no cgroup) until its
+              answer, at the client, against the spawn of `wasmtime serve --allow-precompiled`
+              to its first 200 (hello), and one whole `wasmtime run` (echo).
+  reaction    a 10x step in closed-loop clients on echo: how long until the pool serves the
+              new load with no request queued for a whole second.
   memory      RSS and PSS from /proc of the host and every sandbox, with 1 and N copies of
               hello deployed and warm, against one `wasmtime serve` per function.
 
@@ -42,8 +44,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = 1
-SCENARIOS = ("warm_http", "event", "cold_start", "memory")
+SCHEMA = 2
+SCENARIOS = ("warm_http", "event", "cold_start", "reaction", "memory")
 LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
 
 
@@ -342,7 +344,7 @@ class Bench:
                 f.write("\n".join(out) + "\n")
         return d
 
-    def start_surge(self, tag, functions, state=None):
+    def start_surge(self, tag, functions, state=None, extra=""):
         port = free_port()
         base = os.path.join(self.work, tag)
         os.makedirs(base, exist_ok=True)
@@ -352,7 +354,7 @@ class Bench:
             # The compile cache outlives the run: a restart of the harness never recompiles.
             # A cgroup subtree of its own: a `surge serve` already running on this machine
             # (the default subtree) must not meet the harness's sandboxes.
-            f.write(f'cache_dir = "{self.cache}"\n[cgroup]\nsubtree = "surge-bench-{os.getpid()}"\n')
+            f.write(f'cache_dir = "{self.cache}"\n{extra}\n[cgroup]\nsubtree = "surge-bench-{os.getpid()}"\n')
         log = os.path.join(base, f"surge-{len(os.listdir(base))}.log")
         p = Proc([self.surge, "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
                   "--state-dir", state, "--functions-dir", functions], log)
@@ -452,26 +454,59 @@ def event(b):
     }
 
 
+# Scaling keys for the scale-to-zero scenarios, added under [scaling] (every example has
+# `concurrency = 1` there), and a control loop of 100 ms.
+FAST_ZERO = ('concurrency = 1\nstable_window = "1s"\npanic_window = "200ms"\n'
+             'scale_to_zero_after = "200ms"')
+FAST_TICK = '[autoscaler]\ntick = "100ms"'
+
+
+def metric(port, name, fn):
+    """One per-function figure from /metrics, or None."""
+    status, body = request(port, "/metrics")
+    if status != 200:
+        return None
+    key = f'{name}{{function="{fn}"}} '
+    for line in body.decode().splitlines():
+        if line.startswith(key):
+            return float(line[len(key):])
+    return None
+
+
+def wait_at_zero(port, fn, host_pid, deadline_s=30):
+    """Until the function has no instance, no target and no sandbox process."""
+    t0 = time.perf_counter()
+    while True:
+        if (metric(port, "surge_function_instances", fn) == 0
+                and metric(port, "surge_function_desired_instances", fn) == 0
+                and descendants(host_pid) == [host_pid]):
+            return
+        if time.perf_counter() - t0 > deadline_s:
+            raise RuntimeError(f"{fn} did not scale to zero within {deadline_s} s")
+        time.sleep(0.01)
+
+
 def cold_start(b):
-    """Until scale-to-zero lands, a cold start is a host start with the artifact already
-    compiled: surge restarting on its state dir (deployments stored, artifact cached), and
-    `wasmtime serve` started on a precompiled .cwasm. Both clocks start at the spawn."""
+    """A cold start from zero: the function is deployed and stored, its artifact compiled,
+    but it has no sandbox process and no cgroup. The clock runs at the client, from sending
+    the request to the whole answer. References: a fresh `wasmtime serve` on a precompiled
+    component, spawn to first 200, and a whole `wasmtime run` of the precompiled module."""
     a = b.args
     payload = b'{"cold":true}'
     out = {}
     for fn, path, body in (("hello", "/hello", None), ("echo", LAMBDA_PATH.format("echo"), payload)):
-        fdir = b.functions_dir(f"cold-{fn}", [(fn, fn, {})])
-        state = os.path.join(b.work, f"cold-{fn}", "state")
-        # First start: stores the deployment and fills the compile cache.
-        p, port, _ = b.start_surge(f"cold-{fn}", fdir, state)
-        wait_for_200(port, path, body, proc=p)
-        p.stop()
+        fdir = b.functions_dir(f"cold-{fn}", [(fn, fn, {"min_instances": "min_instances = 0",
+                                                        "concurrency": FAST_ZERO})])
+        p, port, slog = b.start_surge(f"cold-{fn}", fdir, extra=FAST_TICK)
+        wait_for_line(slog, "ready:", p)
         surge, ref = [], []
         for r in range(a.cold_rounds):
-            p, port, slog = b.start_surge(f"cold-{fn}", fdir, state)
-            wait_for_200(port, path, body, proc=p)
-            surge.append((time.perf_counter() - p.started) * 1e3)
-            p.stop()
+            wait_at_zero(port, fn, p.pid)
+            t0 = time.perf_counter()
+            status, data = request(port, path, body)
+            surge.append((time.perf_counter() - t0) * 1e3)
+            if status != 200:
+                raise RuntimeError(f"cold start {fn}: {status} {data[:200]!r}")
             if fn == "hello":
                 w, wport, _ = b.start_wasmtime_serve("cold-wt", b.cwasm["hello"], ["--allow-precompiled"])
                 wait_for_200(wport, "/hello", proc=w)
@@ -485,15 +520,100 @@ def cold_start(b):
                     raise RuntimeError(f"wasmtime run echo answered {r_.stdout!r}")
                 ref.append((time.perf_counter() - t0) * 1e3)
             log(f"cold_start {fn} round {r + 1}: surge {surge[-1]:.1f} ms, reference {ref[-1]:.1f} ms")
+        cold = metric(port, "surge_function_cold_starts_total", fn)
+        p.stop()
+        if cold is None or cold < a.cold_rounds:
+            raise RuntimeError(f"cold start {fn}: the host counted {cold} cold starts for {a.cold_rounds} rounds")
         refname = "wasmtime_serve_precompiled" if fn == "hello" else "wasmtime_run_precompiled"
-        sm, rm = statistics.median(surge), statistics.median(ref)
+        ss, rs = sorted(surge), sorted(ref)
         out[fn] = {
-            "measure": "ms from spawning the host process to the first 200 at the client",
-            "surge": {"median_ms": sm, "max_ms": max(surge), "samples_ms": surge},
-            refname: {"median_ms": rm, "max_ms": max(ref), "samples_ms": ref},
-            "ratio_median": ratio(sm, rm),
+            "measure": "surge: ms from sending a request to a function at zero (no process, no "
+                       "cgroup) to its whole answer; reference: spawn to first 200 / whole run",
+            "surge": {"median_ms": statistics.median(ss), "p99_ms": pct(ss, 99),
+                      "max_ms": ss[-1], "samples_ms": surge},
+            refname: {"median_ms": statistics.median(rs), "p99_ms": pct(rs, 99),
+                      "max_ms": rs[-1], "samples_ms": ref},
+            "ratio_median": ratio(statistics.median(ss), statistics.median(rs)),
         }
     return out
+
+
+def reaction(b):
+    """A 10x load step: 2 closed-loop clients on echo for a few seconds, then 20. Reaction
+    time is from the step to the start of the first whole second in which no request waited
+    in the activator queue (sampled every 20 ms) and the pool was at its new size."""
+    a = b.args
+    before_s, after_s = (2, 4) if a.smoke else (4, 8)
+    fdir = b.functions_dir("reaction", [("echo", "echo", {
+        "min_instances": "min_instances = 1", "max_instances": "max_instances = 32",
+        "concurrency": 'concurrency = 1\nstable_window = "10s"\npanic_window = "1s"'})])
+    p, port, slog = b.start_surge("reaction", fdir, extra='[autoscaler]\ntick = "1s"')
+    wait_for_line(slog, "ready:", p)
+    path = LAMBDA_PATH.format("echo")
+    stop = {"all": False, "step": False}
+    samples = []  # (t, queued, ready, desired)
+    latencies = []  # (t_end, ms)
+
+    def client(after_step):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while not stop["all"]:
+            if after_step and not stop["step"]:
+                time.sleep(0.001)
+                continue
+            t0 = time.perf_counter()
+            c.request("POST", path, body=b'{"x":1}')
+            r = c.getresponse()
+            r.read()
+            t1 = time.perf_counter()
+            if r.status != 200:
+                raise RuntimeError(f"reaction: echo answered {r.status}")
+            latencies.append((t1, (t1 - t0) * 1e3))
+
+    def sampler():
+        while not stop["all"]:
+            t = time.perf_counter()
+            samples.append((t, metric(port, "surge_function_queued_requests", "echo") or 0,
+                            metric(port, "surge_function_instances", "echo") or 0,
+                            metric(port, "surge_function_desired_instances", "echo") or 0))
+            time.sleep(0.02)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=24) as ex:
+        futs = [ex.submit(client, i >= 2) for i in range(20)] + [ex.submit(sampler)]
+        time.sleep(before_s)
+        ready_before = metric(port, "surge_function_instances", "echo")
+        step = time.perf_counter()
+        stop["step"] = True
+        time.sleep(after_s)
+        stop["all"] = True
+        for f in futs:
+            f.result()
+    p.stop()
+    after = [s for s in samples if s[0] >= step]
+    reaction_s = None
+    for i, (t, _, _, _) in enumerate(after):
+        window = [s for s in after[i:] if s[0] < t + 1.0]
+        if after[-1][0] < t + 1.0:
+            break
+        if all(q == 0 and r >= d for _, q, r, d in window):
+            reaction_s = t - step
+            break
+    peak_queue = max((q for _, q, _, _ in after), default=0)
+    ready_after = max((r for _, _, r, _ in after), default=0)
+    lat_after = sorted(ms for t, ms in latencies if t >= step)
+    res = {
+        "function": "echo",
+        "step": "2 -> 20 closed-loop clients (10x), autoscaler tick 1 s, panic window 1 s",
+        # None: no quiet second came before the run ended (reported, not a harness failure).
+        "reaction_s": reaction_s,
+        "ready_before": ready_before,
+        "ready_after": ready_after,
+        "peak_queued": peak_queue,
+        "p99_ms_after_step": pct(lat_after, 99),
+        "reference_s": {"knative_panic_window": 6.0, "kubernetes_hpa_sync_period": 15.0},
+    }
+    log(f"reaction: {reaction_s} s to no queueing; ready {ready_before} -> {ready_after}, "
+        f"peak queue {peak_queue}")
+    return res
 
 
 def memory(b):
@@ -533,10 +653,25 @@ def memory(b):
             "ratio_pss": ratio(s["pss_kib"], ref["pss_kib"]),
             "ratio_rss": ratio(s["rss_kib"], ref["rss_kib"]),
         }
+    # The same N functions, able to scale to zero: once all are at zero, what is left is the
+    # host alone. Per function: the host's PSS over N.
+    n = a.functions
+    names = [f"hello-{i:03}" for i in range(n)]
+    specs = [(nm, "hello", {"name": f'name = "{nm}"', "route": f'route = "/{nm}"',
+                            "min_instances": "min_instances = 0", "concurrency": FAST_ZERO})
+             for nm in names]
+    fdir = b.functions_dir(f"mem-zero-{n}", specs)
+    surge, sport, slog = b.start_surge(f"mem-zero-{n}", fdir, extra=FAST_TICK)
+    wait_for_line(slog, "ready:", surge, deadline_s=60 + 10 * n)
+    # The last one deployed idles to zero last; no process below the host means all are.
+    wait_at_zero(sport, names[-1], surge.pid, deadline_s=60)
+    z = memory_of(descendants(surge.pid))
+    surge.stop()
+    log(f"memory {n} functions at zero: surge PSS {z['pss_kib'] / 1024:.0f} MiB in {z['processes']} process(es)")
     out["scaled_to_zero"] = {
-        "measured": False,
-        "reason": "scale to zero arrives with horizontal autoscaling (issue 4); until then "
-                  "every deployed function keeps its sandbox and min_instances warm",
+        "measured": True,
+        "functions": n,
+        "surge": {**z, "pss_per_function_kib": z["pss_kib"] / n},
     }
     return out
 
@@ -602,11 +737,19 @@ def markdown(res):
         r = e[k]
         L.append(f"| {k} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {r['errors']} |")
     L += ["", f"Ratio: {e['ratios']['rps']}× the events/s.", ""]
-    L += ["## Cold start: spawn to first 200", "", "| function | surge median ms | reference | reference median ms | ratio |",
-          "| --- | --- | --- | --- | --- |"]
+    L += ["## Cold start from zero (no process, no cgroup), at the client", "",
+          "| function | surge p50 ms | surge p99 ms | reference | reference p50 ms | ratio p50 |",
+          "| --- | --- | --- | --- | --- | --- |"]
     for fn, cs in res["scenarios"]["cold_start"].items():
         refk = next(k for k in cs if k.startswith("wasmtime"))
-        L.append(f"| {fn} | {fmt(cs['surge']['median_ms'], 1)} | {refk} | {fmt(cs[refk]['median_ms'], 1)} | {cs['ratio_median']} |")
+        L.append(f"| {fn} | {fmt(cs['surge']['median_ms'], 1)} | {fmt(cs['surge']['p99_ms'], 1)} | {refk} | "
+                 f"{fmt(cs[refk]['median_ms'], 1)} | {cs['ratio_median']} |")
+    rx = res["scenarios"]["reaction"]
+    L += ["", "## Reaction to a 10x load step (echo, 2 -> 20 clients)", "",
+          "| reaction s | ready before | ready after | peak queued | p99 ms after the step |",
+          "| --- | --- | --- | --- | --- |",
+          f"| {fmt(rx['reaction_s'], 3) if rx['reaction_s'] is not None else 'not reached'} | {fmt(rx['ready_before'])} | {fmt(rx['ready_after'])} | "
+          f"{fmt(rx['peak_queued'])} | {fmt(rx['p99_ms_after_step'], 2)} |"]
     L += ["", "## Memory: host + sandboxes (PSS, RSS from /proc)", "",
           "| functions | surge PSS MiB | surge RSS MiB | wasmtime serve PSS MiB | wasmtime serve RSS MiB | PSS ratio |",
           "| --- | --- | --- | --- | --- | --- |"]
@@ -617,8 +760,8 @@ def markdown(res):
         L.append(f"| {v['functions']} | {fmt(s['pss_kib'] / 1024)} | {fmt(s['rss_kib'] / 1024)} | "
                  f"{fmt(r['pss_kib'] / 1024)} | {fmt(r['rss_kib'] / 1024)} | {v['ratio_pss']} |")
     z = res["scenarios"]["memory"]["scaled_to_zero"]
-    if not z["measured"]:
-        L += ["", f"Scaled to zero: not measured ({z['reason']})."]
+    L += ["", f"{z['functions']} functions, all scaled to zero: surge PSS {fmt(z['surge']['pss_kib'] / 1024)} MiB "
+          f"in {z['surge']['processes']} process(es), {fmt(z['surge']['pss_per_function_kib'])} KiB per function."]
     return "\n".join(L) + "\n"
 
 
@@ -669,7 +812,17 @@ def check(res):
             problems.append(f"cold_start.{fn} missing")
             continue
         num(f"cold_start.{fn}.surge.median_ms", cs["surge"]["median_ms"])
+        num(f"cold_start.{fn}.surge.p99_ms", cs["surge"]["p99_ms"])
         num(f"cold_start.{fn}.ratio_median", cs["ratio_median"])
+    rx = sc["reaction"]
+    if rx["reaction_s"] is not None:
+        num("reaction.reaction_s", rx["reaction_s"], positive=False)
+    num("reaction.p99_ms_after_step", rx["p99_ms_after_step"])
+    if not rx["ready_after"] > rx["ready_before"]:
+        problems.append(f"reaction: the pool did not grow ({rx['ready_before']} -> {rx['ready_after']})")
+    z = sc["memory"].get("scaled_to_zero", {})
+    if z.get("surge", {}).get("processes") != 1:
+        problems.append(f"memory.scaled_to_zero: {z.get('surge', {}).get('processes')} processes, expected the host alone")
     mem = [v for k, v in sc["memory"].items() if k.startswith("functions_")]
     if not any(v["functions"] == 1 for v in mem) or len(mem) < 2:
         problems.append("memory: needs a row for 1 function and one for many")
@@ -724,7 +877,8 @@ def main():
         "scenarios": {},
     }
     b = Bench(a, tools)
-    runs = {"warm_http": warm_http, "event": event, "cold_start": cold_start, "memory": memory}
+    runs = {"warm_http": warm_http, "event": event, "cold_start": cold_start, "reaction": reaction,
+            "memory": memory}
     try:
         for name in a.only or SCENARIOS:
             log(f"== {name}")

@@ -2,7 +2,7 @@
 //! recorded on the data path; per-function gauges are filled from the registry at scrape time.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
     Registry as PromRegistry, TextEncoder,
 };
 
@@ -14,8 +14,16 @@ pub struct Metrics {
     pub duration: HistogramVec,
     inflight: IntGaugeVec,
     instances: IntGaugeVec,
+    desired: IntGaugeVec,
+    max_instances: IntGaugeVec,
+    queued: IntGaugeVec,
+    panic: IntGaugeVec,
+    arrival_rate: GaugeVec,
     restarts: IntGaugeVec,
     version: IntGaugeVec,
+    /// Counted by the supervisors; copied in at scrape time (reset + add, under `render`).
+    cold_starts: IntCounterVec,
+    render: parking_lot::Mutex<()>,
 }
 
 impl Metrics {
@@ -44,11 +52,46 @@ impl Metrics {
         let gauge = |name: &str, help: &str| {
             IntGaugeVec::new(Opts::new(name, help), &["function"]).expect("valid metric")
         };
-        let inflight = gauge("surge_function_inflight_requests", "Requests in flight.");
+        let inflight = gauge(
+            "surge_function_inflight_requests",
+            "Requests executing on the function's instances now.",
+        );
         let instances = gauge(
             "surge_function_instances",
-            "Instances in the function's pool.",
+            "Instances ready (warm) in the function's pool.",
         );
+        let desired = gauge(
+            "surge_function_desired_instances",
+            "The autoscaler's target for the function's pool.",
+        );
+        let max_instances = gauge(
+            "surge_function_max_instances",
+            "The most instances the function may scale to.",
+        );
+        let queued = gauge(
+            "surge_function_queued_requests",
+            "Requests waiting in the activator queue for an instance.",
+        );
+        let panic = gauge(
+            "surge_function_panic_mode",
+            "1 while the autoscaler is in panic mode for the function, else 0.",
+        );
+        let arrival_rate = GaugeVec::new(
+            Opts::new(
+                "surge_function_requests_per_second",
+                "Arrivals per second over the function's panic window.",
+            ),
+            &["function"],
+        )
+        .expect("valid metric");
+        let cold_starts = IntCounterVec::new(
+            Opts::new(
+                "surge_function_cold_starts_total",
+                "Sandbox starts from zero instances.",
+            ),
+            &["function"],
+        )
+        .expect("valid metric");
         let restarts = gauge(
             "surge_sandbox_restarts",
             "Times the function's sandbox died and was restarted.",
@@ -60,10 +103,21 @@ impl Metrics {
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
+            Box::new(arrival_rate.clone()),
+            Box::new(cold_starts.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
-        for g in [&inflight, &instances, &restarts, &version] {
+        for g in [
+            &inflight,
+            &instances,
+            &desired,
+            &max_instances,
+            &queued,
+            &panic,
+            &restarts,
+            &version,
+        ] {
             registry
                 .register(Box::new(g.clone()))
                 .expect("unique metric");
@@ -74,25 +128,49 @@ impl Metrics {
             duration,
             inflight,
             instances,
+            desired,
+            max_instances,
+            queued,
+            panic,
+            arrival_rate,
             restarts,
             version,
+            cold_starts,
+            render: parking_lot::Mutex::new(()),
         }
     }
 
     /// The text exposition, with gauges refreshed from `functions`.
     pub fn render(&self, functions: &[FunctionInfo]) -> String {
+        let _one_at_a_time = self.render.lock();
         for g in [
             &self.inflight,
             &self.instances,
+            &self.desired,
+            &self.max_instances,
+            &self.queued,
+            &self.panic,
             &self.restarts,
             &self.version,
         ] {
             g.reset();
         }
+        self.arrival_rate.reset();
+        self.cold_starts.reset();
         for f in functions {
             let l = [f.name.as_str()];
-            self.inflight.with_label_values(&l).set(f.inflight as i64);
+            self.inflight.with_label_values(&l).set(f.executing as i64);
             self.instances.with_label_values(&l).set(f.instances as i64);
+            self.desired.with_label_values(&l).set(f.desired as i64);
+            self.max_instances
+                .with_label_values(&l)
+                .set(f.max_instances as i64);
+            self.queued.with_label_values(&l).set(f.queued as i64);
+            self.panic
+                .with_label_values(&l)
+                .set((f.mode == "panic") as i64);
+            self.arrival_rate.with_label_values(&l).set(f.rps);
+            self.cold_starts.with_label_values(&l).inc_by(f.cold_starts);
             self.restarts.with_label_values(&l).set(f.restarts as i64);
             self.version.with_label_values(&l).set(f.version as i64);
         }

@@ -185,22 +185,39 @@ pub async fn status(t: &Target) -> anyhow::Result<()> {
     let s: StatusReport = serde_json::from_slice(&r.body)?;
     println!("surge {} at {}; {}", s.version, t.url, s.cgroups);
     println!(
-        "{:<24} {:>7} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8}",
-        "NAME", "VERSION", "INSTANCES", "PID", "IN-FLIGHT", "REQS", "ERRORS", "RESTARTS"
+        "{:<20} {:>4} {:>5} {:>7} {:>4} {:>9} {:>6} {:>8} {:>6} {:>5} {:>7} {:>8} {:>8}",
+        "NAME",
+        "VER",
+        "READY",
+        "DESIRED",
+        "MAX",
+        "IN-FLIGHT",
+        "QUEUE",
+        "REQ/S",
+        "MODE",
+        "COLD",
+        "PID",
+        "REQS",
+        "ERRORS"
     );
     for f in s.functions {
         println!(
-            "{:<24} {:>7} {:>9} {:>8} {:>9} {:>7} {:>8} {:>8}",
+            "{:<20} {:>4} {:>5} {:>7} {:>4} {:>9} {:>6} {:>8.1} {:>6} {:>5} {:>7} {:>8} {:>8}",
             f.name,
             f.version,
             f.instances,
+            f.desired,
+            f.max_instances,
+            f.executing,
+            f.queued,
+            f.rps,
+            f.mode,
+            f.cold_starts,
             f.sandbox_pid
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "-".into()),
-            f.inflight,
             f.requests,
             f.errors,
-            f.restarts
         );
     }
     Ok(())

@@ -11,6 +11,7 @@ use anyhow::Context;
 use surge_runtime::artifact::CompileCache;
 use surge_runtime::cgroup::{CgroupRoot, Driver};
 
+use crate::control::autoscale;
 use crate::control::supervisor::SandboxCtx;
 use crate::gateway::{self, Gateway};
 use crate::manifest::HostConfig;
@@ -122,11 +123,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let store = Store::open(&cfg.state_dir)?;
     let cache = CompileCache::new(cfg.cache_dir())?;
+    let poke = Arc::new(tokio::sync::Notify::new());
+    let tick = cfg.autoscaler.tick.0;
     let sandboxes = Arc::new(SandboxCtx {
         exe: std::env::current_exe().context("finding the surge binary")?,
         cgroups,
         run_dir,
         config: cfg.sandbox.clone(),
+        poke: poke.clone(),
     });
     let listen = cfg.listen;
     let state_dir = cfg.state_dir.clone();
@@ -150,6 +154,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let _ = stop_rx.await;
     }));
 
+    let (scaler_stop_tx, scaler_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let scaler = tokio::spawn(autoscale::run(registry.clone(), tick, poke, async {
+        let _ = scaler_stop_rx.await;
+    }));
+
     let errors = registry.restore_and_scan().await;
     for e in &errors {
         eprintln!("error: {e}");
@@ -165,6 +174,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(());
     let _ = server.await;
+    // No more decisions: the supervisors stop their sandboxes now.
+    let _ = scaler_stop_tx.send(());
+    let _ = scaler.await;
     registry.shutdown().await;
     let _ = std::fs::remove_file(state_dir.join("server-url"));
     Ok(())

@@ -1,5 +1,6 @@
-//! The control path: starting, supervising and stopping sandboxes, and placing them in
-//! cgroups. (Autoscaling and vertical resizing land here too.)
+//! The control path: autoscaling pools, and starting, supervising and stopping sandboxes in
+//! their cgroups. (Vertical resizing lands here too.)
 
+pub mod autoscale;
 pub mod process;
 pub mod supervisor;

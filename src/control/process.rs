@@ -44,8 +44,11 @@ pub struct Started {
     pub child: Child,
     pub pid: u32,
     pub socket: PathBuf,
-    /// The write end of the sandbox's stdin. Dropping it tells the sandbox to exit.
+    /// The write end of the sandbox's stdin: pool commands. Dropping it tells the sandbox
+    /// to exit.
     pub stdin: tokio::process::ChildStdin,
+    /// The sandbox's stdout after its ready line: `warm <n>` reports.
+    pub reports: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
 pub async fn spawn(
@@ -178,23 +181,12 @@ pub async fn spawn(
         };
         return Err(SpawnError::Start { function, reason });
     }
-    // Drain (and ignore) anything else on stdout until the child exits.
-    tokio::spawn(async move {
-        let mut rest = String::new();
-        while reader
-            .read_line(&mut rest)
-            .await
-            .map(|n| n > 0)
-            .unwrap_or(false)
-        {
-            rest.clear();
-        }
-    });
     Ok(Started {
         child,
         pid,
         socket,
         stdin,
+        reports: reader.lines(),
     })
 }
 

@@ -1,6 +1,12 @@
-//! One supervisor task per live function version. It owns the sandbox process: publishes its
-//! endpoint to the dispatcher, restarts it when it dies (the host never goes down with a
-//! guest), and on retire stops it and removes its cgroup.
+//! One supervisor task per live function version. It owns the sandbox process and follows
+//! the autoscaler's target for the pool:
+//! - target above zero with no sandbox: start one (a cold start), creating its cgroup;
+//! - target changes: grow the cgroup limits first, then tell the sandbox (`pool <n>`);
+//!   shrink the limits only once the sandbox reports the instances gone;
+//! - target zero: close the gate, let admitted requests finish, stop the sandbox and
+//!   remove its cgroup, so an idle function holds no process and no limits;
+//! - the sandbox dies: restart it (the host never goes down with a guest);
+//! - retire: stop the sandbox and remove its cgroup.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -8,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use surge_runtime::cgroup::{Driver, SandboxCgroup, SandboxLimits};
-use surge_runtime::sandbox::protocol::SandboxSpec;
+use surge_runtime::sandbox::protocol::{self, SandboxSpec};
 use surge_runtime::Kind;
-use tokio::sync::watch;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::process::{self, Placement, SpawnError, Started};
@@ -21,6 +28,8 @@ use crate::manifest::FunctionSpec;
 
 /// Pause before restarting a sandbox that died, so a crash loop cannot spin the host.
 const RESTART_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a stopping sandbox gets to exit on its own before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -43,17 +52,20 @@ pub struct SandboxCtx {
     /// Host-only folder for sandbox sockets.
     pub run_dir: PathBuf,
     pub config: SandboxConfig,
+    /// Wakes the autoscaler's control loop (a request had to queue).
+    pub poke: Arc<Notify>,
 }
 
 impl SandboxCtx {
-    /// Memory for every instance that can run at once, plus the process's overhead; CPU
-    /// for the pool (concurrent events on one instance share its CPU).
-    pub fn limits_for(&self, spec: &FunctionSpec, kind: Kind) -> SandboxLimits {
+    /// Limits for a pool of `instances`: memory for every execution that can run at once,
+    /// plus the process's overhead; CPU for the instances (concurrent events on one
+    /// instance share its CPU).
+    pub fn limits_for(&self, spec: &FunctionSpec, kind: Kind, instances: u32) -> SandboxLimits {
         SandboxLimits::for_pool(
             spec.limits.memory.0,
-            executions(spec, kind) as u64,
+            executions(spec, kind, instances) as u64,
             spec.limits.cpu.0 as u64,
-            spec.pool_size() as u64,
+            instances as u64,
             self.config.memory_overhead.0,
             self.config.pids_max as u64,
         )
@@ -86,27 +98,18 @@ pub async fn start(
     artifact: PathBuf,
 ) -> Result<Supervised, StartError> {
     let name = spec.name.to_string();
-    let cgroup: Option<Arc<dyn SandboxCgroup>> = match &ctx.cgroups {
-        Some(driver) => {
-            let cg = driver
-                .create(&format!("{name}-v{version}"), &ctx.limits_for(&spec, kind))
-                .map_err(|source| StartError::Cgroup {
-                    function: name.clone(),
-                    source,
-                })?;
-            Some(Arc::from(cg))
-        }
-        None => None,
-    };
+    let initial = spec.initial_instances();
+    let max_executions = executions(&spec, kind, spec.scaling.max_instances).max(1);
     let sandbox_spec = SandboxSpec {
         function: name.clone(),
         version,
         kind,
-        instances: executions(&spec, kind),
+        instances: max_executions,
+        initial,
         // Threads count against the sandbox's pids limit: keep half of it for everything
         // else (the epoch ticker, the host watcher, blocking-pool threads).
         threads: (crate::manifest::config::auto_threads(ctx.config.threads) as u32)
-            .min(executions(&spec, kind))
+            .min(max_executions)
             .min((ctx.config.pids_max / 2).max(1)),
         reuse: match kind {
             Kind::Http => spec.scaling.reuse,
@@ -121,35 +124,14 @@ pub async fn start(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     };
-    let placement = Placement {
-        exe: ctx.exe.clone(),
-        procs_files: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
-        uid: ctx.config.uid,
-        gid: ctx.config.gid,
-    };
-    let socket = ctx.run_dir.join(format!("{name}-v{version}.sock"));
-    let start_timeout = ctx.config.start_timeout.0;
-    let first = match process::spawn(
-        &sandbox_spec,
-        &artifact,
-        socket.clone(),
-        &placement,
-        start_timeout,
-    )
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(cg) = &cgroup {
-                let _ = cg.destroy();
-            }
-            return Err(e.into());
-        }
-    };
-    let (ep_tx, ep_rx) = watch::channel(Some(Arc::new(Endpoint::new(
-        first.socket.clone(),
-        first.pid,
-    ))));
+    let cgroup_name = format!("{name}-v{version}");
+    let cgroup_dirs = ctx
+        .cgroups
+        .as_ref()
+        .map(|d| d.dirs_of(&cgroup_name))
+        .unwrap_or_default();
+    let (ep_tx, ep_rx) = watch::channel(None);
+    let (target_tx, _) = watch::channel(initial);
     let deployment = Arc::new(Deployment::new(
         spec,
         kind,
@@ -157,20 +139,34 @@ pub async fn start(
         wasm_sha256,
         deployed_at_unix,
         ep_rx,
-        cgroup.as_ref().map(|c| c.dirs()).unwrap_or_default(),
-        start_timeout,
+        target_tx,
+        ctx.poke.clone(),
+        cgroup_dirs,
+        ctx.config.start_timeout.0,
     ));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let job = Job {
+    let mut job = Job {
+        ctx: ctx.clone(),
+        kind,
         sandbox_spec,
         artifact,
-        socket,
-        placement,
-        start_timeout,
-        cgroup,
+        socket: ctx.run_dir.join(format!("{name}-v{version}.sock")),
+        cgroup_name,
+        cgroup: None,
+        applied: None,
+        warm: 0,
         endpoint: ep_tx,
         deployment: deployment.clone(),
     };
+    // The first start is the deploy's proof that the handler loads and instantiates: its
+    // failure is the deploy's error, and nothing is left behind.
+    let first = match job.start_sandbox(initial).await {
+        Ok(s) => s,
+        Err(e) => {
+            job.remove_cgroup().await;
+            return Err(e);
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
     let task = tokio::spawn(job.supervise(first, stop_rx));
     Ok(Supervised {
         deployment,
@@ -180,65 +176,235 @@ pub async fn start(
 }
 
 struct Job {
+    ctx: Arc<SandboxCtx>,
+    kind: Kind,
     sandbox_spec: SandboxSpec,
     artifact: PathBuf,
     socket: PathBuf,
-    placement: Placement,
-    start_timeout: Duration,
+    cgroup_name: String,
+    /// The sandbox's cgroup while it has one (not at zero).
     cgroup: Option<Arc<dyn SandboxCgroup>>,
+    /// The limits last written to the cgroup.
+    applied: Option<SandboxLimits>,
+    /// Instances the sandbox last reported warm.
+    warm: u32,
     endpoint: watch::Sender<Option<Arc<Endpoint>>>,
     deployment: Arc<Deployment>,
 }
 
+/// What woke the supervisor of a running sandbox.
+enum Wake {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Report(Option<String>),
+    Target,
+    Stop,
+}
+
 impl Job {
-    async fn supervise(self, first: Started, mut stop: watch::Receiver<bool>) {
-        let name = self.sandbox_spec.function.clone();
+    fn name(&self) -> &str {
+        &self.sandbox_spec.function
+    }
+
+    fn limits(&self, instances: u32) -> SandboxLimits {
+        self.ctx
+            .limits_for(&self.deployment.spec, self.kind, instances.max(1))
+    }
+
+    /// Create the cgroup (if there is none) and spawn a sandbox warming `instances`.
+    async fn start_sandbox(&mut self, instances: u32) -> Result<Started, StartError> {
+        let wanted = self.limits(instances);
+        if self.cgroup.is_none() {
+            if let Some(driver) = self.ctx.cgroups.clone() {
+                let name = self.cgroup_name.clone();
+                let created = tokio::task::spawn_blocking(move || driver.create(&name, &wanted))
+                    .await
+                    .expect("cgroup creation does not panic");
+                let cg = created.map_err(|source| StartError::Cgroup {
+                    function: self.name().to_string(),
+                    source,
+                })?;
+                self.cgroup = Some(Arc::from(cg));
+                self.applied = Some(wanted);
+            }
+        } else {
+            self.fit_limits(instances);
+        }
+        let mut spec = self.sandbox_spec.clone();
+        spec.initial = instances;
+        let placement = Placement {
+            exe: self.ctx.exe.clone(),
+            procs_files: self
+                .cgroup
+                .as_ref()
+                .map(|c| c.procs_files())
+                .unwrap_or_default(),
+            uid: self.ctx.config.uid,
+            gid: self.ctx.config.gid,
+        };
+        let started = process::spawn(
+            &spec,
+            &self.artifact,
+            self.socket.clone(),
+            &placement,
+            self.ctx.config.start_timeout.0,
+        )
+        .await?;
+        self.warm = 0;
+        let _ = self.endpoint.send(Some(Arc::new(Endpoint::new(
+            started.socket.clone(),
+            started.pid,
+        ))));
+        Ok(started)
+    }
+
+    /// Write the limits for a pool of `instances` if they differ from what the cgroup holds.
+    /// A failure (memory still above a lower limit) keeps the old limits; the next report
+    /// tries again.
+    fn fit_limits(&mut self, instances: u32) {
+        let Some(cg) = &self.cgroup else { return };
+        let wanted = self.limits(instances);
+        if self.applied == Some(wanted) {
+            return;
+        }
+        match cg.apply(&wanted) {
+            Ok(()) => self.applied = Some(wanted),
+            Err(e) => {
+                tracing::warn!(function = %self.name(), error = %e, "resizing the sandbox cgroup")
+            }
+        }
+    }
+
+    async fn remove_cgroup(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            self.applied = None;
+            let r = tokio::task::spawn_blocking(move || cg.destroy()).await;
+            if let Ok(Err(e)) = r {
+                tracing::warn!(function = %self.name(), error = %e, "removing the sandbox cgroup failed");
+            }
+        }
+    }
+
+    /// Close stdin (the sandbox exits on EOF), then kill it if it lingers. The gate admits
+    /// nothing from the start; the endpoint is withdrawn once the process is gone, so status
+    /// shows a pid exactly while the process exists.
+    async fn stop_sandbox(&mut self, mut sb: Started) {
+        self.deployment.set_ready(0);
+        self.warm = 0;
+        drop(sb.stdin);
+        if tokio::time::timeout(STOP_GRACE, sb.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = sb.child.kill().await;
+        }
+        let _ = self.endpoint.send(None);
+    }
+
+    async fn supervise(mut self, first: Started, mut stop: watch::Receiver<bool>) {
+        let mut target = self.deployment.watch_target();
+        target.mark_unchanged();
         let mut current = Some(first);
+        let mut reports_open = true;
+        // The next start is a cold start (from zero), not a restart after a crash.
+        let mut from_zero = false;
         loop {
-            let Some(mut sb) = current.take() else {
-                // Restart until it works or we are told to stop.
-                tokio::select! {
-                    _ = stop.changed() => break,
-                    r = process::spawn(&self.sandbox_spec, &self.artifact, self.socket.clone(), &self.placement, self.start_timeout) => match r {
-                        Ok(s) => {
-                            tracing::info!(function = %name, pid = s.pid, "sandbox restarted");
-                            let _ = self.endpoint.send(Some(Arc::new(Endpoint::new(s.socket.clone(), s.pid))));
-                            current = Some(s);
+            let Some(sb) = current.as_mut() else {
+                let want = *target.borrow_and_update();
+                if want == 0 {
+                    // At zero: no process, no cgroup. Wait for demand.
+                    tokio::select! {
+                        _ = stop.changed() => break,
+                        r = target.changed() => if r.is_err() { break },
+                    }
+                    continue;
+                }
+                match self.start_sandbox(want).await {
+                    Ok(s) => {
+                        if std::mem::take(&mut from_zero) {
+                            self.deployment
+                                .counters
+                                .cold_starts
+                                .fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(function = %self.name(), pid = s.pid, instances = want, "cold start");
+                        } else {
+                            tracing::info!(function = %self.name(), pid = s.pid, "sandbox restarted");
                         }
-                        Err(e) => {
-                            tracing::warn!(function = %name, error = %e, "sandbox restart failed");
-                            tokio::time::sleep(RESTART_BACKOFF * 10).await;
+                        current = Some(s);
+                        reports_open = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(function = %self.name(), error = %e, "sandbox start failed");
+                        tokio::select! {
+                            _ = stop.changed() => break,
+                            _ = tokio::time::sleep(RESTART_BACKOFF * 10) => {}
                         }
-                    },
+                    }
                 }
                 continue;
             };
-            tokio::select! {
-                status = sb.child.wait() => {
-                    // Requests on the dead sandbox fail with 502 as their connections break;
-                    // new ones wait for the replacement.
+            let wake = tokio::select! {
+                status = sb.child.wait() => Wake::Exited(status),
+                line = sb.reports.next_line(), if reports_open => Wake::Report(line.ok().flatten()),
+                r = target.changed() => if r.is_err() { Wake::Stop } else { Wake::Target },
+                _ = stop.changed() => Wake::Stop,
+            };
+            match wake {
+                Wake::Exited(status) => {
+                    // Requests on the dead sandbox fail with 502 as their connections
+                    // break; new ones queue at the gate for the replacement.
                     let _ = self.endpoint.send(None);
-                    self.deployment.counters.restarts.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(function = %name, pid = sb.pid, status = ?status, "sandbox exited; restarting");
+                    self.deployment.set_ready(0);
+                    self.warm = 0;
+                    self.deployment
+                        .counters
+                        .restarts
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(function = %self.name(), pid = sb.pid, status = ?status, "sandbox exited; restarting");
+                    current = None;
                     tokio::time::sleep(RESTART_BACKOFF).await;
                 }
-                _ = stop.changed() => {
-                    let _ = self.endpoint.send(None);
-                    drop(sb.stdin); // the sandbox exits on EOF
-                    if tokio::time::timeout(Duration::from_secs(2), sb.child.wait()).await.is_err() {
-                        let _ = sb.child.kill().await;
+                Wake::Report(None) => reports_open = false,
+                Wake::Report(Some(line)) => {
+                    if let Some(n) = protocol::parse_count(&line, protocol::WARM_REPORT) {
+                        self.warm = n;
+                        self.deployment.set_ready(n);
+                        let t = *target.borrow();
+                        self.fit_limits(t.max(n));
                     }
+                }
+                Wake::Target => {
+                    let t = *target.borrow_and_update();
+                    if t == 0 {
+                        // Scale to zero: admit nothing more, let what was admitted finish,
+                        // then stop. Requests arriving meanwhile queue and poke the
+                        // autoscaler, which starts the function again.
+                        self.deployment.set_ready(0);
+                        self.deployment.gate.wait_idle().await;
+                        let sb = current.take().expect("running");
+                        self.stop_sandbox(sb).await;
+                        self.remove_cgroup().await;
+                        from_zero = true;
+                        tracing::info!(function = %self.name(), "scaled to zero");
+                        continue;
+                    }
+                    // Grow the limits before the instances; shrink them after (on report).
+                    let warm = self.warm;
+                    self.fit_limits(t.max(warm));
+                    let cmd = format!("{} {t}\n", protocol::POOL_COMMAND);
+                    if let Some(sb) = current.as_mut() {
+                        if let Err(e) = sb.stdin.write_all(cmd.as_bytes()).await {
+                            tracing::warn!(function = %self.name(), error = %e, "sending the pool target");
+                        }
+                    }
+                }
+                Wake::Stop => {
+                    let sb = current.take().expect("running");
+                    self.stop_sandbox(sb).await;
                     break;
                 }
             }
         }
-        if let Some(cg) = &self.cgroup {
-            let cg = cg.clone();
-            let r = tokio::task::spawn_blocking(move || cg.destroy()).await;
-            if let Ok(Err(e)) = r {
-                tracing::warn!(function = %name, error = %e, "removing the sandbox cgroup failed");
-            }
-        }
+        self.remove_cgroup().await;
         let _ = std::fs::remove_file(&self.socket);
     }
 }

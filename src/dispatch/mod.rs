@@ -1,23 +1,30 @@
-//! Dispatch: one [`Deployment`] per live function version. It admits a request (bounded by
-//! the pool's capacity), waits for a live sandbox if one is (re)starting, sends the request
-//! over the transport and classifies the reply. In-flight requests are counted with guards so
-//! a retired version drains before its sandbox stops.
+//! Dispatch: one [`Deployment`] per live function version. It records the request in the
+//! function's metrics window, admits it through the activator [`gate::Gate`] (waiting while
+//! instances start, poking the autoscaler), sends it over the transport and classifies the
+//! reply. In-flight requests are counted with guards so a retired version drains before its
+//! sandbox stops.
 
+pub mod gate;
 pub mod transport;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response};
+use parking_lot::Mutex;
 use surge_runtime::exec::Outcome;
 use surge_runtime::sandbox::protocol;
 use surge_runtime::Kind;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
+use crate::control::autoscale::decider::{Decider, Decision, Mode, Observation, Params};
+use crate::control::autoscale::window::Window;
 use crate::manifest::FunctionSpec;
+use gate::{Gate, GateError};
 use transport::{Endpoint, TransportError};
 
 /// How long a request may wait, beyond the function's timeout, for the sandbox's answer
@@ -26,8 +33,8 @@ const TIMEOUT_GRACE: Duration = Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
-    #[error("function {function} is overloaded: no instance freed up within {waited_ms} ms")]
-    Overloaded { function: String, waited_ms: u64 },
+    #[error("function {function} is overloaded: {reason}")]
+    Overloaded { function: String, reason: String },
     #[error("function {function} has no running sandbox: {reason}")]
     Unavailable { function: String, reason: String },
     #[error("function {function} timed out after {timeout_ms} ms")]
@@ -38,15 +45,68 @@ pub enum DispatchError {
     ResponseTooLarge { function: String, limit: usize },
 }
 
-/// How many requests a function version runs at once: its pool size, times `concurrency`
-/// for event handlers (each concurrent event runs in its own instance). A wasi:http 0.2
-/// instance serves one request at a time, so for http it is the pool size.
-pub fn executions(spec: &FunctionSpec, kind: Kind) -> u32 {
-    let per_instance = match kind {
+/// Requests one instance runs at once: `concurrency` for event handlers (each concurrent
+/// event runs in its own wasm instance, sharing the instance's CPU), 1 for http (a wasi:http
+/// 0.2 instance serves one request at a time).
+pub fn per_instance(spec: &FunctionSpec, kind: Kind) -> u32 {
+    match kind {
         Kind::Http => 1,
-        Kind::Event => spec.scaling.concurrency,
-    };
-    (spec.pool_size() * per_instance).max(1)
+        Kind::Event => spec.scaling.concurrency.max(1),
+    }
+}
+
+/// Requests `instances` instances run at once.
+pub fn executions(spec: &FunctionSpec, kind: Kind, instances: u32) -> u32 {
+    instances.saturating_mul(per_instance(spec, kind))
+}
+
+/// The horizontal decider's parameters for a function.
+pub fn decider_params(spec: &FunctionSpec, kind: Kind) -> Params {
+    let s = &spec.scaling;
+    Params {
+        min_instances: s.min_instances,
+        max_instances: s.max_instances,
+        concurrency: per_instance(spec, kind),
+        target_utilization: s.target_utilization,
+        stable_window: s.stable_window.0,
+        panic_window: s.panic_window.0,
+        panic_threshold: s.panic_threshold,
+        max_scale_up_rate: s.max_scale_up_rate,
+        max_scale_down_rate: s.max_scale_down_rate,
+        scale_down_delay: s.scale_down_delay.0,
+        scale_to_zero_after: s.scale_to_zero_after.0,
+    }
+}
+
+/// Bucket width of a function's metrics window: fine enough for its panic window.
+fn window_granularity(spec: &FunctionSpec) -> Duration {
+    (spec.scaling.panic_window.0 / 30).clamp(Duration::from_millis(20), Duration::from_secs(1))
+}
+
+/// The pool's horizontal state: what the sandbox has ready, what the autoscaler wants, and
+/// the metrics and decider behind that.
+pub struct Pool {
+    /// Instances the sandbox reports warm (0 with no sandbox).
+    ready: AtomicU32,
+    /// The autoscaler's target, watched by the supervisor.
+    target: watch::Sender<u32>,
+    window: Mutex<Window>,
+    decider: Mutex<Decider>,
+    panic: AtomicBool,
+    /// Wakes the control loop at once (a request had to queue).
+    poke: Arc<Notify>,
+}
+
+/// One figure set for `status` and `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolStatus {
+    pub ready: u32,
+    pub desired: u32,
+    pub executing: u32,
+    pub queued: u32,
+    /// Arrivals per second over the panic window.
+    pub rps: f64,
+    pub panic: bool,
 }
 
 /// What the sandbox said, classified.
@@ -61,6 +121,8 @@ pub struct Counters {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
     pub restarts: AtomicU64,
+    /// Sandbox starts from zero instances (not restarts after a crash).
+    pub cold_starts: AtomicU64,
 }
 
 pub struct Deployment {
@@ -71,7 +133,9 @@ pub struct Deployment {
     pub deployed_at_unix: i64,
     /// The live sandbox, or None while it (re)starts.
     endpoint: watch::Receiver<Option<Arc<Endpoint>>>,
-    admission: Semaphore,
+    /// The activator: admission to ready capacity, and the queue in front of it.
+    pub gate: Gate,
+    pub pool: Pool,
     inflight: AtomicUsize,
     drained: Notify,
     pub counters: Counters,
@@ -88,6 +152,15 @@ impl Drop for InflightGuard<'_> {
         if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.drained.notify_waiters();
         }
+    }
+}
+
+/// Takes a request out of the concurrency level when it is answered, however it ends.
+struct LevelGuard<'a>(&'a Mutex<Window>);
+
+impl Drop for LevelGuard<'_> {
+    fn drop(&mut self) {
+        self.0.lock().change(Instant::now(), -1);
     }
 }
 
@@ -119,10 +192,15 @@ impl Deployment {
         wasm_sha256: String,
         deployed_at_unix: i64,
         endpoint: watch::Receiver<Option<Arc<Endpoint>>>,
+        target: watch::Sender<u32>,
+        poke: Arc<Notify>,
         cgroup_dirs: Vec<std::path::PathBuf>,
         start_timeout: Duration,
     ) -> Self {
-        let capacity = executions(&spec, kind) as usize;
+        let now = Instant::now();
+        let window = Window::new(now, window_granularity(&spec), spec.scaling.stable_window.0);
+        let decider = Decider::new(decider_params(&spec, kind));
+        let gate = Gate::new(0, spec.scaling.queue_depth);
         Deployment {
             spec,
             kind,
@@ -130,7 +208,15 @@ impl Deployment {
             wasm_sha256,
             deployed_at_unix,
             endpoint,
-            admission: Semaphore::new(capacity),
+            gate,
+            pool: Pool {
+                ready: AtomicU32::new(0),
+                target,
+                window: Mutex::new(window),
+                decider: Mutex::new(decider),
+                panic: AtomicBool::new(false),
+                poke,
+            },
             inflight: AtomicUsize::new(0),
             drained: Notify::new(),
             counters: Counters::default(),
@@ -166,6 +252,75 @@ impl Deployment {
         self.spec.limits.timeout.0
     }
 
+    /// Instances the sandbox has warm; sets the gate's capacity to match.
+    pub fn set_ready(&self, instances: u32) {
+        self.pool.ready.store(instances, Ordering::Release);
+        self.gate
+            .set_capacity(executions(&self.spec, self.kind, instances));
+    }
+
+    pub fn ready(&self) -> u32 {
+        self.pool.ready.load(Ordering::Acquire)
+    }
+
+    /// The autoscaler's current target.
+    pub fn target(&self) -> u32 {
+        *self.pool.target.borrow()
+    }
+
+    /// One autoscaler decision at `now`: observe the window, decide, publish the target.
+    /// Returns the decision (NotEnoughData leaves the target as it is).
+    pub fn autoscale(&self, now: Instant) -> Decision {
+        let obs = {
+            let p = self.pool.decider.lock();
+            let params = p.params();
+            let mut w = self.pool.window.lock();
+            Observation {
+                stable_concurrency: w.average_concurrency(now, params.stable_window),
+                panic_concurrency: w.average_concurrency(now, params.panic_window),
+                current: w.level(),
+                idle_since: w.idle_since(),
+                ready: self.ready(),
+            }
+        };
+        let decision = self.pool.decider.lock().decide(&obs, now);
+        if let Decision::Desired { instances, mode } = decision {
+            self.pool
+                .panic
+                .store(mode == Mode::Panic, Ordering::Relaxed);
+            self.pool.target.send_if_modified(|t| {
+                let changed = *t != instances;
+                *t = instances;
+                changed
+            });
+        }
+        decision
+    }
+
+    /// A receiver of the autoscaler's target (the supervisor's).
+    pub fn watch_target(&self) -> watch::Receiver<u32> {
+        self.pool.target.subscribe()
+    }
+
+    pub fn pool_status(&self, now: Instant) -> PoolStatus {
+        let rps = {
+            let panic_window = self.pool.decider.lock().params().panic_window;
+            self.pool
+                .window
+                .lock()
+                .arrival_rate(now, panic_window)
+                .unwrap_or(0.0)
+        };
+        PoolStatus {
+            ready: self.ready(),
+            desired: self.target(),
+            executing: self.gate.busy(),
+            queued: self.gate.queued(),
+            rps,
+            panic: self.pool.panic.load(Ordering::Relaxed),
+        }
+    }
+
     /// Run one request through the sandbox.
     pub async fn call(&self, req: Request<Full<Bytes>>) -> Result<Reply, DispatchError> {
         self.inflight.fetch_add(1, Ordering::AcqRel);
@@ -180,14 +335,37 @@ impl Deployment {
 
     async fn call_inner(&self, req: Request<Full<Bytes>>) -> Result<Reply, DispatchError> {
         let name = || self.name().to_string();
-        // Admission: wait for a free instance for at most the function's timeout.
-        let wait = self.timeout();
-        let _permit = match tokio::time::timeout(wait, self.admission.acquire()).await {
-            Ok(p) => p.expect("admission semaphore is never closed"),
-            Err(_) => {
+        // The request counts in the function's concurrency from arrival (queued or not)
+        // until it is answered: that is the level the autoscaler averages.
+        {
+            let now = Instant::now();
+            let mut w = self.pool.window.lock();
+            w.arrival(now);
+            w.change(now, 1);
+        }
+        let _level = LevelGuard(&self.pool.window);
+        // Admission: a warm instance now, or a place in the activator queue while the
+        // autoscaler (poked at once) brings one up.
+        let wait = self.spec.scaling.queue_timeout.0;
+        let poke = &self.pool.poke;
+        let _permit = match self.gate.enter(wait, |_| poke.notify_one()).await {
+            Ok(p) => p,
+            Err(GateError::QueueFull) => {
                 return Err(DispatchError::Overloaded {
                     function: name(),
-                    waited_ms: wait.as_millis() as u64,
+                    reason: format!(
+                        "its queue of {} waiting requests is full",
+                        self.spec.scaling.queue_depth
+                    ),
+                })
+            }
+            Err(GateError::TimedOut) => {
+                return Err(DispatchError::Overloaded {
+                    function: name(),
+                    reason: format!(
+                        "no instance was ready within its queue_timeout of {}",
+                        self.spec.scaling.queue_timeout
+                    ),
                 })
             }
         };

@@ -24,9 +24,20 @@ pub struct HostConfig {
     /// Threads of the gateway's runtime; 0: [`auto_threads`].
     pub gateway_threads: u32,
     pub defaults: Defaults,
+    pub autoscaler: AutoscalerConfig,
     pub sandbox: SandboxConfig,
     pub cgroup: CgroupConfig,
 }
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalerConfig {
+    /// Period of the control loop.
+    pub tick: Span,
+}
+
+/// The shortest control-loop tick accepted.
+pub const MIN_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +91,29 @@ impl HostConfig {
         }
     }
 
+    /// Rules across keys, reported against the user's own text.
+    fn checked(self, file: &Path, text: &str) -> Result<Self, FileError> {
+        if self.autoscaler.tick.0 < MIN_TICK {
+            return Err(FileError::new(
+                file,
+                super::line_of_key(text, "autoscaler.tick"),
+                format!(
+                    "key `autoscaler.tick`: {} is below the minimum of 100ms",
+                    self.autoscaler.tick
+                ),
+            ));
+        }
+        if let Err((key, msg)) = super::check_scaling(&self.defaults.scaling) {
+            let dotted = format!("defaults.scaling.{key}");
+            return Err(FileError::new(
+                file,
+                super::line_of_key(text, &dotted),
+                format!("key `{dotted}`: {msg}"),
+            ));
+        }
+        Ok(self)
+    }
+
     pub fn embedded() -> Self {
         parse_toml(Path::new("<embedded config/surge.toml>"), EMBEDDED)
             .expect("the embedded config/surge.toml parses (checked by a test)")
@@ -95,7 +129,7 @@ impl HostConfig {
         // Parse the merged table for type errors, but report against the user's own text,
         // which is where any wrong key or value came from.
         match toml::from_str::<HostConfig>(&merged) {
-            Ok(c) => Ok(c),
+            Ok(c) => c.checked(file, text),
             Err(_) => {
                 let partial: Result<PartialCheck, _> = parse_toml(file, text);
                 partial?;
@@ -119,6 +153,7 @@ struct PartialCheck {
     max_admin_body: Option<Bytes>,
     gateway_threads: Option<u32>,
     defaults: Option<PartialDefaults>,
+    autoscaler: Option<PartialAutoscaler>,
     sandbox: Option<PartialSandbox>,
     cgroup: Option<PartialCgroup>,
 }
@@ -133,6 +168,13 @@ struct PartialSandbox {
     gid: Option<u32>,
     start_timeout: Option<Span>,
     threads: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialAutoscaler {
+    tick: Option<Span>,
 }
 
 #[derive(Deserialize)]

@@ -114,6 +114,14 @@ pub struct ScalingToml {
     pub target_utilization: Option<f64>,
     pub scale_to_zero_after: Option<Span>,
     pub reuse: Option<u32>,
+    pub stable_window: Option<Span>,
+    pub panic_window: Option<Span>,
+    pub panic_threshold: Option<f64>,
+    pub max_scale_up_rate: Option<f64>,
+    pub max_scale_down_rate: Option<f64>,
+    pub scale_down_delay: Option<Span>,
+    pub queue_depth: Option<u32>,
+    pub queue_timeout: Option<Span>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,6 +175,22 @@ pub struct Scaling {
     pub target_utilization: f64,
     pub scale_to_zero_after: Span,
     pub reuse: u32,
+    /// The horizontal decider's long window: the average it scales on when not panicking.
+    pub stable_window: Span,
+    /// The short window: a desire this far above the ready instances means panic.
+    pub panic_window: Span,
+    /// Panic when the panic-window desire is at least this many times the ready instances.
+    pub panic_threshold: f64,
+    /// Most one decision may multiply the ready instances by.
+    pub max_scale_up_rate: f64,
+    /// Most one decision may divide the ready instances by.
+    pub max_scale_down_rate: f64,
+    /// A lower desire takes effect only after holding for this long.
+    pub scale_down_delay: Span,
+    /// Requests that may wait in the activator queue for an instance; more get 429/503.
+    pub queue_depth: u32,
+    /// Longest a request waits in that queue (including a cold start) before 429/503.
+    pub queue_timeout: Span,
 }
 
 /// A manifest with host defaults filled in and every cross-field rule checked.
@@ -236,31 +260,18 @@ impl FunctionSpec {
                 .scale_to_zero_after
                 .unwrap_or(d.scaling.scale_to_zero_after),
             reuse: s.reuse.unwrap_or(d.scaling.reuse),
+            stable_window: s.stable_window.unwrap_or(d.scaling.stable_window),
+            panic_window: s.panic_window.unwrap_or(d.scaling.panic_window),
+            panic_threshold: s.panic_threshold.unwrap_or(d.scaling.panic_threshold),
+            max_scale_up_rate: s.max_scale_up_rate.unwrap_or(d.scaling.max_scale_up_rate),
+            max_scale_down_rate: s
+                .max_scale_down_rate
+                .unwrap_or(d.scaling.max_scale_down_rate),
+            scale_down_delay: s.scale_down_delay.unwrap_or(d.scaling.scale_down_delay),
+            queue_depth: s.queue_depth.unwrap_or(d.scaling.queue_depth),
+            queue_timeout: s.queue_timeout.unwrap_or(d.scaling.queue_timeout),
         };
-        if scaling.max_instances == 0 {
-            return Err(err("scaling.max_instances", "must be at least 1".into()));
-        }
-        if scaling.min_instances > scaling.max_instances {
-            return Err(err(
-                "scaling.min_instances",
-                format!(
-                    "{} is above max_instances = {}",
-                    scaling.min_instances, scaling.max_instances
-                ),
-            ));
-        }
-        if scaling.concurrency == 0 {
-            return Err(err("scaling.concurrency", "must be at least 1".into()));
-        }
-        if scaling.reuse == 0 {
-            return Err(err("scaling.reuse", "must be at least 1".into()));
-        }
-        if !(scaling.target_utilization > 0.0 && scaling.target_utilization <= 1.0) {
-            return Err(err(
-                "scaling.target_utilization",
-                "must be in (0, 1]".into(),
-            ));
-        }
+        check_scaling(&scaling).map_err(|(key, msg)| err(&format!("scaling.{key}"), msg))?;
         if let Some(r) = &raw.vertical.memory {
             if r.min > r.max {
                 return Err(err(
@@ -289,10 +300,78 @@ impl FunctionSpec {
         })
     }
 
-    /// Instances the sandbox holds while the pool has a fixed size: `min_instances`, at least 1.
-    pub fn pool_size(&self) -> u32 {
+    /// Instances a new version starts with: `min_instances`, at least 1, so a deploy proves
+    /// the handler instantiates. The autoscaler takes it from there (down to zero).
+    pub fn initial_instances(&self) -> u32 {
         self.scaling.min_instances.max(1)
     }
+}
+
+/// The most instances one function may ask for. Each pool slot reserves virtual address
+/// space for the instance's memories in its sandbox; this keeps the reservation far inside
+/// a 47-bit address space.
+pub const MAX_INSTANCES_LIMIT: u32 = 1000;
+
+/// Cross-field rules of `[scaling]`, for manifests and the host defaults alike. The error is
+/// (key within `scaling`, message).
+pub fn check_scaling(s: &Scaling) -> Result<(), (&'static str, String)> {
+    if s.max_instances == 0 {
+        return Err(("max_instances", "must be at least 1".into()));
+    }
+    if s.max_instances > MAX_INSTANCES_LIMIT {
+        return Err((
+            "max_instances",
+            format!(
+                "{} is above the host's limit of {MAX_INSTANCES_LIMIT}",
+                s.max_instances
+            ),
+        ));
+    }
+    if s.min_instances > s.max_instances {
+        return Err((
+            "min_instances",
+            format!(
+                "{} is above max_instances = {}",
+                s.min_instances, s.max_instances
+            ),
+        ));
+    }
+    if s.concurrency == 0 {
+        return Err(("concurrency", "must be at least 1".into()));
+    }
+    if s.reuse == 0 {
+        return Err(("reuse", "must be at least 1".into()));
+    }
+    if !(s.target_utilization > 0.0 && s.target_utilization <= 1.0) {
+        return Err(("target_utilization", "must be in (0, 1]".into()));
+    }
+    if s.stable_window.0 < std::time::Duration::from_secs(1) {
+        return Err(("stable_window", "must be at least 1s".into()));
+    }
+    if s.panic_window.0 < std::time::Duration::from_millis(100)
+        || s.panic_window.0 > s.stable_window.0
+    {
+        return Err((
+            "panic_window",
+            format!(
+                "{} must be between 100ms and stable_window = {}",
+                s.panic_window, s.stable_window
+            ),
+        ));
+    }
+    if !(s.panic_threshold >= 1.0 && s.panic_threshold.is_finite()) {
+        return Err(("panic_threshold", "must be at least 1.0".into()));
+    }
+    if !(s.max_scale_up_rate > 1.0 && s.max_scale_up_rate.is_finite()) {
+        return Err(("max_scale_up_rate", "must be above 1.0".into()));
+    }
+    if !(s.max_scale_down_rate > 1.0 && s.max_scale_down_rate.is_finite()) {
+        return Err(("max_scale_down_rate", "must be above 1.0".into()));
+    }
+    if s.queue_timeout.0.is_zero() {
+        return Err(("queue_timeout", "must be more than 0".into()));
+    }
+    Ok(())
 }
 
 /// The 1-based line where `dotted` (`limits.memory`) is set, for errors found after parsing.

@@ -48,7 +48,7 @@ fn the_design_example_parses() {
     assert_eq!(s.limits.memory, Bytes(128 << 20));
     assert_eq!(s.limits.cpu, Millicores(250));
     assert_eq!(s.scaling.max_instances, 50);
-    assert_eq!(s.pool_size(), 1);
+    assert_eq!(s.initial_instances(), 1);
     assert_eq!(s.env["GREETING"], "hi");
     assert_eq!(s.vertical.memory.as_ref().unwrap().max, Bytes(1 << 30));
 }

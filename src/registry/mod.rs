@@ -60,7 +60,20 @@ pub struct FunctionInfo {
     pub kind: String,
     pub route: Option<String>,
     pub wasm_sha256: String,
+    /// Instances ready (warm) now.
     pub instances: u32,
+    /// The autoscaler's target.
+    pub desired: u32,
+    pub min_instances: u32,
+    pub max_instances: u32,
+    /// Requests executing now, and waiting in the activator queue.
+    pub executing: u32,
+    pub queued: u32,
+    /// Arrivals per second over the panic window.
+    pub rps: f64,
+    /// "stable" or "panic".
+    pub mode: String,
+    pub cold_starts: u64,
     pub memory: String,
     pub cpu: String,
     pub timeout: String,
@@ -76,13 +89,22 @@ pub struct FunctionInfo {
 impl FunctionInfo {
     pub fn of(d: &Deployment) -> Self {
         use std::sync::atomic::Ordering::Relaxed;
+        let pool = d.pool_status(tokio::time::Instant::now());
         FunctionInfo {
             name: d.name().to_string(),
             version: d.version,
             kind: d.kind.as_str().to_string(),
             route: d.spec.route.clone(),
             wasm_sha256: d.wasm_sha256.clone(),
-            instances: d.spec.pool_size(),
+            instances: pool.ready,
+            desired: pool.desired,
+            min_instances: d.spec.scaling.min_instances,
+            max_instances: d.spec.scaling.max_instances,
+            executing: pool.executing,
+            queued: pool.queued,
+            rps: (pool.rps * 100.0).round() / 100.0,
+            mode: if pool.panic { "panic" } else { "stable" }.into(),
+            cold_starts: d.counters.cold_starts.load(Relaxed),
             memory: d.spec.limits.memory.to_string(),
             cpu: d.spec.limits.cpu.to_string(),
             timeout: d.spec.limits.timeout.to_string(),

@@ -95,17 +95,39 @@ impl Host {
         Self::start_in(functions, extra_config, subtree)
     }
 
+    /// A host serving copies of the named functions with their `[scaling]` table replaced by
+    /// `scaling` (TOML lines).
+    pub fn start_scaled(functions: &[&str], extra_config: &str, scaling: &str) -> Host {
+        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
+        let subtree = format!("surge-test-{}-{n}", std::process::id());
+        Self::start_edited(functions, extra_config, subtree, &|m: String| {
+            replace_table(&m, "scaling", scaling)
+        })
+    }
+
     /// A host whose sandboxes go under another host's cgroup subtree.
     pub fn start_sharing_cgroups_with(other: &Host) -> Host {
         Self::start_in(&[], "", other.subtree.clone())
     }
 
     fn start_in(functions: &[&str], extra_config: &str, subtree: String) -> Host {
+        Self::start_edited(functions, extra_config, subtree, &|m| m)
+    }
+
+    fn start_edited(
+        functions: &[&str],
+        extra_config: &str,
+        subtree: String,
+        edit: &dyn Fn(String) -> String,
+    ) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         let fdir = dir.path().join("functions");
         std::fs::create_dir_all(&fdir).unwrap();
         for f in functions {
             copy_function(f, &fdir.join(f));
+            let m = fdir.join(f).join("function.toml");
+            let text = std::fs::read_to_string(&m).unwrap();
+            std::fs::write(&m, edit(text)).unwrap();
         }
         let required = cgroups_writable().is_ok();
         let config = format!(
@@ -258,6 +280,20 @@ impl Drop for Host {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// `text` with its `[table]` section (up to the next table) replaced by `body`.
+pub fn replace_table(text: &str, table: &str, body: &str) -> String {
+    let header = format!("[{table}]");
+    let Some(start) = text.find(&header) else {
+        return format!("{text}\n{header}\n{body}\n");
+    };
+    let rest = &text[start + header.len()..];
+    let end = rest
+        .find("\n[")
+        .map(|i| start + header.len() + i + 1)
+        .unwrap_or(text.len());
+    format!("{}{header}\n{body}\n{}", &text[..start], &text[end..])
 }
 
 /// Copy an example function's manifest and built .wasm.

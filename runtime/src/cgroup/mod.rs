@@ -72,6 +72,8 @@ pub trait Driver: Send + Sync {
         name: &str,
         limits: &SandboxLimits,
     ) -> Result<Box<dyn SandboxCgroup>, CgroupError>;
+    /// The directories the cgroup `name` has (or would have), one per hierarchy.
+    fn dirs_of(&self, name: &str) -> Vec<PathBuf>;
     /// The root, for messages.
     fn describe(&self) -> String;
     /// Remove the root itself (after every sandbox cgroup is gone).
@@ -263,6 +265,10 @@ impl Driver for CgroupRoot {
             return Err(e);
         }
         Ok(Box::new(sc))
+    }
+
+    fn dirs_of(&self, name: &str) -> Vec<PathBuf> {
+        self.dirs_for(name)
     }
 
     fn describe(&self) -> String {

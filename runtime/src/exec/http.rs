@@ -7,12 +7,12 @@
 //! instance that trapped, timed out or reached `reuse` is replaced in the background.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{oneshot, Notify};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -124,8 +124,8 @@ pub struct HttpSettings {
     pub env: Vec<(String, String)>,
     pub memory_bytes: u64,
     pub timeout_ms: u64,
-    /// Instances kept warm (and the most in use at once: a 0.2 handler serves one request
-    /// at a time).
+    /// Instances to keep warm at start (a 0.2 handler serves one request at a time);
+    /// [`HttpHandler::set_target`] changes it.
     pub instances: u32,
     /// Requests an instance serves before it is replaced.
     pub reuse: u32,
@@ -135,28 +135,49 @@ struct Warm {
     store: Store<HttpState>,
     proxy: Proxy,
     served: u32,
+    // Field order: `_live` drops (warm count down) before `_slot` frees the place.
+    _live: Live,
     _slot: Slot,
 }
 
-/// One of the pool's `instances` places, held by an instance (idle, busy, or being
-/// instantiated) and given back when it is dropped.
+/// One of the pool's places, held by an instance (idle, busy, or being instantiated) and
+/// given back when it is dropped.
 struct Slot(Arc<Places>);
+
+/// Held by an instantiated instance: counts it as warm (ready to serve) while it lives.
+struct Live(Arc<Places>);
 
 struct Places {
     taken: AtomicU32,
-    limit: u32,
+    /// The target pool size: places beyond it are not handed out, and instances beyond it
+    /// are dropped when they go idle.
+    limit: AtomicU32,
+    /// Instances instantiated and alive (idle or busy).
+    warm: AtomicU32,
     /// Signalled when a place frees up or an instance goes idle.
     changed: Notify,
+    /// Woken whenever `warm` changes (the sandbox's reporter thread).
+    observer: OnceLock<std::thread::Thread>,
 }
 
 impl Places {
     fn take(self: &Arc<Self>) -> Option<Slot> {
         self.taken
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-                (t < self.limit).then_some(t + 1)
+                (t < self.limit.load(Ordering::Acquire)).then_some(t + 1)
             })
             .ok()
             .map(|_| Slot(self.clone()))
+    }
+
+    fn over_target(&self) -> bool {
+        self.taken.load(Ordering::Acquire) > self.limit.load(Ordering::Acquire)
+    }
+
+    fn warm_changed(&self) {
+        if let Some(t) = self.observer.get() {
+            t.unpark();
+        }
     }
 }
 
@@ -164,6 +185,13 @@ impl Drop for Slot {
     fn drop(&mut self) {
         self.0.taken.fetch_sub(1, Ordering::AcqRel);
         self.0.changed.notify_waiters();
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.warm.fetch_sub(1, Ordering::AcqRel);
+        self.0.warm_changed();
     }
 }
 
@@ -179,10 +207,8 @@ pub struct HttpHandler {
     pre: ProxyPre<HttpState>,
     settings: HttpSettings,
     idle: Mutex<Vec<Warm>>,
-    /// One permit per instance: the requests running at once.
-    permits: Semaphore,
-    /// Instances alive (idle, busy or instantiating) never exceed `instances`: the
-    /// sandbox's cgroup memory limit is sized for exactly that many.
+    /// Instances alive (idle, busy or instantiating) never exceed the target once the
+    /// excess has drained: the sandbox's cgroup memory limit is sized for that many.
     places: Arc<Places>,
 }
 
@@ -199,11 +225,12 @@ impl HttpHandler {
             pre,
             settings,
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(n as usize),
             places: Arc::new(Places {
                 taken: AtomicU32::new(0),
-                limit: n,
+                limit: AtomicU32::new(n),
+                warm: AtomicU32::new(0),
                 changed: Notify::new(),
+                observer: OnceLock::new(),
             }),
         }))
     }
@@ -222,8 +249,44 @@ impl HttpHandler {
         Ok(())
     }
 
+    /// Set the target pool size. Growing instantiates the new instances in the background
+    /// (call inside the runtime that should run them); shrinking drops idle instances now
+    /// and busy ones as they finish.
+    pub fn set_target(self: &Arc<Self>, n: u32) {
+        self.places.limit.store(n, Ordering::Release);
+        let taken = self.places.taken.load(Ordering::Acquire);
+        for _ in taken..n {
+            self.replenish();
+        }
+        let mut dropped = Vec::new();
+        {
+            let mut idle = self.idle.lock();
+            while self.places.taken.load(Ordering::Acquire) as usize - dropped.len() > n as usize {
+                match idle.pop() {
+                    Some(w) => dropped.push(w),
+                    None => break,
+                }
+            }
+        }
+        drop(dropped);
+    }
+
+    /// Instances instantiated and alive: what the host may send requests to.
+    pub fn warm(&self) -> u32 {
+        self.places.warm.load(Ordering::Acquire)
+    }
+
+    /// Wake `thread` (unpark) whenever [`Self::warm`] changes.
+    pub fn observe_warm(&self, thread: std::thread::Thread) {
+        let _ = self.places.observer.set(thread);
+    }
+
     fn give_back(&self, w: Warm) {
-        self.idle.lock().push(w);
+        if self.places.over_target() {
+            drop(w);
+        } else {
+            self.idle.lock().push(w);
+        }
         self.places.changed.notify_waiters();
     }
 
@@ -262,10 +325,13 @@ impl HttpHandler {
         // Instantiation runs guest start code: it gets the request timeout too.
         set_budget(&mut store, self.settings.timeout_ms);
         let proxy = self.pre.instantiate_async(&mut store).await?;
+        self.places.warm.fetch_add(1, Ordering::AcqRel);
+        self.places.warm_changed();
         Ok(Warm {
             store,
             proxy,
             served: 0,
+            _live: Live(self.places.clone()),
             _slot: slot,
         })
     }
@@ -286,9 +352,10 @@ impl HttpHandler {
         });
     }
 
-    /// A warm instance for a request that holds a permit: an idle one; else, when the pool
-    /// has a free place (an instance was dropped), a new one instantiated inline; else wait
-    /// for the replacement already under way.
+    /// A warm instance for a request: an idle one; else, when the pool has a free place
+    /// (an instance was dropped), a new one instantiated inline; else wait for one to go
+    /// idle or for the replacement already under way. The host admits no more requests than
+    /// there are warm instances, so the wait is the exception.
     async fn checkout(self: &Arc<Self>) -> Result<Warm, HttpFailure> {
         loop {
             let changed = self.places.changed.notified();
@@ -323,11 +390,6 @@ impl HttpHandler {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
         let mut inst = self.checkout().await?;
         set_budget(&mut inst.store, self.settings.timeout_ms);
         let (tx, rx) = oneshot::channel();

@@ -2,6 +2,11 @@
 //! the host binds and hands to the sandbox as fd [`LISTEN_FD`]. Requests to an `http`
 //! function pass through unchanged; for an `event` function the request body is the event.
 //! The sandbox reports how an invocation ended in the headers below.
+//!
+//! Control, beside the data: the host writes the spec as one JSON line on the sandbox's
+//! stdin, then [`POOL_COMMAND`] lines that set the pool's target size. The sandbox answers
+//! [`READY_LINE`] on stdout, then a [`WARM_REPORT`] line whenever the number of instances
+//! ready to serve changes. EOF on stdin means the host is gone: the sandbox exits.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,14 +35,31 @@ pub const LOG_TAIL_BYTES: usize = 4096;
 /// The first line a sandbox prints on stdout: it is ready, or why it is not.
 pub const READY_LINE: &str = "ready";
 
+/// Host → sandbox: `pool <n>` sets the target number of warm instances.
+pub const POOL_COMMAND: &str = "pool";
+/// Sandbox → host: `warm <n>`, the instances ready to serve now.
+pub const WARM_REPORT: &str = "warm";
+
+/// Parse a `<word> <n>` control line.
+pub fn parse_count(line: &str, word: &str) -> Option<u32> {
+    let (w, n) = line.trim().split_once(' ')?;
+    if w != word {
+        return None;
+    }
+    n.trim().parse().ok()
+}
+
 /// Everything a sandbox needs to start, sent by the host as one JSON line on stdin.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SandboxSpec {
     pub function: String,
     pub version: u64,
     pub kind: Kind,
-    /// Instances to pre-instantiate and keep warm.
+    /// The most instances the pool may ever hold (`max_instances`): sizes the pooling
+    /// allocator and bounds the threads.
     pub instances: u32,
+    /// Instances to warm at start; [`POOL_COMMAND`] lines change it later.
+    pub initial: u32,
     /// Threads to serve on, each with its own single-threaded runtime.
     pub threads: u32,
     /// Requests an `http` instance serves before it is replaced.

@@ -1,7 +1,8 @@
 use std::convert::Infallible;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -52,7 +53,11 @@ fn start() -> wasmtime::Result<()> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let spec: SandboxSpec = serde_json::from_str(&line)?;
-    exit_with_host();
+    let target = Arc::new(Target {
+        pool: AtomicU32::new(spec.initial),
+        controller: OnceLock::new(),
+    });
+    read_host_commands(target.clone());
     let workers = spec.threads.clamp(1, spec.instances.max(1)) as usize;
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
@@ -98,6 +103,12 @@ fn start() -> wasmtime::Result<()> {
         writeln!(out, "{}", protocol::READY_LINE)?;
         out.flush()?;
     }
+    control_pool(
+        handler.clone(),
+        target,
+        main.handle().clone(),
+        spec.instances,
+    )?;
     main.block_on(async move {
         let listener = UnixListener::from_std(std_listener)?;
         let mut next = 0usize;
@@ -135,7 +146,7 @@ async fn load(spec: &SandboxSpec) -> wasmtime::Result<Handler> {
                     env: spec.env.clone(),
                     memory_bytes: spec.memory_per_instance_bytes,
                     timeout_ms: spec.timeout_ms,
-                    instances: spec.instances,
+                    instances: spec.initial.clamp(1, spec.instances.max(1)),
                     reuse: spec.reuse,
                 },
             )?;
@@ -247,21 +258,85 @@ fn full(b: Bytes) -> Body {
     Full::new(b)
 }
 
-/// The host holds the write end of our stdin: when it goes away (exit, crash, SIGKILL), the
-/// read returns EOF and the sandbox exits with it. No orphan outlives its host.
-pub(crate) fn exit_with_host() {
+/// The pool size the host asked for, and the thread that applies it.
+struct Target {
+    pool: AtomicU32,
+    controller: OnceLock<std::thread::Thread>,
+}
+
+/// Read the host's commands from stdin. The host holds the write end: when it goes away
+/// (exit, crash, SIGKILL), the read returns EOF and the sandbox exits with it. No orphan
+/// outlives its host.
+fn read_host_commands(target: Arc<Target>) {
     std::thread::Builder::new()
         .name("host-watch".into())
-        .spawn(|| {
-            let mut sink = [0u8; 64];
+        .spawn(move || {
             let stdin = std::io::stdin();
             let mut lock = stdin.lock();
+            let mut line = String::new();
             loop {
-                match std::io::Read::read(&mut lock, &mut sink) {
+                line.clear();
+                match std::io::BufRead::read_line(&mut lock, &mut line) {
                     Ok(0) | Err(_) => std::process::exit(0),
-                    Ok(_) => {}
+                    Ok(_) => {
+                        if let Some(n) = protocol::parse_count(&line, protocol::POOL_COMMAND) {
+                            target.pool.store(n, Ordering::Release);
+                            if let Some(t) = target.controller.get() {
+                                t.unpark();
+                            }
+                        }
+                    }
                 }
             }
         })
         .expect("spawn host-watch thread");
+}
+
+/// Apply the host's pool target and report the warm count back, on one thread woken by
+/// either (a missed wake-up is caught by the periodic re-check).
+fn control_pool(
+    handler: Arc<Handler>,
+    target: Arc<Target>,
+    runtime: tokio::runtime::Handle,
+    max: u32,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("pool".into())
+        .spawn(move || {
+            let me = std::thread::current();
+            let _ = target.controller.set(me.clone());
+            if let Handler::Http(h) = &*handler {
+                h.observe_warm(me);
+            }
+            let mut applied = None;
+            let mut reported = None;
+            loop {
+                let want = target.pool.load(Ordering::Acquire).min(max.max(1));
+                if applied != Some(want) {
+                    if let Handler::Http(h) = &*handler {
+                        // Instances for a larger pool are instantiated on the main runtime.
+                        let _enter = runtime.enter();
+                        h.set_target(want);
+                    }
+                    applied = Some(want);
+                }
+                // An event instance is made per event: the whole target is ready at once.
+                let warm = match &*handler {
+                    Handler::Http(h) => h.warm(),
+                    Handler::Event(_) => want,
+                };
+                if reported != Some(warm) {
+                    let mut out = std::io::stdout().lock();
+                    if writeln!(out, "{} {warm}", protocol::WARM_REPORT)
+                        .and_then(|_| out.flush())
+                        .is_err()
+                    {
+                        std::process::exit(0);
+                    }
+                    reported = Some(warm);
+                }
+                std::thread::park_timeout(Duration::from_millis(250));
+            }
+        })
+        .map(drop)
 }

@@ -1,0 +1,303 @@
+//! Horizontal autoscaling on a real host: scale from zero on the first request, 50 requests
+//! at zero all served, a load step raises the desired instances within two ticks, idle goes
+//! back to zero with no process and no cgroup left, and a full queue answers instead of
+//! hanging.
+
+mod common;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Host;
+
+/// Short windows so that a test sees whole cycles in seconds.
+const FAST_TICK: &str = "[autoscaler]\ntick = \"100ms\"\n";
+
+fn fast_scaling(min: u32, max: u32, extra: &str) -> String {
+    format!(
+        "min_instances = {min}\nmax_instances = {max}\nconcurrency = 1\nreuse = 1\n\
+         stable_window = \"2s\"\npanic_window = \"500ms\"\nscale_to_zero_after = \"1s\"\n{extra}"
+    )
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+fn num(h: &Host, name: &str, key: &str) -> u64 {
+    h.function(name).expect("deployed")[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in status"))
+}
+
+fn cgroup_dirs(h: &Host, name: &str) -> Vec<PathBuf> {
+    h.function(name).expect("deployed")["cgroup"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect()
+}
+
+/// No instance, no sandbox process and no cgroup directory left.
+fn at_zero(h: &Host, name: &str) -> bool {
+    let f = h.function(name).expect("deployed");
+    f["instances"] == 0
+        && f["desired"] == 0
+        && f["sandbox_pid"].is_null()
+        && cgroup_dirs(h, name).iter().all(|d| !d.exists())
+}
+
+#[test]
+fn zero_to_first_request_is_served_with_one_cold_start() {
+    let h = Host::start_scaled(&["echo"], FAST_TICK, &fast_scaling(0, 4, ""));
+    let first_pid = h
+        .sandbox_pid("echo")
+        .expect("the deploy starts one sandbox");
+    let dirs = cgroup_dirs(&h, "echo");
+    wait_until("echo idle to zero", Duration::from_secs(15), || {
+        at_zero(&h, "echo")
+    });
+    assert!(
+        !PathBuf::from(format!("/proc/{first_pid}")).exists(),
+        "the sandbox process {first_pid} is gone at zero"
+    );
+    for d in &dirs {
+        assert!(!d.exists(), "no cgroup at zero: {} remains", d.display());
+    }
+    assert_eq!(num(&h, "echo", "cold_starts"), 0);
+
+    let r = h.invoke("echo", br#"{"first":true}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), r#"{"first":true}"#);
+    assert_eq!(num(&h, "echo", "cold_starts"), 1);
+    let pid = h.sandbox_pid("echo").expect("a sandbox again");
+    assert_ne!(pid, first_pid);
+    if common::cgroups_writable().is_ok() {
+        for d in &dirs {
+            assert!(d.exists(), "the cold start recreated {}", d.display());
+        }
+    }
+    // Warm now: the next request is no cold start.
+    assert_eq!(h.post("/echo", b"again").text(), "again");
+    assert_eq!(num(&h, "echo", "cold_starts"), 1);
+    let m = h.get("/metrics").text();
+    assert!(
+        m.contains("surge_function_cold_starts_total{function=\"echo\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn fifty_concurrent_requests_at_zero_are_all_served() {
+    let h = Host::start_scaled(&["echo"], FAST_TICK, &fast_scaling(0, 4, ""));
+    wait_until("echo idle to zero", Duration::from_secs(15), || {
+        at_zero(&h, "echo")
+    });
+    let addr = h.addr.clone();
+    let threads: Vec<_> = (0..50)
+        .map(|i| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let body = format!("{{\"i\":{i}}}");
+                let r = common::http(&addr, "POST", "/echo", &[], body.as_bytes());
+                (r.status, r.text() == body)
+            })
+        })
+        .collect();
+    let results: Vec<(u16, bool)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let ok = results
+        .iter()
+        .filter(|(s, same)| *s == 200 && *same)
+        .count();
+    assert_eq!(ok, 50, "all 50 served, none lost: {results:?}");
+    assert_eq!(num(&h, "echo", "cold_starts"), 1, "one cold start for all");
+    assert!(num(&h, "echo", "instances") >= 1);
+}
+
+#[test]
+fn a_load_step_raises_desired_instances_within_two_ticks() {
+    // A 500 ms tick: the step must be seen by the poke (a request that queues), not by luck.
+    let tick = Duration::from_millis(500);
+    let h = Host::start_scaled(
+        &["spin"],
+        "[autoscaler]\ntick = \"500ms\"\n",
+        "min_instances = 1\nmax_instances = 8\nconcurrency = 1\nreuse = 1\n\
+         stable_window = \"10s\"\npanic_window = \"1s\"\nscale_to_zero_after = \"60s\"\n",
+    );
+    let body = br#"{"n":3000000}"#.to_vec();
+    assert_eq!(h.post("/spin", &body).status, 200);
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = |stop: Arc<AtomicBool>| {
+        let (addr, body) = (h.addr.clone(), body.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 2000 {
+                let r = common::http(&addr, "POST", "/spin", &[], &body);
+                assert_eq!(r.status, 200, "{}", r.text());
+                n += 1;
+            }
+        })
+    };
+    // One client for a while: steady at one instance.
+    let mut clients = vec![client(stop.clone())];
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = num(&h, "spin", "desired");
+    assert!(
+        before <= 2,
+        "one client wants about one instance, not {before}"
+    );
+    // The step: 16 clients.
+    let step = Instant::now();
+    for _ in 1..16 {
+        clients.push(client(stop.clone()));
+    }
+    let mut seen = before;
+    while step.elapsed() < 2 * tick {
+        seen = num(&h, "spin", "desired");
+        if seen > before {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = step.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    eprintln!("load step 1 → 16 clients: desired {before} → {seen} after {took:?}");
+    assert!(
+        seen > before,
+        "desired instances rose within two ticks ({:?}): still {seen}",
+        2 * tick
+    );
+    let f = h.function("spin").unwrap();
+    assert!(f["max_instances"] == 8 && f["desired"].as_u64().unwrap() <= 8);
+}
+
+#[test]
+fn load_stops_and_the_function_goes_to_zero_with_no_process_or_cgroup() {
+    let h = Host::start_scaled(&["echo"], FAST_TICK, &fast_scaling(0, 4, ""));
+    let dirs = cgroup_dirs(&h, "echo");
+    let addr = h.addr.clone();
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    assert_eq!(common::http(&addr, "POST", "/echo", &[], b"x").status, 200);
+                }
+            })
+        })
+        .collect();
+    for t in load {
+        t.join().unwrap();
+    }
+    let pid = h.sandbox_pid("echo").expect("running under load");
+    let took = wait_until("echo back to zero", Duration::from_secs(15), || {
+        at_zero(&h, "echo")
+    });
+    eprintln!("idle to zero after {took:?} (scale_to_zero_after = 1s, stable window 2s)");
+    assert!(
+        took >= Duration::from_millis(800),
+        "zero came before the grace period: {took:?}"
+    );
+    assert!(
+        !PathBuf::from(format!("/proc/{pid}")).exists(),
+        "sandbox {pid} exited"
+    );
+    for d in &dirs {
+        assert!(!d.exists(), "{} removed at zero", d.display());
+    }
+    let m = h.get("/metrics").text();
+    assert!(
+        m.contains("surge_function_instances{function=\"echo\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("surge_function_desired_instances{function=\"echo\"} 0"),
+        "{m}"
+    );
+    // And it comes back.
+    assert_eq!(h.post("/echo", b"back").text(), "back");
+}
+
+#[test]
+fn a_full_queue_answers_429_and_503_instead_of_hanging() {
+    // One instance that loops until its 1 s timeout, a queue of 2 that waits 300 ms.
+    let h = Host::start_scaled(
+        &["loop", "echo"],
+        FAST_TICK,
+        "min_instances = 1\nmax_instances = 1\nconcurrency = 1\nreuse = 1\n\
+         queue_depth = 2\nqueue_timeout = \"300ms\"\n",
+    );
+    let addr = h.addr.clone();
+    let t = Instant::now();
+    let route: Vec<_> = (0..6)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let r = common::http(&addr, "POST", "/loop", &[], b"{}");
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let lambda: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let r = common::http(
+                    &addr,
+                    "POST",
+                    "/2015-03-31/functions/loop/invocations",
+                    &[],
+                    b"{}",
+                );
+                (r.status, r.header("x-amzn-errortype").map(str::to_string))
+            })
+        })
+        .collect();
+    let route: Vec<_> = route.into_iter().map(|t| t.join().unwrap()).collect();
+    let lambda: Vec<_> = lambda.into_iter().map(|t| t.join().unwrap()).collect();
+    let took = t.elapsed();
+    eprintln!("route answers {route:?}, Invoke answers {lambda:?}, all in {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "answers, not hangs: {took:?}"
+    );
+    let rejected: Vec<_> = route.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(
+        rejected.len() >= 3,
+        "at least 3 of 6 on the route are turned away with 503: {route:?}"
+    );
+    assert!(
+        rejected.iter().all(|(_, ra)| ra.is_some()),
+        "503 carries Retry-After: {route:?}"
+    );
+    assert!(
+        route.iter().all(|(s, _)| *s == 503 || *s == 504),
+        "the rest run into the loop's timeout: {route:?}"
+    );
+    for (s, kind) in &lambda {
+        if *s == 429 {
+            assert_eq!(kind.as_deref(), Some("TooManyRequestsException"));
+        } else {
+            assert_eq!(
+                *s, 200,
+                "Invoke: 429, or a Lambda-style timeout: {lambda:?}"
+            );
+        }
+    }
+    assert!(lambda.iter().any(|(s, _)| *s == 429), "{lambda:?}");
+    // The host stays healthy and other functions unaffected.
+    assert_eq!(h.get("/healthz").status, 200);
+    assert_eq!(h.post("/echo", b"fine").text(), "fine");
+    assert_eq!(num(&h, "loop", "queued"), 0, "nothing left queued");
+}
