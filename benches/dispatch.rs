@@ -61,7 +61,7 @@ fn dispatch(c: &mut Criterion) {
     // Two instances, as the harness runs hello: two requests can be in flight at once.
     let manifest = std::fs::read_to_string(&manifest_path)
         .unwrap()
-        .replace("min_instances = 1", "min_instances = 2");
+        .replace("min_instances = 0", "min_instances = 2");
     assert!(manifest.contains("min_instances = 2"));
     let wasm = std::fs::read(root.join("functions/hello/hello.wasm")).unwrap();
     rt.block_on(registry.deploy(&manifest_path.display().to_string(), &manifest, wasm))

@@ -92,6 +92,32 @@ fn zero_to_first_request_is_served_with_one_cold_start() {
         m.contains("surge_function_cold_starts_total{function=\"echo\"} 1"),
         "{m}"
     );
+    // `surge status`: one row per function with the pool's figures.
+    let (code, out, err) = h.cli(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().nth(1).unwrap_or_default();
+    for col in [
+        "READY",
+        "DESIRED",
+        "MAX",
+        "IN-FLIGHT",
+        "QUEUE",
+        "REQ/S",
+        "MODE",
+        "COLD",
+    ] {
+        assert!(header.contains(col), "status has {col}: {out}");
+    }
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("echo "))
+        .unwrap_or_else(|| panic!("a row for echo: {out}"))
+        .split_whitespace()
+        .collect();
+    // NAME VER READY DESIRED MAX IN-FLIGHT QUEUE REQ/S MODE COLD ...
+    assert_eq!(row[4], "4", "max_instances: {out}");
+    assert!(row[8] == "stable" || row[8] == "panic", "mode: {out}");
+    assert_eq!(row[9], "1", "one cold start: {out}");
 }
 
 #[test]

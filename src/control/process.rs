@@ -32,7 +32,7 @@ pub enum SpawnError {
 pub struct Placement {
     /// The surge binary, run as `surge __sandbox`.
     pub exe: PathBuf,
-    /// `cgroup.procs` files the child writes itself into before exec.
+    /// Files the child writes itself into before exec (`tasks` on v1, `cgroup.procs` on v2).
     pub procs_files: Vec<PathBuf>,
     /// uid/gid to drop to when the host runs as root.
     pub uid: u32,
@@ -111,7 +111,7 @@ pub async fn spawn(
         cmd.pre_exec(move || {
             for p in &procs {
                 let fd = libc_open(p)?;
-                // "0" is "this process" for cgroup.procs on v1 and v2.
+                // "0" is the writer itself: its only thread (`tasks`), or its process.
                 let r = nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0");
                 let _ = nix::unistd::close(fd);
                 r.map_err(std::io::Error::from)?;

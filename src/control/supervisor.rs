@@ -212,6 +212,7 @@ impl Job {
 
     /// Create the cgroup (if there is none) and spawn a sandbox warming `instances`.
     async fn start_sandbox(&mut self, instances: u32) -> Result<Started, StartError> {
+        let t0 = tokio::time::Instant::now();
         let wanted = self.limits(instances);
         if self.cgroup.is_none() {
             if let Some(driver) = self.ctx.cgroups.clone() {
@@ -229,6 +230,7 @@ impl Job {
         } else {
             self.fit_limits(instances);
         }
+        let t_cgroup = t0.elapsed();
         let mut spec = self.sandbox_spec.clone();
         spec.initial = instances;
         let placement = Placement {
@@ -249,6 +251,12 @@ impl Job {
             self.ctx.config.start_timeout.0,
         )
         .await?;
+        tracing::debug!(
+            function = %self.name(),
+            cgroup_us = t_cgroup.as_micros() as u64,
+            spawn_to_ready_us = (t0.elapsed() - t_cgroup).as_micros() as u64,
+            "sandbox started"
+        );
         self.warm = 0;
         let _ = self.endpoint.send(Some(Arc::new(Endpoint::new(
             started.socket.clone(),
