@@ -93,8 +93,10 @@ pub struct Pool {
     window: Mutex<Window>,
     decider: Mutex<Decider>,
     panic: AtomicBool,
-    /// Wakes the control loop at once (a request had to queue).
+    /// Wakes the control loop at once (a request had to queue)...
     poke: Arc<Notify>,
+    /// ... and marks this pool as the one to decide on.
+    poked: AtomicBool,
 }
 
 /// One figure set for `status` and `/metrics`.
@@ -216,6 +218,7 @@ impl Deployment {
                 decider: Mutex::new(decider),
                 panic: AtomicBool::new(false),
                 poke,
+                poked: AtomicBool::new(false),
             },
             inflight: AtomicUsize::new(0),
             drained: Notify::new(),
@@ -297,6 +300,12 @@ impl Deployment {
         decision
     }
 
+    /// Whether a request queued here since the last call (the control loop's poke round
+    /// decides only on these).
+    pub fn take_poke(&self) -> bool {
+        self.pool.poked.swap(false, Ordering::AcqRel)
+    }
+
     /// A receiver of the autoscaler's target (the supervisor's).
     pub fn watch_target(&self) -> watch::Receiver<u32> {
         self.pool.target.subscribe()
@@ -347,8 +356,12 @@ impl Deployment {
         // Admission: a warm instance now, or a place in the activator queue while the
         // autoscaler (poked at once) brings one up.
         let wait = self.spec.scaling.queue_timeout.0;
-        let poke = &self.pool.poke;
-        let _permit = match self.gate.enter(wait, |_| poke.notify_one()).await {
+        let pool = &self.pool;
+        let poke = || {
+            pool.poked.store(true, Ordering::Release);
+            pool.poke.notify_one();
+        };
+        let _permit = match self.gate.enter(wait, |_| poke()).await {
             Ok(p) => p,
             Err(GateError::QueueFull) => {
                 return Err(DispatchError::Overloaded {
