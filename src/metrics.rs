@@ -23,6 +23,7 @@ pub struct Metrics {
     version: IntGaugeVec,
     /// Counted by the supervisors; copied in at scrape time (reset + add, under `render`).
     cold_starts: IntCounterVec,
+    queued_total: IntCounterVec,
     render: parking_lot::Mutex<()>,
 }
 
@@ -100,11 +101,20 @@ impl Metrics {
             "surge_function_version",
             "The live version of each function.",
         );
+        let queued_total = IntCounterVec::new(
+            Opts::new(
+                "surge_function_queued_requests_total",
+                "Requests that had to wait in the activator queue for an instance.",
+            ),
+            &["function"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(arrival_rate.clone()),
             Box::new(cold_starts.clone()),
+            Box::new(queued_total.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -136,6 +146,7 @@ impl Metrics {
             restarts,
             version,
             cold_starts,
+            queued_total,
             render: parking_lot::Mutex::new(()),
         }
     }
@@ -157,6 +168,7 @@ impl Metrics {
         }
         self.arrival_rate.reset();
         self.cold_starts.reset();
+        self.queued_total.reset();
         for f in functions {
             let l = [f.name.as_str()];
             self.inflight.with_label_values(&l).set(f.executing as i64);
@@ -171,6 +183,9 @@ impl Metrics {
                 .set((f.mode == "panic") as i64);
             self.arrival_rate.with_label_values(&l).set(f.rps);
             self.cold_starts.with_label_values(&l).inc_by(f.cold_starts);
+            self.queued_total
+                .with_label_values(&l)
+                .inc_by(f.queued_total);
             self.restarts.with_label_values(&l).set(f.restarts as i64);
             self.version.with_label_values(&l).set(f.version as i64);
         }

@@ -32,6 +32,8 @@ struct State {
     waiters: VecDeque<oneshot::Sender<()>>,
     /// Waiters still waiting (the queue length reported and bounded).
     queued: u32,
+    /// Requests that ever had to wait (a counter).
+    queued_total: u64,
 }
 
 pub struct Gate {
@@ -83,6 +85,7 @@ impl Gate {
                 busy: 0,
                 waiters: VecDeque::new(),
                 queued: 0,
+                queued_total: 0,
             }),
             depth,
             idle: Notify::new(),
@@ -112,6 +115,7 @@ impl Gate {
             let (tx, rx) = oneshot::channel();
             s.waiters.push_back(tx);
             s.queued += 1;
+            s.queued_total += 1;
             (rx, s.capacity)
         };
         let mut waiting = Waiting {
@@ -174,6 +178,11 @@ impl Gate {
         self.state.lock().queued
     }
 
+    /// Requests that ever had to wait in the queue.
+    pub fn queued_total(&self) -> u64 {
+        self.state.lock().queued_total
+    }
+
     /// Wait until nothing admitted is running.
     pub async fn wait_idle(&self) {
         loop {
@@ -218,6 +227,7 @@ mod tests {
         }
         assert_eq!(*order.lock(), vec![0, 1, 2]);
         assert_eq!((gate.busy(), gate.queued()), (0, 0));
+        assert_eq!(gate.queued_total(), 3);
     }
 
     #[tokio::test(start_paused = true)]

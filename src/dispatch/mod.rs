@@ -106,6 +106,8 @@ pub struct PoolStatus {
     pub desired: u32,
     pub executing: u32,
     pub queued: u32,
+    /// Requests that ever had to wait for an instance.
+    pub queued_total: u64,
     /// Arrivals per second over the panic window.
     pub rps: f64,
     pub panic: bool,
@@ -325,6 +327,7 @@ impl Deployment {
             desired: self.target(),
             executing: self.gate.busy(),
             queued: self.gate.queued(),
+            queued_total: self.gate.queued_total(),
             rps,
             panic: self.pool.panic.load(Ordering::Relaxed),
         }

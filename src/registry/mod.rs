@@ -69,6 +69,8 @@ pub struct FunctionInfo {
     /// Requests executing now, and waiting in the activator queue.
     pub executing: u32,
     pub queued: u32,
+    /// Requests that ever had to wait in the queue.
+    pub queued_total: u64,
     /// Arrivals per second over the panic window.
     pub rps: f64,
     /// "stable" or "panic".
@@ -102,6 +104,7 @@ impl FunctionInfo {
             max_instances: d.spec.scaling.max_instances,
             executing: pool.executing,
             queued: pool.queued,
+            queued_total: pool.queued_total,
             rps: (pool.rps * 100.0).round() / 100.0,
             mode: if pool.panic { "panic" } else { "stable" }.into(),
             cold_starts: d.counters.cold_starts.load(Relaxed),

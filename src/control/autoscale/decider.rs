@@ -153,7 +153,21 @@ impl Decider {
     pub fn decide(&mut self, obs: &Observation, now: Instant) -> Decision {
         let p = &self.params;
         let concurrency = u64::from(p.concurrency.max(1));
-        let immediate = u32::try_from(obs.current.div_ceil(concurrency)).unwrap_or(u32::MAX);
+        // What is inside right now (executing + queued). The averages lag a step by up to
+        // a window; this does not. While requests queue behind ready instances it takes the
+        // same headroom as the averages, so the pool grows geometrically (×1/utilization per
+        // decision) instead of by one instance per queued request. At zero, or with no queue,
+        // it is exact: a lone request at zero starts one instance, not two.
+        let immediate = {
+            let exact = obs.current.div_ceil(concurrency);
+            let queueing = obs.ready > 0 && obs.current > u64::from(obs.ready) * concurrency;
+            if queueing {
+                let per = concurrency as f64 * p.target_utilization.clamp(f64::MIN_POSITIVE, 1.0);
+                ceil_tolerant(obs.current as f64 / per)
+            } else {
+                u32::try_from(exact).unwrap_or(u32::MAX)
+            }
+        };
 
         // 1. Not enough data, unless requests wait at zero.
         let (Some(stable), Some(panic)) = (obs.stable_concurrency, obs.panic_concurrency) else {
@@ -316,6 +330,12 @@ mod tests {
                 Params::default(),
                 obs(0.5, 4, 4, None),
                 desired(4, Stable),
+            ),
+            (
+                "a queue behind the ready instances takes headroom: 6 inside, 2 ready → 9",
+                Params::default(),
+                obs(0.5, 6, 2, None),
+                desired(9, Panic),
             ),
             (
                 "step down limited by max_scale_down_rate: 10 ready → 5",
