@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::process::{self, Placement, SpawnError, Started};
 use crate::dispatch::transport::Endpoint;
-use crate::dispatch::{executions, Deployment};
+use crate::dispatch::{executions, per_instance, Deployment};
 use crate::manifest::config::SandboxConfig;
 use crate::manifest::FunctionSpec;
 
@@ -82,6 +82,7 @@ pub struct Supervised {
 impl Supervised {
     /// Let in-flight requests finish, then stop the sandbox and remove its cgroup.
     pub async fn retire(self) {
+        self.deployment.set_retiring();
         self.deployment.drain().await;
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -153,6 +154,7 @@ pub async fn start(
         cgroup_name,
         cgroup: None,
         applied: None,
+        applied_for: 0,
         warm: 0,
         endpoint: ep_tx,
         deployment: deployment.clone(),
@@ -184,8 +186,9 @@ struct Job {
     cgroup_name: String,
     /// The sandbox's cgroup while it has one (not at zero).
     cgroup: Option<Arc<dyn SandboxCgroup>>,
-    /// The limits last written to the cgroup.
+    /// The limits last written to the cgroup, and the pool size they are for.
     applied: Option<SandboxLimits>,
+    applied_for: u32,
     /// Instances the sandbox last reported warm.
     warm: u32,
     endpoint: watch::Sender<Option<Arc<Endpoint>>>,
@@ -226,6 +229,7 @@ impl Job {
                 })?;
                 self.cgroup = Some(Arc::from(cg));
                 self.applied = Some(wanted);
+                self.applied_for = instances;
             }
         } else {
             self.fit_limits(instances);
@@ -275,7 +279,10 @@ impl Job {
             return;
         }
         match cg.apply(&wanted) {
-            Ok(()) => self.applied = Some(wanted),
+            Ok(()) => {
+                self.applied = Some(wanted);
+                self.applied_for = instances;
+            }
             Err(e) => {
                 tracing::warn!(function = %self.name(), error = %e, "resizing the sandbox cgroup")
             }
@@ -318,6 +325,12 @@ impl Job {
         loop {
             let Some(sb) = current.as_mut() else {
                 let want = *target.borrow_and_update();
+                if want == 0 && self.cgroup.is_some() {
+                    // The sandbox died while the target went to zero: finish the job.
+                    self.remove_cgroup().await;
+                    from_zero = true;
+                    continue;
+                }
                 if want == 0 {
                     // At zero: no process, no cgroup. Wait for demand.
                     tokio::select! {
@@ -373,11 +386,19 @@ impl Job {
                 }
                 Wake::Report(None) => reports_open = false,
                 Wake::Report(Some(line)) => {
-                    if let Some(n) = protocol::parse_count(&line, protocol::WARM_REPORT) {
-                        self.warm = n;
-                        self.deployment.set_ready(n);
+                    if let Some((ready, slots)) = protocol::parse_warm(&line) {
+                        self.warm = ready;
+                        self.deployment.set_ready(ready);
+                        // Limits may shrink only here, to what the sandbox really holds:
+                        // its pool places (ready, busy, instantiating) and the executions
+                        // still running from an earlier, larger capacity.
+                        let running = self
+                            .deployment
+                            .gate
+                            .busy()
+                            .div_ceil(per_instance(&self.deployment.spec, self.kind));
                         let t = *target.borrow();
-                        self.fit_limits(t.max(n));
+                        self.fit_limits(t.max(slots).max(running));
                     }
                 }
                 Wake::Target => {
@@ -395,9 +416,10 @@ impl Job {
                         tracing::info!(function = %self.name(), "scaled to zero");
                         continue;
                     }
-                    // Grow the limits before the instances; shrink them after (on report).
-                    let warm = self.warm;
-                    self.fit_limits(t.max(warm));
+                    // Grow the limits before the instances; shrink them only on a report,
+                    // once the sandbox holds fewer.
+                    let held = self.applied_for;
+                    self.fit_limits(t.max(held));
                     let cmd = format!("{} {t}\n", protocol::POOL_COMMAND);
                     if let Some(sb) = current.as_mut() {
                         if let Err(e) = sb.stdin.write_all(cmd.as_bytes()).await {

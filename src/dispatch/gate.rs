@@ -101,7 +101,11 @@ impl Gate {
     ) -> Result<Permit<'_>, GateError> {
         let (rx, capacity) = {
             let mut s = self.state.lock();
-            if s.busy < s.capacity && s.queued == 0 {
+            // Waiters first (FIFO). `queued` also counts waiters already handed a permit
+            // but not yet running, so admission asks the deque, after a hand-off that
+            // drops senders whose waiter gave up: free capacity never sits behind them.
+            Self::hand_off(&mut s);
+            if s.busy < s.capacity && s.waiters.is_empty() {
                 s.busy += 1;
                 return Ok(Permit(self));
             }
@@ -271,6 +275,27 @@ mod tests {
             .unwrap();
         assert_eq!(gate.busy(), 1);
         drop(p);
+        gate.wait_idle().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_woken_waiter_not_yet_running_does_not_block_free_capacity() {
+        let gate = Arc::new(Gate::new(1, 4));
+        let running = gate.enter(LONG, |_| {}).await.unwrap();
+        let g = gate.clone();
+        let waiter = tokio::spawn(async move { g.enter(LONG, |_| {}).await.map(drop) });
+        tokio::task::yield_now().await;
+        // Capacity 3: the waiter is handed a permit but has not run yet.
+        gate.set_capacity(3);
+        assert_eq!(gate.busy(), 2);
+        // A new arrival takes the third place at once instead of queueing behind it.
+        let third = gate
+            .enter(LONG, |_| panic!("capacity is free"))
+            .await
+            .unwrap();
+        assert_eq!(gate.busy(), 3);
+        drop((running, third));
+        waiter.await.unwrap().unwrap();
         gate.wait_idle().await;
     }
 

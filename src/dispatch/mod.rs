@@ -97,6 +97,9 @@ pub struct Pool {
     poke: Arc<Notify>,
     /// ... and marks this pool as the one to decide on.
     poked: AtomicBool,
+    /// Swapped out of the route table: the control loop no longer visits it, so a request
+    /// still draining into it raises the target itself.
+    retiring: AtomicBool,
 }
 
 /// One figure set for `status` and `/metrics`.
@@ -221,6 +224,7 @@ impl Deployment {
                 panic: AtomicBool::new(false),
                 poke,
                 poked: AtomicBool::new(false),
+                retiring: AtomicBool::new(false),
             },
             inflight: AtomicUsize::new(0),
             drained: Notify::new(),
@@ -240,6 +244,19 @@ impl Deployment {
 
     pub fn sandbox_pid(&self) -> Option<u32> {
         self.endpoint.borrow().as_ref().map(|e| e.pid)
+    }
+
+    /// This version left the route table: requests that still drain into it start its
+    /// sandbox themselves if it is at zero.
+    pub fn set_retiring(&self) {
+        self.pool.retiring.store(true, Ordering::Release);
+        if self.inflight() > 0 {
+            self.pool.target.send_if_modified(|t| {
+                let start = *t == 0;
+                *t = (*t).max(1);
+                start
+            });
+        }
     }
 
     /// Wait until no request is in flight.
@@ -361,6 +378,13 @@ impl Deployment {
         let wait = self.spec.scaling.queue_timeout.0;
         let pool = &self.pool;
         let poke = || {
+            if pool.retiring.load(Ordering::Acquire) {
+                pool.target.send_if_modified(|t| {
+                    let start = *t == 0;
+                    *t = (*t).max(1);
+                    start
+                });
+            }
             pool.poked.store(true, Ordering::Release);
             pool.poke.notify_one();
         };

@@ -276,6 +276,11 @@ impl HttpHandler {
         self.places.warm.load(Ordering::Acquire)
     }
 
+    /// Pool places taken: instances ready, busy or still instantiating.
+    pub fn slots(&self) -> u32 {
+        self.places.taken.load(Ordering::Acquire)
+    }
+
     /// Wake `thread` (unpark) whenever [`Self::warm`] changes.
     pub fn observe_warm(&self, thread: std::thread::Thread) {
         let _ = self.places.observer.set(thread);

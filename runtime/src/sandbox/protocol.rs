@@ -37,8 +37,20 @@ pub const READY_LINE: &str = "ready";
 
 /// Host → sandbox: `pool <n>` sets the target number of warm instances.
 pub const POOL_COMMAND: &str = "pool";
-/// Sandbox → host: `warm <n>`, the instances ready to serve now.
+/// Sandbox → host: `warm <ready> <slots>`: the instances ready to serve now, and the pool
+/// places taken (ready, busy or still instantiating: what the memory limit must cover).
 pub const WARM_REPORT: &str = "warm";
+
+/// Parse a `warm <ready> <slots>` report.
+pub fn parse_warm(line: &str) -> Option<(u32, u32)> {
+    let mut it = line.split_whitespace();
+    if it.next()? != WARM_REPORT {
+        return None;
+    }
+    let ready = it.next()?.parse().ok()?;
+    let slots = it.next()?.parse().ok()?;
+    Some((ready, slots))
+}
 
 /// Parse a `<word> <n>` control line.
 pub fn parse_count(line: &str, word: &str) -> Option<u32> {

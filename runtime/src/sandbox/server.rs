@@ -308,32 +308,32 @@ fn control_pool(
             if let Handler::Http(h) = &*handler {
                 h.observe_warm(me);
             }
-            let mut applied = None;
             let mut reported = None;
             loop {
                 let want = target.pool.load(Ordering::Acquire).min(max.max(1));
-                if applied != Some(want) {
-                    if let Handler::Http(h) = &*handler {
-                        // Instances for a larger pool are instantiated on the main runtime.
-                        let _enter = runtime.enter();
-                        h.set_target(want);
-                    }
-                    applied = Some(want);
+                // Applied on every wake, not only when the target changes: it refills places
+                // that two instances dropped at once, or whose background instantiation
+                // failed. The host admits only as many requests as there are warm instances,
+                // so no request would come to refill them.
+                if let Handler::Http(h) = &*handler {
+                    // Instances for a larger pool are instantiated on the main runtime.
+                    let _enter = runtime.enter();
+                    h.set_target(want);
                 }
                 // An event instance is made per event: the whole target is ready at once.
-                let warm = match &*handler {
-                    Handler::Http(h) => h.warm(),
-                    Handler::Event(_) => want,
+                let now = match &*handler {
+                    Handler::Http(h) => (h.warm(), h.slots()),
+                    Handler::Event(_) => (want, want),
                 };
-                if reported != Some(warm) {
+                if reported != Some(now) {
                     let mut out = std::io::stdout().lock();
-                    if writeln!(out, "{} {warm}", protocol::WARM_REPORT)
+                    if writeln!(out, "{} {} {}", protocol::WARM_REPORT, now.0, now.1)
                         .and_then(|_| out.flush())
                         .is_err()
                     {
                         std::process::exit(0);
                     }
-                    reported = Some(warm);
+                    reported = Some(now);
                 }
                 std::thread::park_timeout(Duration::from_millis(250));
             }
