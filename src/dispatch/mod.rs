@@ -102,6 +102,17 @@ pub struct Pool {
     retiring: AtomicBool,
 }
 
+impl Pool {
+    /// Raise a target of zero to one, without the control loop (a retiring version).
+    fn start_from_zero(&self) {
+        self.target.send_if_modified(|t| {
+            let start = *t == 0;
+            *t = (*t).max(1);
+            start
+        });
+    }
+}
+
 /// One figure set for `status` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PoolStatus {
@@ -251,11 +262,7 @@ impl Deployment {
     pub fn set_retiring(&self) {
         self.pool.retiring.store(true, Ordering::Release);
         if self.inflight() > 0 {
-            self.pool.target.send_if_modified(|t| {
-                let start = *t == 0;
-                *t = (*t).max(1);
-                start
-            });
+            self.pool.start_from_zero();
         }
     }
 
@@ -379,11 +386,7 @@ impl Deployment {
         let pool = &self.pool;
         let poke = || {
             if pool.retiring.load(Ordering::Acquire) {
-                pool.target.send_if_modified(|t| {
-                    let start = *t == 0;
-                    *t = (*t).max(1);
-                    start
-                });
+                pool.start_from_zero();
             }
             pool.poked.store(true, Ordering::Release);
             pool.poke.notify_one();
