@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::Full;
+use surge::control::node::Node;
 use surge::control::supervisor::SandboxCtx;
 use surge::manifest::HostConfig;
 use surge::registry::store::Store;
@@ -53,6 +54,8 @@ fn dispatch(c: &mut Criterion) {
         run_dir,
         config: cfg.sandbox.clone(),
         poke: Arc::new(tokio::sync::Notify::new()),
+        node: Arc::new(Node::from_config(&cfg.node)),
+        vertical: surge::control::vertical::params(&cfg.vertical),
     });
     let store = Store::open(state.path()).unwrap();
     let cache = CompileCache::new(cfg.cache_dir()).unwrap();

@@ -15,7 +15,7 @@ use surge_runtime::artifact::CompileCache;
 use surge_runtime::engine::{compile_engine, pooled_engine, PoolShape, EPOCH_TICK_MS};
 use surge_runtime::exec::event::{EventHandler, EventSettings};
 use surge_runtime::exec::http::{HttpHandler, HttpSettings};
-use surge_runtime::exec::Outcome;
+use surge_runtime::exec::{MemoryLedger, Outcome};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
@@ -66,7 +66,7 @@ fn instance(c: &mut Criterion) {
         &hello,
         HttpSettings {
             env: vec![],
-            memory_bytes: MEMORY,
+            memory: Arc::new(MemoryLedger::new(MEMORY)),
             timeout_ms: 10_000,
             instances: 1,
             reuse: u32::MAX,
@@ -102,7 +102,7 @@ fn instance(c: &mut Criterion) {
         EventSettings {
             name: "echo".into(),
             env: vec![],
-            memory_bytes: MEMORY,
+            memory: Arc::new(MemoryLedger::new(MEMORY)),
             timeout_ms: 10_000,
             max_output_bytes: 1 << 20,
         },

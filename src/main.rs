@@ -71,6 +71,19 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Resize a function's per-instance quota in place (no restart), and pin it: the
+    /// vertical recommender leaves a pinned dimension alone until it is set to `auto`.
+    Resize {
+        name: String,
+        /// Memory per instance (e.g. 256Mi), or `auto` to unpin.
+        #[arg(long)]
+        memory: Option<String>,
+        /// CPU per instance (e.g. 500m), or `auto` to unpin.
+        #[arg(long)]
+        cpu: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Show the host and every function's pool.
     Status {
         #[command(flatten)]
@@ -136,6 +149,15 @@ fn main() {
                 data,
                 client: c,
             } => client::invoke(&client::find_target(c.server, &c.state_dir)?, &name, data).await,
+            Command::Resize {
+                name,
+                memory,
+                cpu,
+                client: c,
+            } => {
+                let t = client::find_target(c.server, &c.state_dir)?;
+                client::resize(&t, &name, memory.as_deref(), cpu.as_deref()).await
+            }
             Command::Status { client: c } => {
                 client::status(&client::find_target(c.server, &c.state_dir)?).await
             }

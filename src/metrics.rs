@@ -2,11 +2,103 @@
 //! recorded on the data path; per-function gauges are filled from the registry at scrape time.
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
     Registry as PromRegistry, TextEncoder,
 };
 
+use crate::control::node::NodeStatus;
 use crate::registry::FunctionInfo;
+
+type IntFigure = fn(&FunctionInfo) -> i64;
+type FloatFigure = fn(&FunctionInfo) -> f64;
+
+/// Vertical scaling's per-function figures: (name, help, value).
+const VERTICAL_GAUGES: &[(&str, &str, IntFigure)] = &[
+    (
+        "surge_function_memory_quota_bytes",
+        "Memory quota of one instance in force.",
+        |f| f.memory_quota_bytes as i64,
+    ),
+    (
+        "surge_function_cpu_quota_millicores",
+        "CPU quota of one instance in force.",
+        |f| f.cpu_quota_millicores as i64,
+    ),
+    (
+        "surge_function_memory_limit_bytes",
+        "The sandbox cgroup's memory limit (0 at zero).",
+        |f| f.memory_limit_bytes.unwrap_or(0) as i64,
+    ),
+    (
+        "surge_function_cpu_limit_millicores",
+        "The sandbox cgroup's CPU limit (0 at zero).",
+        |f| f.cpu_limit_millicores.unwrap_or(0) as i64,
+    ),
+    (
+        "surge_function_memory_usage_bytes",
+        "Memory the sandbox cgroup uses now.",
+        |f| f.memory_usage_bytes as i64,
+    ),
+    (
+        "surge_function_memory_peak_bytes",
+        "Highest memory of the sandbox cgroup.",
+        |f| f.memory_peak_bytes as i64,
+    ),
+    (
+        "surge_function_wasm_memory_peak_bytes",
+        "Highest wasm linear memory of one instance.",
+        |f| f.wasm_memory_peak_bytes as i64,
+    ),
+    (
+        "surge_function_cpu_usage_millicores",
+        "CPU the sandbox used over the last sample interval.",
+        |f| f.cpu_usage_millicores as i64,
+    ),
+    (
+        "surge_function_recommended_memory_bytes",
+        "The vertical recommender's memory target per instance (0: no data).",
+        |f| f.recommended_memory_bytes.unwrap_or(0) as i64,
+    ),
+    (
+        "surge_function_recommended_cpu_millicores",
+        "The vertical recommender's CPU target per instance (0: no data).",
+        |f| f.recommended_cpu_millicores.unwrap_or(0) as i64,
+    ),
+    (
+        "surge_function_capacity_limited",
+        "1 while the pool is held below its target for lack of node memory.",
+        |f| f.capacity_limited as i64,
+    ),
+];
+const VERTICAL_COUNTERS: &[(&str, &str, IntFigure)] = &[
+    (
+        "surge_function_cpu_throttled_periods_total",
+        "CFS periods in which the sandbox ran out of CPU quota.",
+        |f| f.throttled_periods as i64,
+    ),
+    (
+        "surge_function_oom_events_total",
+        "Out-of-memory events: instances refused memory, and cgroup OOM kills.",
+        |f| f.oom_events as i64,
+    ),
+    (
+        "surge_function_capacity_refusals_total",
+        "Scale-ups the node's memory could not hold.",
+        |f| f.capacity_refusals as i64,
+    ),
+];
+const VERTICAL_FLOAT_COUNTERS: &[(&str, &str, FloatFigure)] = &[
+    (
+        "surge_function_cpu_usage_seconds_total",
+        "CPU time the sandbox used (its cgroup's counter).",
+        |f| f.cpu_usage_seconds,
+    ),
+    (
+        "surge_function_cpu_throttled_seconds_total",
+        "Time the sandbox was throttled.",
+        |f| f.throttled_seconds,
+    ),
+];
 
 pub struct Metrics {
     registry: PromRegistry,
@@ -24,6 +116,12 @@ pub struct Metrics {
     /// Counted by the supervisors; copied in at scrape time (reset + add, under `render`).
     cold_starts: IntCounterVec,
     queued_total: IntCounterVec,
+    vertical_gauges: Vec<(IntGaugeVec, IntFigure)>,
+    vertical_counters: Vec<(IntCounterVec, IntFigure)>,
+    vertical_float_counters: Vec<(CounterVec, FloatFigure)>,
+    throttled_ratio: GaugeVec,
+    resizes: IntCounterVec,
+    node: IntGaugeVec,
     render: parking_lot::Mutex<()>,
 }
 
@@ -109,8 +207,79 @@ impl Metrics {
             &["function"],
         )
         .expect("valid metric");
+        let labels = &["function"];
+        let vertical_gauges: Vec<(IntGaugeVec, IntFigure)> = VERTICAL_GAUGES
+            .iter()
+            .map(|(n, h, f)| {
+                (
+                    IntGaugeVec::new(Opts::new(*n, *h), labels).expect("valid metric"),
+                    *f,
+                )
+            })
+            .collect();
+        let vertical_counters: Vec<(IntCounterVec, IntFigure)> = VERTICAL_COUNTERS
+            .iter()
+            .map(|(n, h, f)| {
+                (
+                    IntCounterVec::new(Opts::new(*n, *h), labels).expect("valid metric"),
+                    *f,
+                )
+            })
+            .collect();
+        let vertical_float_counters: Vec<(CounterVec, FloatFigure)> = VERTICAL_FLOAT_COUNTERS
+            .iter()
+            .map(|(n, h, f)| {
+                (
+                    CounterVec::new(Opts::new(*n, *h), labels).expect("valid metric"),
+                    *f,
+                )
+            })
+            .collect();
+        let throttled_ratio = GaugeVec::new(
+            Opts::new(
+                "surge_function_cpu_throttled_ratio",
+                "Fraction of the last sample interval's CFS periods that were throttled.",
+            ),
+            labels,
+        )
+        .expect("valid metric");
+        let resizes = IntCounterVec::new(
+            Opts::new(
+                "surge_function_resizes_total",
+                "Quota changes applied in place, by source (auto: the recommender; manual).",
+            ),
+            &["function", "source"],
+        )
+        .expect("valid metric");
+        let node = IntGaugeVec::new(
+            Opts::new(
+                "surge_node_resources",
+                "The node's capacity for sandboxes, and what their cgroups hold and ask for \
+                 (resource: memory_bytes | cpu_millicores; state: capacity | committed | demand).",
+            ),
+            &["resource", "state"],
+        )
+        .expect("valid metric");
+        for (g, _) in &vertical_gauges {
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+        }
+        for (c, _) in &vertical_counters {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+        }
+        for (c, _) in &vertical_float_counters {
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+        }
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(throttled_ratio.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(resizes.clone()),
+            Box::new(node.clone()),
+            Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(arrival_rate.clone()),
             Box::new(cold_starts.clone()),
@@ -147,12 +316,18 @@ impl Metrics {
             version,
             cold_starts,
             queued_total,
+            vertical_gauges,
+            vertical_counters,
+            vertical_float_counters,
+            throttled_ratio,
+            resizes,
+            node,
             render: parking_lot::Mutex::new(()),
         }
     }
 
-    /// The text exposition, with gauges refreshed from `functions`.
-    pub fn render(&self, functions: &[FunctionInfo]) -> String {
+    /// The text exposition, with gauges refreshed from `functions` and the node.
+    pub fn render(&self, functions: &[FunctionInfo], node: &NodeStatus) -> String {
         let _one_at_a_time = self.render.lock();
         for g in [
             &self.inflight,
@@ -169,6 +344,51 @@ impl Metrics {
         self.arrival_rate.reset();
         self.cold_starts.reset();
         self.queued_total.reset();
+        self.throttled_ratio.reset();
+        self.resizes.reset();
+        self.node.reset();
+        for (g, _) in &self.vertical_gauges {
+            g.reset();
+        }
+        for (c, _) in &self.vertical_counters {
+            c.reset();
+        }
+        for (c, _) in &self.vertical_float_counters {
+            c.reset();
+        }
+        for (state, r) in [
+            ("capacity", node.capacity),
+            ("committed", node.committed),
+            ("demand", node.demand),
+        ] {
+            self.node
+                .with_label_values(&["memory_bytes", state])
+                .set(r.memory_bytes as i64);
+            self.node
+                .with_label_values(&["cpu_millicores", state])
+                .set(r.cpu_millicores as i64);
+        }
+        for f in functions {
+            let l = [f.name.as_str()];
+            for (g, fig) in &self.vertical_gauges {
+                g.with_label_values(&l).set(fig(f));
+            }
+            for (c, fig) in &self.vertical_counters {
+                c.with_label_values(&l).inc_by(fig(f) as u64);
+            }
+            for (c, fig) in &self.vertical_float_counters {
+                c.with_label_values(&l).inc_by(fig(f));
+            }
+            self.throttled_ratio
+                .with_label_values(&l)
+                .set(f.throttled_fraction);
+            self.resizes
+                .with_label_values(&[f.name.as_str(), "auto"])
+                .inc_by(f.resizes_auto);
+            self.resizes
+                .with_label_values(&[f.name.as_str(), "manual"])
+                .inc_by(f.resizes_manual);
+        }
         for f in functions {
             let l = [f.name.as_str()];
             self.inflight.with_label_values(&l).set(f.executing as i64);

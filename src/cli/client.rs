@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::gateway::admin::{DeployRequest, StatusReport};
 use crate::manifest::{FunctionSpec, HostConfig};
-use crate::registry::FunctionInfo;
+use crate::registry::{FunctionInfo, ResizeRequest};
 
 pub struct Target {
     pub url: String,
@@ -200,7 +200,7 @@ pub async fn status(t: &Target) -> anyhow::Result<()> {
         "REQS",
         "ERRORS"
     );
-    for f in s.functions {
+    for f in &s.functions {
         println!(
             "{:<20} {:>4} {:>5} {:>7} {:>4} {:>9} {:>6} {:>8.1} {:>6} {:>5} {:>7} {:>8} {:>8}",
             f.name,
@@ -220,6 +220,158 @@ pub async fn status(t: &Target) -> anyhow::Result<()> {
             f.errors,
         );
     }
+    print_vertical(&s);
+    Ok(())
+}
+
+/// The second table of `surge status`: each function's quota, what its cgroup holds and
+/// uses, and the node's capacity.
+fn print_vertical(s: &StatusReport) {
+    let n = &s.node;
+    println!();
+    println!(
+        "node: memory {} of {} committed ({} asked), cpu {}m of {}m committed ({}m asked)",
+        human_bytes(n.committed.memory_bytes),
+        human_bytes(n.capacity.memory_bytes),
+        human_bytes(n.demand.memory_bytes),
+        n.committed.cpu_millicores,
+        n.capacity.cpu_millicores,
+        n.demand.cpu_millicores,
+    );
+    println!(
+        "{:<20} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9} {:>8} {:>6} {:>4} {:>8} {:>5} {:>9}",
+        "NAME",
+        "MEM/INST",
+        "MEM-LIMIT",
+        "MEM-USED",
+        "WASM-PEAK",
+        "CPU/INST",
+        "CPU-LIMIT",
+        "CPU-USED",
+        "THROT",
+        "OOM",
+        "RESIZES",
+        "LAST",
+        "CAPACITY"
+    );
+    for f in &s.functions {
+        let pin = |p: bool| if p { "*" } else { "" };
+        println!(
+            "{:<20} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9} {:>8} {:>5.0}% {:>4} {:>8} {:>5} {:>9}",
+            f.name,
+            format!(
+                "{}{}",
+                human_bytes(f.memory_quota_bytes),
+                pin(f.memory_pinned)
+            ),
+            f.memory_limit_bytes
+                .map(human_bytes)
+                .unwrap_or_else(|| "-".into()),
+            human_bytes(f.memory_usage_bytes),
+            human_bytes(f.wasm_memory_peak_bytes),
+            format!("{}m{}", f.cpu_quota_millicores, pin(f.cpu_pinned)),
+            f.cpu_limit_millicores
+                .map(|c| format!("{c}m"))
+                .unwrap_or_else(|| "-".into()),
+            format!("{}m", f.cpu_usage_millicores),
+            f.throttled_fraction * 100.0,
+            f.oom_events,
+            f.resizes_auto + f.resizes_manual,
+            f.last_resize.as_deref().unwrap_or("-"),
+            if f.capacity_limited {
+                format!("short:{}", f.capacity_refusals)
+            } else {
+                format!("ok:{}", f.capacity_refusals)
+            },
+        );
+    }
+    println!(
+        "(* pinned by `surge resize`; THROT: share of CFS periods throttled in the last interval)"
+    );
+}
+
+/// Bytes in binary units, short: `12.5Mi`.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["", "Ki", "Mi", "Gi", "Ti"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 || v >= 100.0 || v.fract() == 0.0 {
+        format!("{v:.0}{}", UNITS[i])
+    } else {
+        format!("{v:.1}{}", UNITS[i])
+    }
+}
+
+/// The request `surge resize` sends: each flag is a quantity, or `auto` to unpin.
+pub fn resize_request(memory: Option<&str>, cpu: Option<&str>) -> anyhow::Result<ResizeRequest> {
+    let mut r = ResizeRequest::default();
+    match memory {
+        Some("auto") => r.clear_memory = true,
+        Some(m) => {
+            r.update.memory_bytes = Some(
+                m.parse::<crate::manifest::Bytes>()
+                    .map_err(|e| anyhow!("--memory: {e}"))?
+                    .0,
+            )
+        }
+        None => {}
+    }
+    match cpu {
+        Some("auto") => r.clear_cpu = true,
+        Some(c) => {
+            r.update.cpu_millicores = Some(
+                c.parse::<crate::manifest::Millicores>()
+                    .map_err(|e| anyhow!("--cpu: {e}"))?
+                    .0 as u64,
+            )
+        }
+        None => {}
+    }
+    if r == ResizeRequest::default() {
+        bail!("resize: give --memory and/or --cpu (a quantity, or `auto` to unpin)");
+    }
+    Ok(r)
+}
+
+pub async fn resize(
+    t: &Target,
+    name: &str,
+    memory: Option<&str>,
+    cpu: Option<&str>,
+) -> anyhow::Result<()> {
+    let req = resize_request(memory, cpu)?;
+    let r = call(
+        t,
+        Method::POST,
+        &format!("/admin/v1/functions/{name}/resize"),
+        &[("content-type", "application/json")],
+        serde_json::to_vec(&req)?.into(),
+        true,
+    )
+    .await?;
+    if !r.status.is_success() {
+        return Err(admin_error(&r));
+    }
+    let f: FunctionInfo = serde_json::from_slice(&r.body)?;
+    let pin = |p: bool| if p { " (pinned)" } else { " (auto)" };
+    println!(
+        "resized {}: memory {}{} cpu {}m{}; cgroup limits: memory {} cpu {}",
+        f.name,
+        human_bytes(f.memory_quota_bytes),
+        pin(f.memory_pinned),
+        f.cpu_quota_millicores,
+        pin(f.cpu_pinned),
+        f.memory_limit_bytes
+            .map(human_bytes)
+            .unwrap_or_else(|| "- (at zero)".into()),
+        f.cpu_limit_millicores
+            .map(|c| format!("{c}m"))
+            .unwrap_or_else(|| "-".into()),
+    );
     Ok(())
 }
 

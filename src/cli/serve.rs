@@ -12,7 +12,9 @@ use surge_runtime::artifact::CompileCache;
 use surge_runtime::cgroup::{CgroupRoot, Driver};
 
 use crate::control::autoscale;
+use crate::control::node::Node;
 use crate::control::supervisor::SandboxCtx;
+use crate::control::vertical;
 use crate::gateway::{self, Gateway};
 use crate::manifest::HostConfig;
 use crate::metrics::Metrics;
@@ -125,12 +127,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let cache = CompileCache::new(cfg.cache_dir())?;
     let poke = Arc::new(tokio::sync::Notify::new());
     let tick = cfg.autoscaler.tick.0;
+    let node = Arc::new(Node::from_config(&cfg.node));
+    let cap = node.capacity();
+    tracing::info!(
+        cpu_millicores = cap.cpu_millicores,
+        memory_bytes = cap.memory_bytes,
+        "node capacity for sandboxes"
+    );
+    let vertical_params = vertical::params(&cfg.vertical);
+    let vertical_interval = cfg.vertical.interval.0;
     let sandboxes = Arc::new(SandboxCtx {
         exe: std::env::current_exe().context("finding the surge binary")?,
         cgroups,
         run_dir,
         config: cfg.sandbox.clone(),
         poke: poke.clone(),
+        node: node.clone(),
+        vertical: vertical_params.clone(),
     });
     let listen = cfg.listen;
     let state_dir = cfg.state_dir.clone();
@@ -158,6 +171,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let scaler = tokio::spawn(autoscale::run(registry.clone(), tick, poke, async {
         let _ = scaler_stop_rx.await;
     }));
+    let (vertical_stop_tx, vertical_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let resizer = tokio::spawn(vertical::run(
+        registry.clone(),
+        node,
+        vertical_params,
+        vertical_interval,
+        async {
+            let _ = vertical_stop_rx.await;
+        },
+    ));
 
     let errors = registry.restore_and_scan().await;
     for e in &errors {
@@ -177,6 +200,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // No more decisions: the supervisors stop their sandboxes now.
     let _ = scaler_stop_tx.send(());
     let _ = scaler.await;
+    let _ = vertical_stop_tx.send(());
+    let _ = resizer.await;
     registry.shutdown().await;
     let _ = std::fs::remove_file(state_dir.join("server-url"));
     Ok(())

@@ -5,6 +5,11 @@
 //!   shrink the limits only once the sandbox reports the instances gone;
 //! - target zero: close the gate, let admitted requests finish, stop the sandbox and
 //!   remove its cgroup, so an idle function holds no process and no limits;
+//! - the quota changes (the vertical recommender, or a manual resize): rewrite the cgroup
+//!   limits in place and tell the sandbox the memory quota for new instances (`memory <n>`);
+//!   the sandbox keeps its pid;
+//! - every limit it writes is first granted by the [`Node`]: a pool the node's memory cannot
+//!   hold is kept at what fits (the scale-up is refused and counted), CPU is divided;
 //! - the sandbox dies: restart it (the host never goes down with a guest);
 //! - retire: stop the sandbox and remove its cgroup.
 
@@ -20,7 +25,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::node::{Node, Resources};
 use super::process::{self, Placement, SpawnError, Started};
+use super::vertical::quota::{Quota, QuotaUpdate, CPU_MIN_MILLICORES};
+use super::vertical::{recommender, Applied, Resize, VerticalState};
 use crate::dispatch::transport::Endpoint;
 use crate::dispatch::{executions, per_instance, Deployment};
 use crate::manifest::config::SandboxConfig;
@@ -35,6 +43,16 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 pub enum StartError {
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    #[error(
+        "function {function}: the node's memory cannot hold one instance: it needs {needed} \
+         bytes (quota × 1 + sandbox overhead) and {free} of the node's {capacity} are free"
+    )]
+    Capacity {
+        function: String,
+        needed: u64,
+        free: u64,
+        capacity: u64,
+    },
     #[error("function {function}: {source}")]
     Cgroup {
         function: String,
@@ -54,17 +72,27 @@ pub struct SandboxCtx {
     pub config: SandboxConfig,
     /// Wakes the autoscaler's control loop (a request had to queue).
     pub poke: Arc<Notify>,
+    /// The node's capacity, which every sandbox's limits must fit.
+    pub node: Arc<Node>,
+    /// The vertical recommender's parameters.
+    pub vertical: recommender::Params,
 }
 
 impl SandboxCtx {
-    /// Limits for a pool of `instances`: memory for every execution that can run at once,
-    /// plus the process's overhead; CPU for the instances (concurrent events on one
+    /// Limits for a pool of `instances` at `quota`: memory for every execution that can run
+    /// at once, plus the process's overhead; CPU for the instances (concurrent events on one
     /// instance share its CPU).
-    pub fn limits_for(&self, spec: &FunctionSpec, kind: Kind, instances: u32) -> SandboxLimits {
+    pub fn limits_for(
+        &self,
+        spec: &FunctionSpec,
+        kind: Kind,
+        quota: Quota,
+        instances: u32,
+    ) -> SandboxLimits {
         SandboxLimits::for_pool(
-            spec.limits.memory.0,
+            quota.memory_bytes,
             executions(spec, kind, instances) as u64,
-            spec.limits.cpu.0 as u64,
+            quota.cpu_millicores,
             instances as u64,
             self.config.memory_overhead.0,
             self.config.pids_max as u64,
@@ -89,6 +117,7 @@ impl Supervised {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     ctx: Arc<SandboxCtx>,
     spec: FunctionSpec,
@@ -97,8 +126,15 @@ pub async fn start(
     wasm_sha256: String,
     deployed_at_unix: i64,
     artifact: PathBuf,
+    pins: QuotaUpdate,
 ) -> Result<Supervised, StartError> {
     let name = spec.name.to_string();
+    // The manifest's quota, with the dimensions a manual resize pinned (kept inside the
+    // bounds of this version's manifest).
+    let quota = spec.vertical.bounds.clamp(Quota {
+        memory_bytes: pins.memory_bytes.unwrap_or(spec.limits.memory.0),
+        cpu_millicores: pins.cpu_millicores.unwrap_or(spec.limits.cpu.0 as u64),
+    });
     let initial = spec.initial_instances();
     let max_executions = executions(&spec, kind, spec.scaling.max_instances).max(1);
     let sandbox_spec = SandboxSpec {
@@ -116,7 +152,8 @@ pub async fn start(
             Kind::Http => spec.scaling.reuse,
             Kind::Event => 1,
         },
-        memory_per_instance_bytes: spec.limits.memory.0,
+        memory_per_instance_bytes: quota.memory_bytes,
+        memory_ceiling_bytes: spec.vertical.bounds.memory_max_bytes,
         timeout_ms: spec.limits.timeout.0.as_millis() as u64,
         max_body_bytes: spec.limits.max_body.0,
         env: spec
@@ -133,6 +170,7 @@ pub async fn start(
         .unwrap_or_default();
     let (ep_tx, ep_rx) = watch::channel(None);
     let (target_tx, _) = watch::channel(initial);
+    let vertical = VerticalState::new(spec.vertical.clone(), quota, pins, &ctx.vertical);
     let deployment = Arc::new(Deployment::new(
         spec,
         kind,
@@ -142,6 +180,7 @@ pub async fn start(
         ep_rx,
         target_tx,
         ctx.poke.clone(),
+        vertical,
         cgroup_dirs,
         ctx.config.start_timeout.0,
     ));
@@ -155,6 +194,7 @@ pub async fn start(
         cgroup: None,
         applied: None,
         applied_for: 0,
+        quota,
         warm: 0,
         endpoint: ep_tx,
         deployment: deployment.clone(),
@@ -189,6 +229,8 @@ struct Job {
     /// The limits last written to the cgroup, and the pool size they are for.
     applied: Option<SandboxLimits>,
     applied_for: u32,
+    /// The per-instance quota the limits are computed from.
+    quota: Quota,
     /// Instances the sandbox last reported warm.
     warm: u32,
     endpoint: watch::Sender<Option<Arc<Endpoint>>>,
@@ -200,6 +242,8 @@ enum Wake {
     Exited(std::io::Result<std::process::ExitStatus>),
     Report(Option<String>),
     Target,
+    Resize,
+    Refit,
     Stop,
 }
 
@@ -209,34 +253,105 @@ impl Job {
     }
 
     fn limits(&self, instances: u32) -> SandboxLimits {
-        self.ctx
-            .limits_for(&self.deployment.spec, self.kind, instances.max(1))
+        self.ctx.limits_for(
+            &self.deployment.spec,
+            self.kind,
+            self.quota,
+            instances.max(1),
+        )
+    }
+
+    /// The limits for a pool of `instances`, as far as the node grants them, and the
+    /// instances they hold: fewer than asked when the node's memory is short (0: not even
+    /// one), never fewer than the sandbox holds now. CPU is cut to the grant instead.
+    fn plan(&self, instances: u32) -> (SandboxLimits, u32) {
+        let wanted = self.limits(instances);
+        let v = &self.deployment.spec.vertical;
+        let grant = self.ctx.node.request(
+            &self.cgroup_name,
+            Resources {
+                memory_bytes: wanted.memory_bytes,
+                cpu_millicores: wanted.cpu_millicores,
+            },
+            v.weight,
+            v.priority,
+        );
+        let mut fitted = instances;
+        let mut limits = wanted;
+        if grant.memory_bytes < wanted.memory_bytes {
+            fitted = (1..instances)
+                .rev()
+                .find(|&n| self.limits(n).memory_bytes <= grant.memory_bytes)
+                .unwrap_or(0);
+            limits = self.limits(fitted);
+        }
+        limits.cpu_millicores = limits
+            .cpu_millicores
+            .min(grant.cpu_millicores)
+            .max(CPU_MIN_MILLICORES);
+        (limits, fitted)
+    }
+
+    /// Tell the node and status what the cgroup holds now.
+    fn record_held(&self) {
+        self.ctx.node.commit(&self.cgroup_name, self.held());
+        self.deployment.vertical.set_limits(self.applied);
+    }
+
+    fn held(&self) -> Resources {
+        self.applied
+            .map(|l| Resources {
+                memory_bytes: l.memory_bytes,
+                cpu_millicores: l.cpu_millicores,
+            })
+            .unwrap_or_default()
     }
 
     /// Create the cgroup (if there is none) and spawn a sandbox warming `instances`.
     async fn start_sandbox(&mut self, instances: u32) -> Result<Started, StartError> {
         let t0 = tokio::time::Instant::now();
-        let wanted = self.limits(instances);
+        let (wanted, fitted) = self.plan(instances);
+        if fitted == 0 {
+            let cap = self.ctx.node.capacity().memory_bytes;
+            let others = self.ctx.node.status().committed.memory_bytes - self.held().memory_bytes;
+            self.record_held();
+            return Err(StartError::Capacity {
+                function: self.name().to_string(),
+                needed: self.limits(1).memory_bytes,
+                free: cap.saturating_sub(others),
+                capacity: cap,
+            });
+        }
+        let instances = fitted;
         if self.cgroup.is_none() {
             if let Some(driver) = self.ctx.cgroups.clone() {
                 let name = self.cgroup_name.clone();
                 let created = tokio::task::spawn_blocking(move || driver.create(&name, &wanted))
                     .await
                     .expect("cgroup creation does not panic");
-                let cg = created.map_err(|source| StartError::Cgroup {
-                    function: self.name().to_string(),
-                    source,
-                })?;
+                let cg = match created {
+                    Ok(cg) => cg,
+                    Err(source) => {
+                        self.ctx.node.release(&self.cgroup_name);
+                        return Err(StartError::Cgroup {
+                            function: self.name().to_string(),
+                            source,
+                        });
+                    }
+                };
                 self.cgroup = Some(Arc::from(cg));
-                self.applied = Some(wanted);
-                self.applied_for = instances;
             }
+            // Without cgroups nothing enforces the limits, but the node still counts them.
+            self.applied = Some(wanted);
+            self.applied_for = instances;
+            self.record_held();
         } else {
             self.fit_limits(instances);
         }
         let t_cgroup = t0.elapsed();
         let mut spec = self.sandbox_spec.clone();
         spec.initial = instances;
+        spec.memory_per_instance_bytes = self.quota.memory_bytes;
         let placement = Placement {
             exe: self.ctx.exe.clone(),
             procs_files: self
@@ -269,29 +384,99 @@ impl Job {
         Ok(started)
     }
 
-    /// Write the limits for a pool of `instances` if they differ from what the cgroup holds.
-    /// A failure (memory still above a lower limit) keeps the old limits; the next report
-    /// tries again.
-    fn fit_limits(&mut self, instances: u32) {
-        let Some(cg) = &self.cgroup else { return };
-        let wanted = self.limits(instances);
+    /// Write the limits for a pool of `instances` (as far as the node grants them) if they
+    /// differ from what the cgroup holds; returns the instances they hold. The memory limit
+    /// never goes below what the cgroup uses now. A failed write keeps the old limits; the
+    /// next report, tick or refit tries again.
+    fn fit_limits(&mut self, instances: u32) -> u32 {
+        let (mut wanted, fitted) = self.plan(instances);
+        let Some(cg) = self.cgroup.clone() else {
+            if self.applied.is_some() {
+                self.applied = Some(wanted);
+                self.applied_for = fitted;
+            }
+            self.record_held();
+            return fitted;
+        };
+        if let Some(old) = self.applied {
+            if wanted.memory_bytes < old.memory_bytes {
+                // Instances made under a larger quota may still hold more than the new one
+                // allows: lowering below the usage would make the kernel reclaim or OOM.
+                let used = cg.usage().memory_bytes;
+                wanted.memory_bytes = wanted.memory_bytes.max(used.min(old.memory_bytes));
+            }
+        }
         if self.applied == Some(wanted) {
-            return;
+            self.record_held();
+            return fitted;
         }
         match cg.apply(&wanted) {
             Ok(()) => {
                 self.applied = Some(wanted);
-                self.applied_for = instances;
+                self.applied_for = fitted;
             }
             Err(e) => {
                 tracing::warn!(function = %self.name(), error = %e, "resizing the sandbox cgroup")
             }
         }
+        self.record_held();
+        fitted
+    }
+
+    /// Follow the target `t`: fit the limits, then tell the sandbox. A target the node's
+    /// memory cannot hold is cut to what fits; the refusal shows in status and metrics and
+    /// is retried at every refit.
+    async fn scale_to(&mut self, t: u32, sb: &mut Started, new_target: bool) {
+        let held = self.applied_for;
+        let fitted = self.fit_limits(t.max(held));
+        let pool = t.min(fitted);
+        let c = &self.deployment.vertical.counters;
+        let limited = pool < t;
+        let was = c.capacity_limited.swap(limited, Ordering::Relaxed);
+        if limited && (new_target || !was) {
+            c.capacity_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(function = %self.name(), target = t, fits = pool, "scale-up refused: the node's memory is short");
+        }
+        let cmd = format!("{} {pool}\n", protocol::POOL_COMMAND);
+        if let Err(e) = sb.stdin.write_all(cmd.as_bytes()).await {
+            tracing::warn!(function = %self.name(), error = %e, "sending the pool target");
+        }
+    }
+
+    /// Apply a new quota: the cgroup first (growing before the sandbox may use it), then
+    /// the sandbox's quota for new instances. Acknowledged with the decision-to-limits time.
+    async fn apply_resize(&mut self, r: Resize, target: u32, sb: Option<&mut Started>) {
+        self.quota = r.quota;
+        if let Some(sb) = sb {
+            self.scale_to(target, sb, false).await;
+            let cmd = format!("{} {}\n", protocol::MEMORY_COMMAND, r.quota.memory_bytes);
+            if let Err(e) = sb.stdin.write_all(cmd.as_bytes()).await {
+                tracing::warn!(function = %self.name(), error = %e, "sending the memory quota");
+            }
+        }
+        let latency_us = r.decided_at.elapsed().as_micros() as u64;
+        tracing::info!(
+            function = %self.name(),
+            memory_bytes = r.quota.memory_bytes,
+            cpu_millicores = r.quota.cpu_millicores,
+            source = r.source.as_str(),
+            limits = ?self.applied,
+            latency_us,
+            "quota applied"
+        );
+        self.deployment.vertical.set_applied(Applied {
+            generation: r.generation,
+            limits: self.applied,
+            latency_us,
+        });
     }
 
     async fn remove_cgroup(&mut self) {
+        self.ctx.node.release(&self.cgroup_name);
+        self.applied = None;
+        self.applied_for = 0;
+        self.deployment.vertical.set_limits(None);
         if let Some(cg) = self.cgroup.take() {
-            self.applied = None;
             let r = tokio::task::spawn_blocking(move || cg.destroy()).await;
             if let Ok(Err(e)) = r {
                 tracing::warn!(function = %self.name(), error = %e, "removing the sandbox cgroup failed");
@@ -318,6 +503,8 @@ impl Job {
     async fn supervise(mut self, first: Started, mut stop: watch::Receiver<bool>) {
         let mut target = self.deployment.watch_target();
         target.mark_unchanged();
+        let mut resize = self.deployment.vertical.watch_resize();
+        resize.mark_unchanged();
         let mut current = Some(first);
         let mut reports_open = true;
         // The next start is a cold start (from zero), not a restart after a crash.
@@ -332,10 +519,16 @@ impl Job {
                     continue;
                 }
                 if want == 0 {
-                    // At zero: no process, no cgroup. Wait for demand.
+                    // At zero: no process, no cgroup. Wait for demand; a resize takes effect
+                    // at the next start.
                     tokio::select! {
                         _ = stop.changed() => break,
                         r = target.changed() => if r.is_err() { break },
+                        r = resize.changed() => {
+                            if r.is_err() { break }
+                            let r = *resize.borrow_and_update();
+                            self.apply_resize(r, 0, None).await;
+                        }
                     }
                     continue;
                 }
@@ -367,6 +560,8 @@ impl Job {
                 status = sb.child.wait() => Wake::Exited(status),
                 line = sb.reports.next_line(), if reports_open => Wake::Report(line.ok().flatten()),
                 r = target.changed() => if r.is_err() { Wake::Stop } else { Wake::Target },
+                r = resize.changed() => if r.is_err() { Wake::Stop } else { Wake::Resize },
+                _ = self.deployment.vertical.refit.notified() => Wake::Refit,
                 _ = stop.changed() => Wake::Stop,
             };
             match wake {
@@ -386,7 +581,9 @@ impl Job {
                 }
                 Wake::Report(None) => reports_open = false,
                 Wake::Report(Some(line)) => {
-                    if let Some((ready, slots)) = protocol::parse_warm(&line) {
+                    if let Some((peak, denied)) = protocol::parse_mem(&line) {
+                        self.deployment.vertical.observe_wasm(peak, denied);
+                    } else if let Some((ready, slots)) = protocol::parse_warm(&line) {
                         self.warm = ready;
                         self.deployment.set_ready(ready);
                         // Limits may shrink only here, to what the sandbox really holds:
@@ -418,13 +615,26 @@ impl Job {
                     }
                     // Grow the limits before the instances; shrink them only on a report,
                     // once the sandbox holds fewer.
-                    let held = self.applied_for;
-                    self.fit_limits(t.max(held));
-                    let cmd = format!("{} {t}\n", protocol::POOL_COMMAND);
-                    if let Some(sb) = current.as_mut() {
-                        if let Err(e) = sb.stdin.write_all(cmd.as_bytes()).await {
-                            tracing::warn!(function = %self.name(), error = %e, "sending the pool target");
+                    if let Some(mut sb) = current.take() {
+                        self.scale_to(t, &mut sb, true).await;
+                        current = Some(sb);
+                    }
+                }
+                Wake::Resize => {
+                    let r = *resize.borrow_and_update();
+                    let t = *target.borrow();
+                    if let Some(mut sb) = current.take() {
+                        self.apply_resize(r, t, Some(&mut sb)).await;
+                        current = Some(sb);
+                    }
+                }
+                Wake::Refit => {
+                    let t = *target.borrow();
+                    if let Some(mut sb) = current.take() {
+                        if t > 0 {
+                            self.scale_to(t, &mut sb, false).await;
                         }
+                        current = Some(sb);
                     }
                 }
                 Wake::Stop => {
@@ -435,6 +645,7 @@ impl Job {
             }
         }
         self.remove_cgroup().await;
+        self.ctx.node.release(&self.cgroup_name);
         let _ = std::fs::remove_file(&self.socket);
     }
 }

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::control::autoscale::decider::{Decider, Decision, Mode, Observation, Params};
 use crate::control::autoscale::window::Window;
+use crate::control::vertical::VerticalState;
 use crate::manifest::FunctionSpec;
 use gate::{Gate, GateError};
 use transport::{Endpoint, TransportError};
@@ -154,6 +155,8 @@ pub struct Deployment {
     /// The activator: admission to ready capacity, and the queue in front of it.
     pub gate: Gate,
     pub pool: Pool,
+    /// The per-instance quota, its usage and the recommender's state.
+    pub vertical: VerticalState,
     inflight: AtomicUsize,
     drained: Notify,
     pub counters: Counters,
@@ -212,6 +215,7 @@ impl Deployment {
         endpoint: watch::Receiver<Option<Arc<Endpoint>>>,
         target: watch::Sender<u32>,
         poke: Arc<Notify>,
+        vertical: VerticalState,
         cgroup_dirs: Vec<std::path::PathBuf>,
         start_timeout: Duration,
     ) -> Self {
@@ -237,6 +241,7 @@ impl Deployment {
                 poked: AtomicBool::new(false),
                 retiring: AtomicBool::new(false),
             },
+            vertical,
             inflight: AtomicUsize::new(0),
             drained: Notify::new(),
             counters: Counters::default(),
@@ -324,6 +329,18 @@ impl Deployment {
             });
         }
         decision
+    }
+
+    /// Instances busy on average over the last `span` (requests inside ÷ per instance), at
+    /// most the ready ones: what a sandbox's CPU is divided by to get one instance's.
+    pub fn busy_instances(&self, now: Instant, span: Duration) -> f64 {
+        let level = self
+            .pool
+            .window
+            .lock()
+            .average_concurrency(now, span)
+            .unwrap_or(0.0);
+        (level / per_instance(&self.spec, self.kind) as f64).min(self.ready() as f64)
     }
 
     /// Whether a request queued here since the last call (the control loop's poke round

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::errors::{json, ApiError, HttpResponse};
 use super::{read_body, Gateway};
-use crate::registry::FunctionInfo;
+use crate::control::node::NodeStatus;
+use crate::registry::{FunctionInfo, ResizeRequest};
 
 /// What a deploy request carries: the manifest text (and the path it came from, for
 /// messages) and the handler, base64.
@@ -25,6 +26,8 @@ pub struct DeployRequest {
 pub struct StatusReport {
     pub version: String,
     pub cgroups: String,
+    /// The node's capacity, and what the sandboxes hold and ask for.
+    pub node: NodeStatus,
     pub functions: Vec<FunctionInfo>,
 }
 
@@ -33,6 +36,7 @@ pub enum Action {
     Deploy,
     List,
     Remove(String),
+    Resize(String),
     Status,
 }
 
@@ -48,10 +52,14 @@ pub fn parse(method: &Method, path: &str) -> Result<Action, ApiError> {
         (&Method::DELETE, ["functions", name]) if !name.is_empty() => {
             Ok(Action::Remove(name.to_string()))
         }
-        (&Method::GET, ["status"]) => Ok(Action::Status),
-        (m, ["functions"]) | (m, ["functions", _]) | (m, ["status"]) => {
-            Err(ApiError::MethodNotAllowed(m.to_string()))
+        (&Method::POST, ["functions", name, "resize"]) if !name.is_empty() => {
+            Ok(Action::Resize(name.to_string()))
         }
+        (&Method::GET, ["status"]) => Ok(Action::Status),
+        (m, ["functions"])
+        | (m, ["functions", _])
+        | (m, ["functions", _, "resize"])
+        | (m, ["status"]) => Err(ApiError::MethodNotAllowed(m.to_string())),
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
 }
@@ -85,6 +93,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse
             &StatusReport {
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 cgroups: gw.registry.cgroup_description(),
+                node: gw.registry.node_status(),
                 functions: gw.registry.list(),
             },
         )),
@@ -94,6 +103,14 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse
                 StatusCode::OK,
                 &serde_json::json!({ "removed": name }),
             ))
+        }
+        Action::Resize(name) => {
+            let (parts, body) = req.into_parts();
+            let body = read_body(body, &parts.headers, 64 << 10, || "the admin API".into()).await?;
+            let r: ResizeRequest = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("resize request: {e}")))?;
+            let info = gw.registry.resize(&name, &r).await?;
+            Ok(json(StatusCode::OK, &info))
         }
         Action::Deploy => {
             let (parts, body) = req.into_parts();
@@ -135,6 +152,14 @@ mod tests {
             parse(&Method::GET, "/admin/v1/status").unwrap(),
             Action::Status
         );
+        assert_eq!(
+            parse(&Method::POST, "/admin/v1/functions/spin/resize").unwrap(),
+            Action::Resize("spin".into())
+        );
+        assert!(matches!(
+            parse(&Method::GET, "/admin/v1/functions/spin/resize"),
+            Err(ApiError::MethodNotAllowed(_))
+        ));
         assert!(matches!(
             parse(&Method::PUT, "/admin/v1/functions"),
             Err(ApiError::MethodNotAllowed(_))

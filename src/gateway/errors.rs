@@ -6,6 +6,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
+use crate::control::supervisor::StartError;
 use crate::dispatch::DispatchError;
 use crate::registry::DeployError;
 
@@ -62,7 +63,12 @@ impl ApiError {
             ApiError::Deploy(DeployError::Manifest(_))
             | ApiError::Deploy(DeployError::Artifact(_))
             | ApiError::Deploy(DeployError::RouteTaken { .. })
-            | ApiError::Deploy(DeployError::Handler { .. }) => StatusCode::BAD_REQUEST,
+            | ApiError::Deploy(DeployError::Handler { .. })
+            | ApiError::Deploy(DeployError::Quota { .. }) => StatusCode::BAD_REQUEST,
+            ApiError::Deploy(DeployError::Capacity { .. })
+            | ApiError::Deploy(DeployError::Start(StartError::Capacity { .. })) => {
+                StatusCode::CONFLICT
+            }
             ApiError::Deploy(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -74,7 +74,9 @@ async fn handle(gw: &Gateway, req: Request<Incoming>) -> HttpResponse {
         return errors::text(StatusCode::OK, "ok\n");
     }
     if path == "/metrics" {
-        let body = gw.metrics.render(&gw.registry.list());
+        let body = gw
+            .metrics
+            .render(&gw.registry.list(), &gw.registry.node_status());
         return Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
             .body(Full::new(Bytes::from(body)))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{parse_toml, Bytes, FileError, Limits, Scaling, Span};
+use super::{parse_toml, Bytes, FileError, Limits, Millicores, Scaling, Span};
 
 /// The shipped `config/surge.toml`, compiled in.
 pub const EMBEDDED: &str = include_str!("../../config/surge.toml");
@@ -25,8 +25,46 @@ pub struct HostConfig {
     pub gateway_threads: u32,
     pub defaults: Defaults,
     pub autoscaler: AutoscalerConfig,
+    pub vertical: VerticalConfig,
+    pub node: NodeConfig,
     pub sandbox: SandboxConfig,
     pub cgroup: CgroupConfig,
+}
+
+/// The vertical recommender's parameters (VPA names where VPA has them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerticalConfig {
+    /// How often every function's cgroup usage is sampled and its quota re-decided.
+    pub interval: Span,
+    pub half_life: Span,
+    pub memory_percentile: f64,
+    pub cpu_percentile: f64,
+    pub lower_percentile: f64,
+    pub upper_percentile: f64,
+    pub safety_margin: f64,
+    pub confidence_period: Span,
+    pub oom_bump_ratio: f64,
+    pub oom_bump_floor: Bytes,
+    pub throttle_threshold: f64,
+    pub throttle_sustain: u32,
+    pub throttle_raise: f64,
+}
+
+/// The node's capacity, which all quotas × instances must fit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// CPU for sandboxes; absent: the machine's (its cores, or the host's own cgroup quota),
+    /// less `reserve_cpu`.
+    #[serde(default)]
+    pub cpu: Option<Millicores>,
+    /// Memory for sandboxes; absent: the machine's (MemTotal, or the host's own cgroup
+    /// limit), less `reserve_memory`.
+    #[serde(default)]
+    pub memory: Option<Bytes>,
+    pub reserve_cpu: Millicores,
+    pub reserve_memory: Bytes,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -103,6 +141,14 @@ impl HostConfig {
                 ),
             ));
         }
+        if let Err((key, msg)) = check_vertical(&self.vertical) {
+            let dotted = format!("vertical.{key}");
+            return Err(FileError::new(
+                file,
+                super::line_of_key(text, &dotted),
+                format!("key `{dotted}`: {msg}"),
+            ));
+        }
         if let Err((key, msg)) = super::check_scaling(&self.defaults.scaling) {
             let dotted = format!("defaults.scaling.{key}");
             return Err(FileError::new(
@@ -154,6 +200,8 @@ struct PartialCheck {
     gateway_threads: Option<u32>,
     defaults: Option<PartialDefaults>,
     autoscaler: Option<PartialAutoscaler>,
+    vertical: Option<PartialVertical>,
+    node: Option<PartialNode>,
     sandbox: Option<PartialSandbox>,
     cgroup: Option<PartialCgroup>,
 }
@@ -180,6 +228,35 @@ struct PartialAutoscaler {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
+struct PartialVertical {
+    interval: Option<Span>,
+    half_life: Option<Span>,
+    memory_percentile: Option<f64>,
+    cpu_percentile: Option<f64>,
+    lower_percentile: Option<f64>,
+    upper_percentile: Option<f64>,
+    safety_margin: Option<f64>,
+    confidence_period: Option<Span>,
+    oom_bump_ratio: Option<f64>,
+    oom_bump_floor: Option<Bytes>,
+    throttle_threshold: Option<f64>,
+    throttle_sustain: Option<u32>,
+    throttle_raise: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialNode {
+    cpu: Option<Millicores>,
+    memory: Option<Bytes>,
+    reserve_cpu: Option<Millicores>,
+    reserve_memory: Option<Bytes>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 struct PartialCgroup {
     root: Option<String>,
     subtree: Option<String>,
@@ -192,6 +269,48 @@ struct PartialCgroup {
 struct PartialDefaults {
     limits: Option<super::LimitsToml>,
     scaling: Option<super::ScalingToml>,
+}
+
+/// Rules of `[vertical]`. The error is (key within `vertical`, message).
+fn check_vertical(v: &VerticalConfig) -> Result<(), (&'static str, String)> {
+    if v.interval.0 < MIN_TICK {
+        return Err((
+            "interval",
+            format!("{} is below the minimum of 100ms", v.interval),
+        ));
+    }
+    for (key, p) in [
+        ("memory_percentile", v.memory_percentile),
+        ("cpu_percentile", v.cpu_percentile),
+        ("lower_percentile", v.lower_percentile),
+        ("upper_percentile", v.upper_percentile),
+        ("throttle_threshold", v.throttle_threshold),
+    ] {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err((key, "must be in (0, 1]".into()));
+        }
+    }
+    if !(v.safety_margin >= 0.0 && v.safety_margin.is_finite()) {
+        return Err(("safety_margin", "must be 0 or more".into()));
+    }
+    for (key, r) in [
+        ("oom_bump_ratio", v.oom_bump_ratio),
+        ("throttle_raise", v.throttle_raise),
+    ] {
+        if !(r >= 1.0 && r.is_finite()) {
+            return Err((key, "must be at least 1.0".into()));
+        }
+    }
+    if v.half_life.0.is_zero() || v.confidence_period.0.is_zero() {
+        return Err((
+            "half_life",
+            "half_life and confidence_period must be more than 0".into(),
+        ));
+    }
+    if v.throttle_sustain == 0 {
+        return Err(("throttle_sustain", "must be at least 1".into()));
+    }
+    Ok(())
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {

@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::control::vertical::quota::{Bounds, CPU_MIN_MILLICORES, MEMORY_MIN_BYTES};
 pub use config::HostConfig;
 pub use units::{Bytes, FunctionName, Millicores, Span};
 
@@ -131,14 +132,33 @@ pub struct RangeToml<T> {
     pub max: T,
 }
 
-/// `[vertical]` of a manifest: the bounds within which the quota may be resized.
+/// `[vertical]` of a manifest: the bounds within which the quota may be resized, and the
+/// function's claim on the node when capacity is short.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerticalToml {
     pub enabled: Option<bool>,
     pub memory: Option<RangeToml<Bytes>>,
     pub cpu: Option<RangeToml<Millicores>>,
+    pub weight: Option<u32>,
+    pub priority: Option<u8>,
 }
+
+/// `[vertical]`, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Vertical {
+    /// Whether the recommender resizes the quota (a manual resize works either way).
+    pub enabled: bool,
+    pub bounds: Bounds,
+    /// Share of contested node capacity, relative to other functions of the same priority.
+    pub weight: u32,
+    /// Higher priorities get contested node capacity first.
+    pub priority: u8,
+}
+
+/// The largest per-instance memory ceiling: every pool slot of a sandbox reserves address
+/// space this large for each of an instance's memories.
+pub const MAX_MEMORY_CEILING: u64 = 4 << 30;
 
 /// `function.toml` as written.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,7 +224,7 @@ pub struct FunctionSpec {
     pub route: Option<String>,
     pub limits: Limits,
     pub scaling: Scaling,
-    pub vertical: VerticalToml,
+    pub vertical: Vertical,
     pub env: BTreeMap<String, String>,
 }
 
@@ -272,22 +292,7 @@ impl FunctionSpec {
             queue_timeout: s.queue_timeout.unwrap_or(d.scaling.queue_timeout),
         };
         check_scaling(&scaling).map_err(|(key, msg)| err(&format!("scaling.{key}"), msg))?;
-        if let Some(r) = &raw.vertical.memory {
-            if r.min > r.max {
-                return Err(err(
-                    "memory",
-                    format!("vertical.memory: min {} is above max {}", r.min, r.max),
-                ));
-            }
-        }
-        if let Some(r) = &raw.vertical.cpu {
-            if r.min > r.max {
-                return Err(err(
-                    "cpu",
-                    format!("vertical.cpu: min {} is above max {}", r.min, r.max),
-                ));
-            }
-        }
+        let vertical = resolve_vertical(&raw.vertical, &limits).map_err(|(k, m)| err(k, m))?;
         Ok(FunctionSpec {
             name: raw.name,
             handler: raw.handler,
@@ -295,7 +300,7 @@ impl FunctionSpec {
             route: raw.route,
             limits,
             scaling,
-            vertical: raw.vertical,
+            vertical,
             env: raw.env,
         })
     }
@@ -305,6 +310,94 @@ impl FunctionSpec {
     pub fn initial_instances(&self) -> u32 {
         self.scaling.min_instances.max(1)
     }
+}
+
+/// `[vertical]` with its defaults: memory may go from 16Mi (or less, if the manifest asks
+/// for less) up to `limits.memory`, the user's own ceiling; CPU from 50m up to one core,
+/// all one instance can use (a wasm instance runs on one thread). The error is (key, message).
+fn resolve_vertical(v: &VerticalToml, limits: &Limits) -> Result<Vertical, (&'static str, String)> {
+    let mem = limits.memory.0;
+    let cpu = limits.cpu.0 as u64;
+    let (memory_min_bytes, memory_max_bytes) = match &v.memory {
+        Some(r) => (r.min.0, r.max.0),
+        None => (mem.min(16 << 20), mem),
+    };
+    let (cpu_min_millicores, cpu_max_millicores) = match &v.cpu {
+        Some(r) => (r.min.0 as u64, r.max.0 as u64),
+        None => (cpu.min(50), cpu.max(1000)),
+    };
+    let b = Bounds {
+        memory_min_bytes,
+        memory_max_bytes,
+        cpu_min_millicores,
+        cpu_max_millicores,
+    };
+    if b.memory_min_bytes > b.memory_max_bytes {
+        return Err((
+            "vertical.memory",
+            format!(
+                "min {} is above max {}",
+                Bytes(b.memory_min_bytes),
+                Bytes(b.memory_max_bytes)
+            ),
+        ));
+    }
+    if b.memory_min_bytes < MEMORY_MIN_BYTES {
+        return Err(("vertical.memory", "min is below 1Mi".into()));
+    }
+    if b.memory_max_bytes > MAX_MEMORY_CEILING {
+        return Err((
+            "vertical.memory",
+            format!(
+                "max {} is above the host's limit of 4Gi per instance",
+                Bytes(b.memory_max_bytes)
+            ),
+        ));
+    }
+    if !(b.memory_min_bytes..=b.memory_max_bytes).contains(&mem) {
+        return Err((
+            "limits.memory",
+            format!(
+                "{} is outside vertical.memory [{}, {}]",
+                limits.memory,
+                Bytes(b.memory_min_bytes),
+                Bytes(b.memory_max_bytes)
+            ),
+        ));
+    }
+    if b.cpu_min_millicores > b.cpu_max_millicores {
+        return Err((
+            "vertical.cpu",
+            format!(
+                "min {}m is above max {}m",
+                b.cpu_min_millicores, b.cpu_max_millicores
+            ),
+        ));
+    }
+    if b.cpu_min_millicores < CPU_MIN_MILLICORES {
+        return Err((
+            "vertical.cpu",
+            format!("min is below {CPU_MIN_MILLICORES}m"),
+        ));
+    }
+    if !(b.cpu_min_millicores..=b.cpu_max_millicores).contains(&cpu) {
+        return Err((
+            "limits.cpu",
+            format!(
+                "{} is outside vertical.cpu [{}m, {}m]",
+                limits.cpu, b.cpu_min_millicores, b.cpu_max_millicores
+            ),
+        ));
+    }
+    if v.weight == Some(0) {
+        return Err(("vertical.weight", "must be at least 1".into()));
+    }
+    Ok(Vertical {
+        enabled: v.enabled.unwrap_or(true),
+        bounds: b,
+        weight: v.weight.unwrap_or(1),
+        priority: v.priority.unwrap_or(0),
+    })
 }
 
 /// The most instances one function may ask for. Each pool slot reserves virtual address

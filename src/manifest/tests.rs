@@ -50,7 +50,10 @@ fn the_design_example_parses() {
     assert_eq!(s.scaling.max_instances, 50);
     assert_eq!(s.initial_instances(), 1);
     assert_eq!(s.env["GREETING"], "hi");
-    assert_eq!(s.vertical.memory.as_ref().unwrap().max, Bytes(1 << 30));
+    assert_eq!(s.vertical.bounds.memory_max_bytes, 1 << 30);
+    assert_eq!(s.vertical.bounds.cpu_min_millicores, 100);
+    assert!(s.vertical.enabled);
+    assert_eq!((s.vertical.weight, s.vertical.priority), (1, 0));
 }
 
 #[test]
@@ -127,6 +130,30 @@ fn golden_errors() {
             "functions/x/function.toml:4: key `env.BAD-KEY`: environment variable names are [A-Za-z_][A-Za-z0-9_]*",
         ),
         (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[vertical]\nmemory = { min = \"64Mi\", max = \"32Mi\" }\n",
+            "functions/x/function.toml:4: key `vertical.memory`: min 64Mi is above max 32Mi",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[limits]\nmemory = \"128Mi\"\n[vertical]\nmemory = { min = \"16Mi\", max = \"64Mi\" }\n",
+            "functions/x/function.toml:4: key `limits.memory`: 128Mi is outside vertical.memory [16Mi, 64Mi]",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[vertical]\nmemory = { min = \"16Mi\", max = \"8Gi\" }\n",
+            "functions/x/function.toml:4: key `vertical.memory`: max 8Gi is above the host's limit of 4Gi per instance",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[vertical]\ncpu = { min = \"1m\", max = \"500m\" }\n",
+            "functions/x/function.toml:4: key `vertical.cpu`: min is below 10m",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[vertical]\nweight = 0\n",
+            "functions/x/function.toml:4: key `vertical.weight`: must be at least 1",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[vertical]\nsize = 1\n",
+            "functions/x/function.toml:4: unknown field `size`, expected one of `enabled`, `memory`, `cpu`, `weight`, `priority`",
+        ),
+        (
             "name = \"a\"\nhandler = \"a.wasm\"\n[limits\n",
             "functions/x/function.toml:3: invalid table header\nexpected `.`, `]`",
         ),
@@ -185,4 +212,24 @@ fn config_overrides_and_errors() {
         e.starts_with("my.toml:2: key `defaults.limits.memory`: invalid quantity"),
         "{e}"
     );
+    let e = HostConfig::load(
+        Path::new("my.toml"),
+        "[vertical]
+cpu_percentile = 1.5
+",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "my.toml:2: key `vertical.cpu_percentile`: must be in (0, 1]"
+    );
+    let c = HostConfig::load(
+        Path::new("my.toml"),
+        "[node]
+memory = \"2Gi\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.node.memory, Some(Bytes(2 << 30)));
+    assert_eq!(c.node.cpu, None, "unset: the machine's");
 }

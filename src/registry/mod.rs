@@ -16,6 +16,7 @@ use surge_runtime::Kind;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::control::supervisor::{self, SandboxCtx, StartError, Supervised};
+use crate::control::vertical::quota::{QuotaError, QuotaUpdate};
 use crate::dispatch::Deployment;
 use crate::manifest::{FileError, FunctionSpec, HostConfig};
 use routes::Routes;
@@ -46,10 +47,41 @@ pub enum DeployError {
     },
     #[error("function {0} is not deployed")]
     NotFound(String),
+    #[error("function {function}: {source}")]
+    Quota {
+        function: String,
+        #[source]
+        source: QuotaError,
+    },
+    #[error(
+        "function {function}: the node's memory cannot hold this resize: its {instances} \
+         instance(s) would need {needed} bytes and {free} are free of the node's {capacity}"
+    )]
+    Capacity {
+        function: String,
+        instances: u32,
+        needed: u64,
+        free: u64,
+        capacity: u64,
+    },
     #[error("compiling {file}: the compiler task failed")]
     CompilerPanicked { file: String },
     #[error("{0}")]
     Corrupt(String),
+}
+
+/// Longest a manual resize waits for the supervisor to apply it before answering.
+const RESIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A manual resize: dimensions to set (and pin), and dimensions to unpin.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResizeRequest {
+    #[serde(default)]
+    pub update: QuotaUpdate,
+    #[serde(default)]
+    pub clear_memory: bool,
+    #[serde(default)]
+    pub clear_cpu: bool,
 }
 
 /// A deployed version as `list` shows it.
@@ -86,6 +118,38 @@ pub struct FunctionInfo {
     pub restarts: u64,
     pub cgroup: Vec<String>,
     pub deployed_at_unix: i64,
+    /// Vertical: the per-instance quota in force, and which dimensions a manual resize pinned.
+    pub memory_quota_bytes: u64,
+    pub cpu_quota_millicores: u64,
+    pub memory_pinned: bool,
+    pub cpu_pinned: bool,
+    /// The sandbox cgroup's limits now (absent at zero).
+    pub memory_limit_bytes: Option<u64>,
+    pub cpu_limit_millicores: Option<u64>,
+    /// The cgroup's memory now and its peak; the highest wasm linear memory of one instance.
+    pub memory_usage_bytes: u64,
+    pub memory_peak_bytes: u64,
+    pub wasm_memory_peak_bytes: u64,
+    /// CPU over the last sample interval (the whole sandbox), and cumulative figures.
+    pub cpu_usage_millicores: u64,
+    pub cpu_usage_seconds: f64,
+    pub throttled_fraction: f64,
+    pub throttled_periods: u64,
+    pub throttled_seconds: f64,
+    /// Out-of-memory events (instances refused memory, cgroup OOM kills).
+    pub oom_events: u64,
+    pub oom_kills: u64,
+    /// The recommender's target, once it has data.
+    pub recommended_memory_bytes: Option<u64>,
+    pub recommended_cpu_millicores: Option<u64>,
+    pub resizes_auto: u64,
+    pub resizes_manual: u64,
+    pub last_resize: Option<String>,
+    /// From the last resize decision to the cgroup files holding it, µs.
+    pub last_resize_latency_us: u64,
+    /// The pool is held below its target because the node's memory is short.
+    pub capacity_limited: bool,
+    pub capacity_refusals: u64,
 }
 
 impl FunctionInfo {
@@ -122,6 +186,69 @@ impl FunctionInfo {
                 .map(|p| p.display().to_string())
                 .collect(),
             deployed_at_unix: d.deployed_at_unix,
+            ..Self::vertical(d)
+        }
+    }
+
+    /// The vertical figures of `d`; the other fields are left empty for `of` to fill.
+    fn vertical(d: &Deployment) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let v = &d.vertical;
+        let q = v.quota();
+        let pins = v.pins();
+        let applied = v.applied();
+        let r = v.report.lock().clone();
+        let u = r.usage.unwrap_or_default();
+        FunctionInfo {
+            name: String::new(),
+            version: 0,
+            kind: String::new(),
+            route: None,
+            wasm_sha256: String::new(),
+            instances: 0,
+            desired: 0,
+            min_instances: 0,
+            max_instances: 0,
+            executing: 0,
+            queued: 0,
+            queued_total: 0,
+            rps: 0.0,
+            mode: String::new(),
+            cold_starts: 0,
+            memory: String::new(),
+            cpu: String::new(),
+            timeout: String::new(),
+            sandbox_pid: None,
+            inflight: 0,
+            requests: 0,
+            errors: 0,
+            restarts: 0,
+            cgroup: Vec::new(),
+            deployed_at_unix: 0,
+            memory_quota_bytes: q.memory_bytes,
+            cpu_quota_millicores: q.cpu_millicores,
+            memory_pinned: pins.memory_bytes.is_some(),
+            cpu_pinned: pins.cpu_millicores.is_some(),
+            memory_limit_bytes: applied.limits.map(|l| l.memory_bytes),
+            cpu_limit_millicores: applied.limits.map(|l| l.cpu_millicores),
+            memory_usage_bytes: u.memory_bytes,
+            memory_peak_bytes: u.memory_peak_bytes,
+            wasm_memory_peak_bytes: v.wasm_peak_bytes.load(Relaxed),
+            cpu_usage_millicores: r.cpu_millicores,
+            cpu_usage_seconds: u.cpu_usage_ns as f64 / 1e9,
+            throttled_fraction: (r.throttled_fraction * 1000.0).round() / 1000.0,
+            throttled_periods: u.nr_throttled,
+            throttled_seconds: u.throttled_ns as f64 / 1e9,
+            oom_events: v.counters.oom_events.load(Relaxed),
+            oom_kills: u.oom_kills,
+            recommended_memory_bytes: r.recommendation.map(|q| q.memory_bytes),
+            recommended_cpu_millicores: r.recommendation.map(|q| q.cpu_millicores),
+            resizes_auto: v.counters.resizes_auto.load(Relaxed),
+            resizes_manual: v.counters.resizes_manual.load(Relaxed),
+            last_resize: r.last_reason.map(|s| s.as_str().to_string()),
+            last_resize_latency_us: applied.latency_us,
+            capacity_limited: v.counters.capacity_limited.load(Relaxed),
+            capacity_refusals: v.counters.capacity_refusals.load(Relaxed),
         }
     }
 }
@@ -290,6 +417,7 @@ impl Registry {
             None => tokio::task::block_in_place(|| self.store.next_version(&name))?,
         };
         let deployed_at = restore.map(|r| r.deployed_at_unix).unwrap_or_else(now_unix);
+        let pins = tokio::task::block_in_place(|| self.store.pins(&name))?;
         let sup = supervisor::start(
             self.sandboxes.clone(),
             spec,
@@ -298,6 +426,7 @@ impl Registry {
             sha.clone(),
             deployed_at,
             artifact,
+            pins,
         )
         .await?;
         if restore.is_none() {
@@ -355,6 +484,55 @@ impl Registry {
         sup.retire().await;
         tracing::info!(function = %name, "removed");
         Ok(())
+    }
+
+    /// A manual resize (`surge resize`): validated as a whole (bounds, then the node's
+    /// memory), pinned and persisted, then applied in place by the supervisor. Returns once
+    /// the cgroup holds the new limits (or after `RESIZE_WAIT`, if the sandbox is busy
+    /// starting).
+    pub async fn resize(&self, name: &str, r: &ResizeRequest) -> Result<FunctionInfo, DeployError> {
+        let _t = self.transitions.lock().await;
+        let d = self
+            .routes()
+            .get(name)
+            .ok_or_else(|| DeployError::NotFound(name.into()))?;
+        let quota_err = |source| DeployError::Quota {
+            function: name.to_string(),
+            source,
+        };
+        let v = &d.vertical;
+        if r.update.memory_bytes.is_some() || r.update.cpu_millicores.is_some() {
+            let next = v
+                .quota()
+                .update(&r.update, &v.spec.bounds)
+                .map_err(quota_err)?;
+            // The memory the pool holds now, at the new quota, must fit the node.
+            let instances = d.ready().max(d.target()).max(1);
+            let needed = self
+                .sandboxes
+                .limits_for(&d.spec, d.kind, next, instances)
+                .memory_bytes;
+            let held = v.applied().limits.map_or(0, |l| l.memory_bytes);
+            let node = self.sandboxes.node.status();
+            let free = node.capacity.memory_bytes.saturating_sub(
+                node.committed.memory_bytes - held.min(node.committed.memory_bytes),
+            );
+            if needed > free {
+                return Err(DeployError::Capacity {
+                    function: name.to_string(),
+                    instances,
+                    needed,
+                    free,
+                    capacity: node.capacity.memory_bytes,
+                });
+            }
+        }
+        let (_, generation) = v
+            .resize_manual(&r.update, r.clear_memory, r.clear_cpu)
+            .map_err(quota_err)?;
+        tokio::task::block_in_place(|| self.store.put_pins(name, &v.pins()))?;
+        v.wait_applied(generation, RESIZE_WAIT).await;
+        Ok(FunctionInfo::of(&d))
     }
 
     pub fn list(&self) -> Vec<FunctionInfo> {
@@ -442,6 +620,10 @@ fn now_unix() -> i64 {
 }
 
 impl Registry {
+    pub fn node_status(&self) -> crate::control::node::NodeStatus {
+        self.sandboxes.node.status()
+    }
+
     pub fn cgroup_description(&self) -> String {
         match &self.sandboxes.cgroups {
             Some(d) => d.describe(),

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::control::vertical::quota::QuotaUpdate;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -73,6 +74,11 @@ impl Store {
              CREATE TABLE IF NOT EXISTS version_counters (
                  name TEXT PRIMARY KEY,
                  last_version INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS quota_pins (
+                 name TEXT PRIMARY KEY,
+                 memory_bytes INTEGER,
+                 cpu_millicores INTEGER
              );",
         )
         .map_err(sql)?;
@@ -148,11 +154,48 @@ impl Store {
     }
 
     pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
-        let conn = self.conn.lock();
-        let n = conn
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(|e| self.sql(e))?;
+        let n = tx
             .execute("DELETE FROM functions WHERE name = ?1", params![name])
             .map_err(|e| self.sql(e))?;
+        tx.execute("DELETE FROM quota_pins WHERE name = ?1", params![name])
+            .map_err(|e| self.sql(e))?;
+        tx.commit().map_err(|e| self.sql(e))?;
         Ok(n > 0)
+    }
+
+    /// The quota dimensions a manual resize pinned for `name` (they outlive versions).
+    pub fn pins(&self, name: &str) -> Result<QuotaUpdate, StoreError> {
+        let conn = self.conn.lock();
+        let row: Option<(Option<i64>, Option<i64>)> = conn
+            .query_row(
+                "SELECT memory_bytes, cpu_millicores FROM quota_pins WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let (m, c) = row.unwrap_or((None, None));
+        Ok(QuotaUpdate {
+            memory_bytes: m.map(|v| v as u64),
+            cpu_millicores: c.map(|v| v as u64),
+        })
+    }
+
+    pub fn put_pins(&self, name: &str, p: &QuotaUpdate) -> Result<(), StoreError> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "INSERT INTO quota_pins (name, memory_bytes, cpu_millicores) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET memory_bytes = ?2, cpu_millicores = ?3",
+            params![
+                name,
+                p.memory_bytes.map(|v| v as i64),
+                p.cpu_millicores.map(|v| v as i64)
+            ],
+        )
+        .map_err(|e| self.sql(e))?;
+        Ok(())
     }
 
     pub fn list(&self) -> Result<Vec<StoredFunction>, StoreError> {

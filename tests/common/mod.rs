@@ -105,6 +105,17 @@ impl Host {
         })
     }
 
+    /// A host serving copies of the named functions, each manifest rewritten by `edit`.
+    pub fn start_custom(
+        functions: &[&str],
+        extra_config: &str,
+        edit: &dyn Fn(String) -> String,
+    ) -> Host {
+        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
+        let subtree = format!("surge-test-{}-{n}", std::process::id());
+        Self::start_edited(functions, extra_config, subtree, edit)
+    }
+
     /// A host whose sandboxes go under another host's cgroup subtree.
     pub fn start_sharing_cgroups_with(other: &Host) -> Host {
         Self::start_in(&[], "", other.subtree.clone())

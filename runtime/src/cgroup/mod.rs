@@ -7,19 +7,18 @@
 //! tree). The pure conversions from quotas to kernel values live in [`limits`].
 
 pub mod limits;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cgroups_rs::fs::cpu::CpuController;
-use cgroups_rs::fs::cpuacct::CpuAcctController;
 use cgroups_rs::fs::hierarchies;
 use cgroups_rs::fs::memory::MemController;
 use cgroups_rs::fs::pid::PidController;
 use cgroups_rs::fs::{Cgroup, ControllIdentifier, Controller, MaxValue};
-use serde::Serialize;
-
 pub use limits::SandboxLimits;
+pub use usage::Usage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -52,17 +51,6 @@ fn cpuacct_separate() -> bool {
 
 /// The controllers a sandbox cgroup uses.
 const CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
-
-/// What a sandbox cgroup reports.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
-pub struct Usage {
-    pub memory_bytes: u64,
-    pub memory_peak_bytes: u64,
-    pub cpu_usage_ns: u64,
-    pub nr_throttled: u64,
-    pub throttled_ns: u64,
-    pub oom_kills: u64,
-}
 
 /// Creates sandbox cgroups. The host holds one for its lifetime.
 pub trait Driver: Send + Sync {
@@ -362,31 +350,7 @@ impl SandboxCgroup for CgroupsRs {
     }
 
     fn usage(&self) -> Usage {
-        let mut u = Usage::default();
-        if let Some((_, mem)) = self.find::<MemController>() {
-            let m = mem.memory_stat();
-            u.memory_bytes = m.usage_in_bytes;
-            u.memory_peak_bytes = m.max_usage_in_bytes;
-            u.oom_kills = m.oom_control.oom_kill;
-        }
-        if let Some((_, acct)) = self.find::<CpuAcctController>() {
-            u.cpu_usage_ns = acct.cpuacct().usage;
-        }
-        if let Some((_, cpu)) = self.find::<CpuController>() {
-            for line in cpu.cpu().stat.lines() {
-                let mut it = line.split_whitespace();
-                match (it.next(), it.next().and_then(|v| v.parse::<u64>().ok())) {
-                    (Some("nr_throttled"), Some(v)) => u.nr_throttled = v,
-                    (Some("throttled_time"), Some(v)) => u.throttled_ns = v,
-                    (Some("throttled_usec"), Some(v)) => u.throttled_ns = v * 1000,
-                    (Some("usage_usec"), Some(v)) if u.cpu_usage_ns == 0 => {
-                        u.cpu_usage_ns = v * 1000
-                    }
-                    _ => {}
-                }
-            }
-        }
-        u
+        usage::read(&self.dirs)
     }
 
     fn destroy(&self) -> Result<(), CgroupError> {

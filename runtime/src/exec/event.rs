@@ -5,6 +5,8 @@
 //! `InstancePre`; with the pooling allocator and copy-on-write images that is a slot reuse
 //! and a few page mappings, not a compile or a copy.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -12,8 +14,8 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::{
-    arm_deadline, classify, set_budget, wall_limit, Budgeted, InstanceLimiter, Outcome,
-    WALL_TIMEOUT_MESSAGE,
+    arm_deadline, classify, set_budget, wall_limit, Budgeted, InstanceLimiter, MemoryLedger,
+    Outcome, WALL_TIMEOUT_MESSAGE,
 };
 use crate::artifact::CheckError;
 
@@ -96,7 +98,7 @@ pub struct EventResult {
 pub struct EventSettings {
     pub name: String,
     pub env: Vec<(String, String)>,
-    pub memory_bytes: u64,
+    pub memory: Arc<MemoryLedger>,
     pub timeout_ms: u64,
     /// Largest response (stdout) in bytes.
     pub max_output_bytes: usize,
@@ -141,7 +143,7 @@ impl EventHandler {
             &self.engine,
             EventState {
                 wasi,
-                limiter: InstanceLimiter::new(s.memory_bytes),
+                limiter: InstanceLimiter::new(s.memory.limit()),
                 deadline: None,
             },
         );
@@ -179,6 +181,7 @@ impl EventHandler {
             },
         };
         let peak_memory_bytes = store.data().limiter.peak_bytes;
+        s.memory.observe(&store.data().limiter);
         drop(store);
         EventResult {
             outcome,

@@ -21,8 +21,8 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::{
-    arm_deadline, classify, set_budget, wall_limit, Budgeted, InstanceLimiter, Outcome,
-    WALL_TIMEOUT_MESSAGE,
+    arm_deadline, classify, set_budget, wall_limit, Budgeted, InstanceLimiter, MemoryLedger,
+    Outcome, WALL_TIMEOUT_MESSAGE,
 };
 use crate::artifact::CheckError;
 
@@ -122,7 +122,7 @@ pub fn check_component(engine: &Engine, component: &Component) -> Result<(), Che
 
 pub struct HttpSettings {
     pub env: Vec<(String, String)>,
-    pub memory_bytes: u64,
+    pub memory: Arc<MemoryLedger>,
     pub timeout_ms: u64,
     /// Instances to keep warm at start (a 0.2 handler serves one request at a time);
     /// [`HttpHandler::set_target`] changes it.
@@ -320,7 +320,7 @@ impl HttpHandler {
                 wasi,
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
-                limiter: InstanceLimiter::new(self.settings.memory_bytes),
+                limiter: InstanceLimiter::new(self.settings.memory.limit()),
                 deadline: None,
                 hooks: NoOutbound,
             },
@@ -446,6 +446,7 @@ impl HttpHandler {
             });
         };
         inst.served += 1;
+        self.settings.memory.observe(&inst.store.data().limiter);
         let failure = called
             .err()
             .map(|e| classify(&e, &inst.store.data().limiter));

@@ -6,6 +6,7 @@ pub mod http;
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -57,6 +58,8 @@ pub struct InstanceLimiter {
     pub denied: bool,
     /// Highest total linear memory seen, in bytes.
     pub peak_bytes: usize,
+    /// The largest total a refused grow asked for, in bytes (0: none refused).
+    pub denied_bytes: usize,
 }
 
 impl InstanceLimiter {
@@ -66,7 +69,56 @@ impl InstanceLimiter {
             used_bytes: 0,
             denied: false,
             peak_bytes: 0,
+            denied_bytes: 0,
         }
+    }
+}
+
+/// One sandbox's per-instance memory quota, and what its instances used, for the host's
+/// vertical recommender. The quota applies to instances created after it changes (a live
+/// instance keeps the limit it was made with); the host resizes it with `memory <bytes>`.
+#[derive(Debug)]
+pub struct MemoryLedger {
+    limit_bytes: AtomicU64,
+    /// Highest linear memory of one instance since the last [`MemoryLedger::take`].
+    peak_bytes: AtomicU64,
+    /// Largest total a refused grow asked for since the last take (0: none).
+    denied_bytes: AtomicU64,
+}
+
+impl MemoryLedger {
+    pub fn new(limit_bytes: u64) -> Self {
+        MemoryLedger {
+            limit_bytes: AtomicU64::new(limit_bytes),
+            peak_bytes: AtomicU64::new(0),
+            denied_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// The quota a new instance gets.
+    pub fn limit(&self) -> u64 {
+        self.limit_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn set_limit(&self, bytes: u64) {
+        self.limit_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Fold in what one instance used (after each request it served).
+    pub fn observe(&self, l: &InstanceLimiter) {
+        self.peak_bytes
+            .fetch_max(l.peak_bytes as u64, Ordering::Relaxed);
+        if l.denied_bytes > 0 {
+            self.denied_bytes
+                .fetch_max(l.denied_bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// (peak, denied) since the last take, and start a new interval. None: nothing ran.
+    pub fn take(&self) -> Option<(u64, u64)> {
+        let peak = self.peak_bytes.swap(0, Ordering::Relaxed);
+        let denied = self.denied_bytes.swap(0, Ordering::Relaxed);
+        (peak > 0 || denied > 0).then_some((peak, denied))
     }
 }
 
@@ -83,6 +135,7 @@ impl ResourceLimiter for InstanceLimiter {
             .saturating_add(desired);
         if next > self.limit_bytes {
             self.denied = true;
+            self.denied_bytes = self.denied_bytes.max(next);
             return Ok(false);
         }
         self.used_bytes = next;

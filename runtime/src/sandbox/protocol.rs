@@ -4,9 +4,11 @@
 //! The sandbox reports how an invocation ended in the headers below.
 //!
 //! Control, beside the data: the host writes the spec as one JSON line on the sandbox's
-//! stdin, then [`POOL_COMMAND`] lines that set the pool's target size. The sandbox answers
-//! [`READY_LINE`] on stdout, then a [`WARM_REPORT`] line whenever the number of instances
-//! ready to serve changes. EOF on stdin means the host is gone: the sandbox exits.
+//! stdin, then [`POOL_COMMAND`] lines that set the pool's target size and [`MEMORY_COMMAND`]
+//! lines that resize the per-instance memory quota. The sandbox answers [`READY_LINE`] on
+//! stdout, then a [`WARM_REPORT`] line whenever the number of instances ready to serve
+//! changes, and a [`MEMORY_REPORT`] line for each interval in which instances ran. EOF on
+//! stdin means the host is gone: the sandbox exits.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,28 @@ pub const POOL_COMMAND: &str = "pool";
 /// Sandbox → host: `warm <ready> <slots>`: the instances ready to serve now, and the pool
 /// places taken (ready, busy or still instantiating: what the memory limit must cover).
 pub const WARM_REPORT: &str = "warm";
+
+/// Host → sandbox: `memory <bytes>` sets the memory quota of instances created from now
+/// on (at most the spec's `memory_ceiling_bytes`, the size of a pool memory slot).
+pub const MEMORY_COMMAND: &str = "memory";
+/// Sandbox → host: `mem <peak> <denied>`: the highest linear memory one instance reached
+/// since the last report, and the largest total a refused grow asked for (0: none), bytes.
+pub const MEMORY_REPORT: &str = "mem";
+
+/// Parse a `mem <peak> <denied>` report.
+pub fn parse_mem(line: &str) -> Option<(u64, u64)> {
+    let mut it = line.split_whitespace();
+    if it.next()? != MEMORY_REPORT {
+        return None;
+    }
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+}
+
+/// Parse a `<word> <n>` control line with a 64-bit value.
+pub fn parse_u64(line: &str, word: &str) -> Option<u64> {
+    let (w, n) = line.trim().split_once(' ')?;
+    (w == word).then(|| n.trim().parse().ok())?
+}
 
 /// Parse a `warm <ready> <slots>` report.
 pub fn parse_warm(line: &str) -> Option<(u32, u32)> {
@@ -76,7 +100,11 @@ pub struct SandboxSpec {
     pub threads: u32,
     /// Requests an `http` instance serves before it is replaced.
     pub reuse: u32,
+    /// The memory quota of one instance at start; [`MEMORY_COMMAND`] changes it.
     pub memory_per_instance_bytes: u64,
+    /// The most one instance's quota may ever be resized to (`vertical.memory.max`): the
+    /// pooling allocator reserves memory slots this large.
+    pub memory_ceiling_bytes: u64,
     pub timeout_ms: u64,
     pub max_body_bytes: u64,
     pub env: Vec<(String, String)>,

@@ -19,7 +19,7 @@ use super::protocol::{self, SandboxSpec};
 use crate::engine::{pooled_engine, PoolShape, EPOCH_TICK_MS};
 use crate::exec::event::{EventHandler, EventSettings};
 use crate::exec::http::{HttpHandler, HttpSettings};
-use crate::exec::Outcome;
+use crate::exec::{MemoryLedger, Outcome};
 use crate::Kind;
 
 type Body = Full<Bytes>;
@@ -57,7 +57,11 @@ fn start() -> wasmtime::Result<()> {
         pool: AtomicU32::new(spec.initial),
         controller: OnceLock::new(),
     });
-    read_host_commands(target.clone());
+    let memory = Arc::new(MemoryLedger::new(
+        spec.memory_per_instance_bytes
+            .min(spec.memory_ceiling_bytes),
+    ));
+    read_host_commands(target.clone(), memory.clone(), spec.memory_ceiling_bytes);
     let workers = spec.threads.clamp(1, spec.instances.max(1)) as usize;
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
@@ -66,7 +70,7 @@ fn start() -> wasmtime::Result<()> {
             .build()
     };
     let main = runtime()?;
-    let handler = Arc::new(main.block_on(load(&spec))?);
+    let handler = Arc::new(main.block_on(load(&spec, memory.clone()))?);
     let max_body = spec.max_body_bytes as usize;
 
     // SAFETY: the host placed the listening socket at LISTEN_FD before exec (dup2 in its
@@ -106,6 +110,7 @@ fn start() -> wasmtime::Result<()> {
     control_pool(
         handler.clone(),
         target,
+        memory,
         main.handle().clone(),
         spec.instances,
     )?;
@@ -127,10 +132,13 @@ fn start() -> wasmtime::Result<()> {
 }
 
 /// Load the artifact, build the handler, start the epoch clock and warm the pool.
-async fn load(spec: &SandboxSpec) -> wasmtime::Result<Handler> {
+async fn load(spec: &SandboxSpec, memory: Arc<MemoryLedger>) -> wasmtime::Result<Handler> {
+    // Memory slots are sized for the ceiling, so the quota can be raised in place.
     let engine = pooled_engine(PoolShape {
         instances: spec.instances,
-        memory_per_instance_bytes: spec.memory_per_instance_bytes,
+        memory_per_instance_bytes: spec
+            .memory_ceiling_bytes
+            .max(spec.memory_per_instance_bytes),
     })?;
     let artifact = format!("/proc/self/fd/{}", protocol::ARTIFACT_FD);
     let handler = match spec.kind {
@@ -144,7 +152,7 @@ async fn load(spec: &SandboxSpec) -> wasmtime::Result<Handler> {
                 &component,
                 HttpSettings {
                     env: spec.env.clone(),
-                    memory_bytes: spec.memory_per_instance_bytes,
+                    memory: memory.clone(),
                     timeout_ms: spec.timeout_ms,
                     instances: spec.initial.clamp(1, spec.instances.max(1)),
                     reuse: spec.reuse,
@@ -161,7 +169,7 @@ async fn load(spec: &SandboxSpec) -> wasmtime::Result<Handler> {
                 EventSettings {
                     name: spec.function.clone(),
                     env: spec.env.clone(),
-                    memory_bytes: spec.memory_per_instance_bytes,
+                    memory,
                     timeout_ms: spec.timeout_ms,
                     max_output_bytes: spec.max_body_bytes as usize,
                 },
@@ -267,7 +275,7 @@ struct Target {
 /// Read the host's commands from stdin. The host holds the write end: when it goes away
 /// (exit, crash, SIGKILL), the read returns EOF and the sandbox exits with it. No orphan
 /// outlives its host.
-fn read_host_commands(target: Arc<Target>) {
+fn read_host_commands(target: Arc<Target>, memory: Arc<MemoryLedger>, ceiling_bytes: u64) {
     std::thread::Builder::new()
         .name("host-watch".into())
         .spawn(move || {
@@ -284,6 +292,11 @@ fn read_host_commands(target: Arc<Target>) {
                             if let Some(t) = target.controller.get() {
                                 t.unpark();
                             }
+                        } else if let Some(b) = protocol::parse_u64(&line, protocol::MEMORY_COMMAND)
+                        {
+                            // Bounded by the slot size: a larger grow would fail in the
+                            // allocator instead of the limiter, as a trap not an OOM.
+                            memory.set_limit(b.min(ceiling_bytes));
                         }
                     }
                 }
@@ -297,6 +310,7 @@ fn read_host_commands(target: Arc<Target>) {
 fn control_pool(
     handler: Arc<Handler>,
     target: Arc<Target>,
+    memory: Arc<MemoryLedger>,
     runtime: tokio::runtime::Handle,
     max: u32,
 ) -> std::io::Result<()> {
@@ -325,15 +339,23 @@ fn control_pool(
                     Handler::Http(h) => (h.warm(), h.slots()),
                     Handler::Event(_) => (want, want),
                 };
+                let mut lines = String::new();
                 if reported != Some(now) {
+                    lines += &format!("{} {} {}\n", protocol::WARM_REPORT, now.0, now.1);
+                    reported = Some(now);
+                }
+                if let Some((peak, denied)) = memory.take() {
+                    lines += &format!("{} {peak} {denied}\n", protocol::MEMORY_REPORT);
+                }
+                if !lines.is_empty() {
                     let mut out = std::io::stdout().lock();
-                    if writeln!(out, "{} {} {}", protocol::WARM_REPORT, now.0, now.1)
+                    if out
+                        .write_all(lines.as_bytes())
                         .and_then(|_| out.flush())
                         .is_err()
                     {
                         std::process::exit(0);
                     }
-                    reported = Some(now);
                 }
                 std::thread::park_timeout(Duration::from_millis(250));
             }

@@ -1,0 +1,268 @@
+//! The node: its capacity, and what every function's sandbox holds of it.
+//!
+//! Invariant: Σ over sandboxes of the limits written to their cgroups (memory, CPU) never
+//! exceeds the capacity. A sandbox asks [`Node::request`] before it writes larger limits and
+//! reports what it wrote with [`Node::commit`]; a grant never exceeds what the others hold
+//! subtracted from the capacity.
+//!
+//! When demands exceed the capacity, [`allocator::allocate`] divides it by priority and
+//! weight. Memory already held is a floor: it cannot be taken back without killing the
+//! function, so only growth is divided (a scale-up that does not fit is refused). CPU is
+//! compressible: a function above its fair share gives the excess back at its next refit,
+//! which the vertical control loop triggers while CPU is contested.
+
+pub mod allocator;
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::control::vertical::quota::CPU_MIN_MILLICORES;
+use crate::manifest::config::NodeConfig;
+use allocator::Claim;
+
+/// An amount of both resources.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    pub memory_bytes: u64,
+    pub cpu_millicores: u64,
+}
+
+/// One sandbox's standing with the node.
+#[derive(Clone, Copy, Debug)]
+struct Holder {
+    /// What its cgroup holds now.
+    committed: Resources,
+    /// What it last asked for.
+    demand: Resources,
+    weight: u32,
+    priority: u8,
+}
+
+/// The node's capacity and ledger.
+pub struct Node {
+    capacity: Resources,
+    holders: Mutex<HashMap<String, Holder>>,
+}
+
+/// What the node reports for status and metrics.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub capacity: Resources,
+    pub committed: Resources,
+    pub demand: Resources,
+}
+
+impl Node {
+    pub fn new(capacity: Resources) -> Self {
+        Node {
+            capacity,
+            holders: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The capacity from the config, or the machine's less the reserves.
+    pub fn from_config(c: &NodeConfig) -> Self {
+        let machine = machine_capacity();
+        Node::new(Resources {
+            memory_bytes: c
+                .memory
+                .map(|m| m.0)
+                .unwrap_or_else(|| machine.memory_bytes.saturating_sub(c.reserve_memory.0)),
+            cpu_millicores: c.cpu.map(|m| m.0 as u64).unwrap_or_else(|| {
+                machine
+                    .cpu_millicores
+                    .saturating_sub(c.reserve_cpu.0 as u64)
+            }),
+        })
+    }
+
+    pub fn capacity(&self) -> Resources {
+        self.capacity
+    }
+
+    /// Ask for `want` for the sandbox `key`. The grant is at most `want`, at most the
+    /// capacity the others leave, and at most the fair share by priority and weight among
+    /// everything asked for; it never takes back memory the sandbox holds.
+    pub fn request(&self, key: &str, want: Resources, weight: u32, priority: u8) -> Resources {
+        let mut holders = self.holders.lock();
+        let me = holders.entry(key.to_string()).or_insert(Holder {
+            committed: Resources::default(),
+            demand: want,
+            weight,
+            priority,
+        });
+        me.demand = want;
+        me.weight = weight;
+        me.priority = priority;
+        let mine = *me;
+        let keys: Vec<&String> = holders.keys().collect();
+        let idx = keys
+            .iter()
+            .position(|k| k.as_str() == key)
+            .expect("inserted");
+        let all: Vec<Holder> = keys.iter().map(|k| holders[*k]).collect();
+        let grant = |cap: u64, pick: fn(&Resources) -> u64, cpu: bool| -> u64 {
+            let claims: Vec<Claim> = all
+                .iter()
+                .map(|h| {
+                    // Fairness is over what each asks for in all. Memory a sandbox already
+                    // holds above its fair share is not taken back (see below), but it
+                    // does not shrink anyone's share either; CPU keeps a minimum each.
+                    let floor = if cpu {
+                        pick(&h.demand).min(CPU_MIN_MILLICORES)
+                    } else {
+                        0
+                    };
+                    Claim {
+                        floor,
+                        demand: pick(&h.demand),
+                        weight: h.weight,
+                        priority: h.priority,
+                    }
+                })
+                .collect();
+            let fair = allocator::allocate(cap, &claims)[idx];
+            let others: u64 = all
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != idx)
+                .map(|(_, h)| pick(&h.committed))
+                .sum();
+            let free = cap.saturating_sub(others);
+            let floor = if cpu { 0 } else { pick(&mine.committed) };
+            pick(&mine.demand).min(fair.max(floor)).min(free)
+        };
+        Resources {
+            memory_bytes: grant(self.capacity.memory_bytes, |r| r.memory_bytes, false),
+            cpu_millicores: grant(self.capacity.cpu_millicores, |r| r.cpu_millicores, true),
+        }
+    }
+
+    /// Record what `key`'s cgroup holds now (after a write, or a failed one).
+    pub fn commit(&self, key: &str, held: Resources) {
+        if let Some(h) = self.holders.lock().get_mut(key) {
+            h.committed = held;
+        }
+    }
+
+    /// The sandbox is gone: everything it held is free.
+    pub fn release(&self, key: &str) {
+        self.holders.lock().remove(key);
+    }
+
+    /// Whether some sandbox holds less CPU than it asked for (then every sandbox refits, so
+    /// the ones above their fair share give the excess back).
+    pub fn cpu_contested(&self) -> bool {
+        self.holders
+            .lock()
+            .values()
+            .any(|h| h.committed.cpu_millicores < h.demand.cpu_millicores)
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        let holders = self.holders.lock();
+        let sum = |f: fn(&Holder) -> Resources| {
+            holders
+                .values()
+                .fold(Resources::default(), |a, h| Resources {
+                    memory_bytes: a.memory_bytes + f(h).memory_bytes,
+                    cpu_millicores: a.cpu_millicores + f(h).cpu_millicores,
+                })
+        };
+        NodeStatus {
+            capacity: self.capacity,
+            committed: sum(|h| h.committed),
+            demand: sum(|h| h.demand),
+        }
+    }
+}
+
+/// The machine's cores and memory, or the host's own cgroup limits where lower.
+pub fn machine_capacity() -> Resources {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(u64::MAX, |kib| kib * 1024);
+    let own = surge_runtime::cgroup::parse_proc_cgroup(
+        &std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(),
+    );
+    let read = |p: String| std::fs::read_to_string(p).ok();
+    // v1 memory.limit_in_bytes, or v2 memory.max ("max" parses as none).
+    let cgroup_mem = own
+        .get("memory")
+        .and_then(|p| read(format!("/sys/fs/cgroup/memory{p}/memory.limit_in_bytes")))
+        .or_else(|| {
+            own.get("")
+                .and_then(|p| read(format!("/sys/fs/cgroup{p}/memory.max")))
+        })
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    Resources {
+        memory_bytes: mem_total.min(cgroup_mem),
+        // available_parallelism already honours the host's own CPU quota and affinity.
+        cpu_millicores: cores * 1000,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(memory_bytes: u64, cpu_millicores: u64) -> Resources {
+        Resources {
+            memory_bytes,
+            cpu_millicores,
+        }
+    }
+
+    #[test]
+    fn grants_fit_and_never_exceed_capacity() {
+        let n = Node::new(r(1000, 2000));
+        let g = n.request("a", r(600, 1500), 1, 0);
+        assert_eq!(g, r(600, 1500), "alone, a feasible demand is met");
+        n.commit("a", g);
+        // b asks for more than is left: memory is refused beyond the free part (a's is a
+        // floor), CPU is limited to what a leaves until a refits.
+        let g = n.request("b", r(600, 1500), 1, 0);
+        assert_eq!(g.memory_bytes, 400);
+        assert_eq!(g.cpu_millicores, 500);
+        n.commit("b", g);
+        // a refits: its CPU comes down to the fair half, its memory stays.
+        let g = n.request("a", r(600, 1500), 1, 0);
+        assert_eq!(g, r(600, 1000));
+        n.commit("a", g);
+        let g = n.request("b", r(600, 1500), 1, 0);
+        assert_eq!(g, r(400, 1000));
+        n.commit("b", g);
+        let s = n.status();
+        assert!(s.committed.memory_bytes <= 1000 && s.committed.cpu_millicores <= 2000);
+        assert!(n.cpu_contested());
+        n.release("a");
+        let g = n.request("b", r(600, 1500), 1, 0);
+        assert_eq!(g, r(600, 1500), "freed capacity goes to who asks");
+    }
+
+    #[test]
+    fn weight_decides_contested_growth() {
+        let n = Node::new(r(900, 900));
+        n.request("a", r(0, 0), 1, 0);
+        // Both ask for 900 with weights 1 and 2: a gets a third, b two thirds (of the CPU
+        // above the 10m minimum each keeps).
+        n.request("b", r(900, 900), 2, 0);
+        let ga = n.request("a", r(900, 900), 1, 0);
+        assert_eq!(ga, r(300, 10 + 880 / 3));
+        n.commit("a", ga);
+        let gb = n.request("b", r(900, 900), 2, 0);
+        assert_eq!(gb, r(600, 900 - ga.cpu_millicores));
+        n.commit("b", gb);
+        let s = n.status();
+        assert_eq!(s.committed, r(900, 900), "all of it, and no more");
+    }
+}

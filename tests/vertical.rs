@@ -1,0 +1,374 @@
+//! Vertical scaling on a real host with real cgroups: a throttled function gets more CPU in
+//! place, a function that ran out of memory gets more and then succeeds, a manual resize
+//! rewrites the cgroup files at once without dropping a request, an oversized quota comes
+//! down toward what the function uses, and a scale-up the node's memory cannot hold is
+//! refused visibly while its requests queue.
+
+mod common;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{replace_table, Host};
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+fn num(h: &Host, name: &str, key: &str) -> u64 {
+    h.function(name).expect("deployed")[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in status"))
+}
+
+/// The sandbox cgroup's directory in the hierarchy that has `file` (v1: one per controller).
+fn cgroup_file(h: &Host, name: &str, files: &[&str]) -> PathBuf {
+    let f = h.function(name).expect("deployed");
+    for d in f["cgroup"].as_array().unwrap() {
+        for file in files {
+            let p = Path::new(d.as_str().unwrap()).join(file);
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!("{name}: no cgroup file {files:?}");
+}
+
+fn read_u64(p: &Path) -> u64 {
+    let t = std::fs::read_to_string(p).unwrap();
+    // v2 `cpu.max` is "<quota> <period>"; v1 files hold one number.
+    t.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+fn cpu_quota_us(h: &Host, name: &str) -> u64 {
+    read_u64(&cgroup_file(h, name, &["cpu.cfs_quota_us", "cpu.max"]))
+}
+
+fn memory_limit(h: &Host, name: &str) -> u64 {
+    read_u64(&cgroup_file(
+        h,
+        name,
+        &["memory.limit_in_bytes", "memory.max"],
+    ))
+}
+
+fn needs_cgroups(test: &str) -> bool {
+    match common::cgroups_writable() {
+        Ok(()) => true,
+        Err(why) => {
+            common::skip(test, &why);
+            false
+        }
+    }
+}
+
+/// One instance only, so the test sees vertical scaling alone.
+const ONE_INSTANCE: &str = "min_instances = 1\nmax_instances = 1\nconcurrency = 1\nreuse = 1\n";
+
+#[test]
+fn a_throttled_function_gets_more_cpu_in_place() {
+    if !needs_cgroups("a_throttled_function_gets_more_cpu_in_place") {
+        return;
+    }
+    let h = Host::start_custom(
+        &["spin"],
+        "[vertical]\ninterval = \"500ms\"\nthrottle_sustain = 3\n",
+        &|m| {
+            let m = m.replace("cpu = \"1000m\"", "cpu = \"100m\"");
+            replace_table(&m, "scaling", ONE_INSTANCE)
+        },
+    );
+    let pid = h.sandbox_pid("spin").unwrap();
+    assert_eq!(cpu_quota_us(&h, "spin"), 10_000, "100m is 10ms per 100ms");
+    // ~20 ms of CPU per request: ~200 ms under a 100m quota.
+    let event = br#"{"n": 10000000}"#;
+    let mut before = Vec::new();
+    let mut after = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(20) && after.len() < 20 {
+        let quota = cpu_quota_us(&h, "spin");
+        let t = Instant::now();
+        let r = h.invoke("spin", event);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let took = t.elapsed();
+        // Only requests that ran wholly under one quota count.
+        if cpu_quota_us(&h, "spin") == quota {
+            if quota == 10_000 {
+                before.push(took);
+            } else if quota >= 40_000 {
+                after.push(took);
+            }
+        }
+    }
+    let f = h.function("spin").unwrap();
+    let quota = cpu_quota_us(&h, "spin");
+    assert!(
+        f["throttled_periods"].as_u64().unwrap() > 0,
+        "throttling shows in status: {f}"
+    );
+    assert!(
+        quota >= 40_000,
+        "the recommender raised the CPU quota: {quota} µs"
+    );
+    assert_eq!(f["last_resize"], "throttled", "{f}");
+    assert_eq!(
+        h.sandbox_pid("spin"),
+        Some(pid),
+        "resized in place, same pid"
+    );
+    assert_eq!(f["restarts"], 0);
+    assert!(
+        !before.is_empty() && after.len() >= 5,
+        "before {before:?} after {after:?}"
+    );
+    let rate = |v: &[Duration]| v.len() as f64 / v.iter().sum::<Duration>().as_secs_f64();
+    let (rb, ra) = (rate(&before), rate(&after));
+    eprintln!(
+        "spin at 100m: {rb:.1} req/s over {} requests; after the raise to {}m: {ra:.1} req/s over {} ({:.1}x)",
+        before.len(),
+        f["cpu_quota_millicores"],
+        after.len(),
+        ra / rb
+    );
+    assert!(ra > 2.0 * rb, "throughput rises: {rb:.1} → {ra:.1} req/s");
+}
+
+#[test]
+fn memhog_gets_more_memory_after_running_out_and_then_succeeds() {
+    if !needs_cgroups("memhog_gets_more_memory_after_running_out_and_then_succeeds") {
+        return;
+    }
+    let h = Host::start_custom(&["memhog"], "[vertical]\ninterval = \"250ms\"\n", &|m| {
+        let m = m.replace("memory = \"64Mi\"", "memory = \"32Mi\"");
+        replace_table(&m, "scaling", ONE_INSTANCE)
+    });
+    let pid = h.sandbox_pid("memhog").unwrap();
+    let limit_before = memory_limit(&h, "memhog");
+    let r = h.invoke("memhog", br#"{"mib": 48}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-amz-function-error"),
+        Some("Unhandled"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("OutOfMemory"), "{}", r.text());
+    // max(48Mi × 1.2, 48Mi + 16Mi) = 64Mi plus what the C runtime holds besides.
+    let took = wait_until("memory bumped", Duration::from_secs(5), || {
+        num(&h, "memhog", "memory_quota_bytes") >= 64 << 20
+    });
+    let f = h.function("memhog").unwrap();
+    assert_eq!(f["last_resize"], "oom", "{f}");
+    assert!(f["oom_events"].as_u64().unwrap() >= 1, "{f}");
+    assert!(
+        memory_limit(&h, "memhog") > limit_before,
+        "the cgroup limit grew"
+    );
+    assert_eq!(h.sandbox_pid("memhog"), Some(pid), "same sandbox");
+    let r = h.invoke("memhog", br#"{"mib": 48}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-amz-function-error"), None, "{}", r.text());
+    assert!(r.text().contains(r#""allocated_mib":48"#), "{}", r.text());
+    eprintln!(
+        "memhog: 32Mi → {} bytes {took:?} after the OOM; the retry succeeded",
+        f["memory_quota_bytes"]
+    );
+}
+
+#[test]
+fn a_manual_resize_rewrites_the_cgroup_at_once_and_drops_nothing() {
+    if !needs_cgroups("a_manual_resize_rewrites_the_cgroup_at_once_and_drops_nothing") {
+        return;
+    }
+    let h = Host::start_custom(&["spin"], "", &|m| {
+        replace_table(
+            &m,
+            "scaling",
+            "min_instances = 2\nmax_instances = 2\nconcurrency = 1\nreuse = 1\n",
+        )
+    });
+    let pid = h.sandbox_pid("spin").unwrap();
+    // Two clients keep requests in flight through the resizes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+            let addr = h.addr.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = common::http(
+                        &addr,
+                        "POST",
+                        "/2015-03-31/functions/spin/invocations",
+                        &[],
+                        br#"{"n": 3000000}"#,
+                    );
+                    let good = r.status == 200 && r.header("x-amz-function-error").is_none();
+                    if good { &ok } else { &failed }.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for (mem, cpu) in [("48Mi", "300m"), ("64Mi", "700m"), ("32Mi", "200m")] {
+        let t = Instant::now();
+        let (code, out, err) = h.cli(&["resize", "spin", "--memory", mem, "--cpu", cpu]);
+        let took = t.elapsed();
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("(pinned)"), "{out}");
+        let millicores: u64 = cpu.trim_end_matches('m').parse().unwrap();
+        // Two instances: the cgroup holds 2 × the quota, written before the CLI returned.
+        assert_eq!(cpu_quota_us(&h, "spin"), 2 * millicores * 100, "{cpu}");
+        let mib: u64 = mem.trim_end_matches("Mi").parse().unwrap();
+        let limit = memory_limit(&h, "spin");
+        assert!(
+            limit >= (2 * mib) << 20,
+            "memory limit {limit} holds 2 × {mem} (+ overhead)"
+        );
+        eprintln!("resize to {mem}/{cpu}: the CLI returned with the cgroup rewritten in {took:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let f = h.function("spin").unwrap();
+    assert_eq!(f["memory_pinned"], true);
+    assert_eq!(f["cpu_pinned"], true);
+    assert_eq!(f["resizes_manual"], 3);
+    // Out of bounds: refused as a whole, naming the bound, nothing changes.
+    let (code, _, err) = h.cli(&["resize", "spin", "--memory", "8Gi", "--cpu", "500m"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("vertical.memory bounds"), "{err}");
+    assert_eq!(
+        cpu_quota_us(&h, "spin"),
+        2 * 200 * 100,
+        "nothing half-applied"
+    );
+    let (code, out, err) = h.cli(&["resize", "spin", "--cpu", "auto"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("cpu 200m (auto)"), "{out}");
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    assert_eq!(h.sandbox_pid("spin"), Some(pid), "no restart");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request dropped");
+    assert!(ok.load(Ordering::Relaxed) > 0);
+    // The pin survives a host restart.
+    let mut h = h;
+    h.restart();
+    let f = h.function("spin").unwrap();
+    assert_eq!(f["memory_quota_bytes"], 32 << 20, "{f}");
+    assert_eq!(f["memory_pinned"], true);
+    assert_eq!(f["cpu_pinned"], false);
+}
+
+#[test]
+fn an_oversized_memory_quota_comes_down_toward_usage() {
+    if !needs_cgroups("an_oversized_memory_quota_comes_down_toward_usage") {
+        return;
+    }
+    let h = Host::start_custom(
+        &["echo"],
+        "[vertical]\ninterval = \"250ms\"\nconfidence_period = \"2s\"\n",
+        &|m| {
+            let m = m.replace("memory = \"64Mi\"", "memory = \"1Gi\"");
+            replace_table(&m, "scaling", ONE_INSTANCE)
+        },
+    );
+    let limit_before = memory_limit(&h, "echo");
+    assert!(limit_before >= 1 << 30);
+    let t0 = Instant::now();
+    while num(&h, "echo", "memory_quota_bytes") > 64 << 20 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "not brought down: {}",
+            h.function("echo").unwrap()
+        );
+        let r = h.invoke("echo", br#"{"hello":"world"}"#);
+        assert_eq!(r.status, 200);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let f = h.function("echo").unwrap();
+    let quota = f["memory_quota_bytes"].as_u64().unwrap();
+    let peak = f["wasm_memory_peak_bytes"].as_u64().unwrap();
+    assert!(quota >= 16 << 20, "not below the bound's 16Mi: {quota}");
+    assert!(
+        quota >= peak,
+        "never below what an instance used: {quota} < {peak}"
+    );
+    assert_eq!(f["last_resize"], "usage");
+    let limit = memory_limit(&h, "echo");
+    assert!(
+        limit < limit_before / 4,
+        "cgroup limit {limit} came down from {limit_before}"
+    );
+    // And it still serves.
+    assert_eq!(h.invoke("echo", b"{}").status, 200);
+    eprintln!(
+        "echo: 1Gi → {quota} bytes per instance in {:?} (instance peak {peak} bytes); cgroup {limit_before} → {limit}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn a_scale_up_the_node_cannot_hold_is_refused_and_queues() {
+    if !needs_cgroups("a_scale_up_the_node_cannot_hold_is_refused_and_queues") {
+        return;
+    }
+    // 64Mi per instance + 96Mi overhead: 400Mi holds 4 instances, not 8.
+    let h = Host::start_custom(
+        &["spin"],
+        "[autoscaler]\ntick = \"100ms\"\n[node]\nmemory = \"400Mi\"\n",
+        &|m| {
+            replace_table(
+                &m,
+                "scaling",
+                "min_instances = 1\nmax_instances = 8\nconcurrency = 1\nreuse = 1\n\
+                 stable_window = \"2s\"\npanic_window = \"500ms\"\nqueue_timeout = \"30s\"\n",
+            )
+        },
+    );
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = h.addr.clone();
+            std::thread::spawn(move || {
+                common::http(
+                    &addr,
+                    "POST",
+                    "/2015-03-31/functions/spin/invocations",
+                    &[],
+                    br#"{"n": 400000000}"#,
+                )
+                .status
+            })
+        })
+        .collect();
+    wait_until("the refusal shows", Duration::from_secs(10), || {
+        h.function("spin").unwrap()["capacity_limited"] == true
+    });
+    let f = h.function("spin").unwrap();
+    assert!(f["desired"].as_u64().unwrap() > 4, "{f}");
+    assert!(f["instances"].as_u64().unwrap() <= 4, "{f}");
+    assert!(f["capacity_refusals"].as_u64().unwrap() >= 1, "{f}");
+    assert!(
+        memory_limit(&h, "spin") <= 400 << 20,
+        "the cgroup never holds more than the node"
+    );
+    let metrics = h.get("/metrics").text();
+    assert!(
+        metrics.contains("surge_function_capacity_limited{function=\"spin\"} 1"),
+        "{metrics}"
+    );
+    let status = h.admin("GET", "/admin/v1/status");
+    let s: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert!(s["node"]["committed"]["memory_bytes"].as_u64().unwrap() <= 400 << 20);
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200, "queued, then served");
+    }
+}
