@@ -23,6 +23,10 @@ Scenarios (names are the JSON keys):
               new load with no request queued for a whole second.
   memory      RSS and PSS from /proc of the host and every sandbox, with 1 and N copies of
               hello deployed and warm, against one `wasmtime serve` per function.
+  vertical    in-place resizes: the time from a resize decision to the cgroup files holding
+              the new limits (manual resizes through the admin API, timed by the host, and
+              checked in the files), with the sandbox's pid and restarts; and spin's
+              throughput at cpu = 100m before and after the recommender's automatic raise.
 
 Only the standard library: the harness must run before anything else is installed.
 """
@@ -44,8 +48,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = 2
-SCENARIOS = ("warm_http", "event", "cold_start", "reaction", "memory")
+SCHEMA = 3
+SCENARIOS = ("warm_http", "event", "cold_start", "reaction", "memory", "vertical")
 LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
 
 
@@ -320,9 +324,11 @@ class Bench:
         self.lua = os.path.join(self.work, "json.lua")
         with open(self.lua, "w") as f:
             f.write(WRK_LUA)
-        self.wasm = {n: os.path.join(ROOT, "functions", n, f"{n}.wasm") for n in ("hello", "echo")}
+        self.wasm = {n: os.path.join(ROOT, "functions", n, f"{n}.wasm")
+                     for n in ("hello", "echo", "spin")}
         self.cwasm = {}
-        for n, w in self.wasm.items():
+        for n in ("hello", "echo"):
+            w = self.wasm[n]
             self.cwasm[n] = os.path.join(self.work, f"{n}.cwasm")
             subprocess.run([tools["wasmtime"], "compile", w, "-o", self.cwasm[n]], check=True)
 
@@ -714,6 +720,128 @@ def machine():
     }
 
 
+def admin_post(state, port, path, doc):
+    """POST JSON to the admin API with the host's token: (status, parsed body)."""
+    with open(os.path.join(state, "admin-token")) as f:
+        token = f.read().strip()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("POST", path, body=json.dumps(doc).encode(),
+              headers={"authorization": f"Bearer {token}", "content-type": "application/json"})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, json.loads(body or b"null")
+
+
+def cgroup_cpu_quota_us(dirs):
+    for d in dirs:
+        for name in ("cpu.cfs_quota_us", "cpu.max"):
+            p = os.path.join(d, name)
+            if os.path.exists(p):
+                with open(p) as f:
+                    return int(f.read().split()[0])
+    return None
+
+
+def vertical(b):
+    """In-place resizes. (1) Manual: alternate spin's quota through the admin API, which
+    answers once the supervisor wrote the cgroup; the host times each from the decision to
+    the files written (last_resize_latency_us), and the harness reads the file back. (2)
+    Automatic: spin at cpu = 100m under one closed-loop client; the recommender sees the
+    throttling and raises the quota in place. Throughput before the first raise against the
+    last seconds of the run."""
+    a = b.args
+    n_resizes = 10 if a.smoke else 100
+    run_s = 8 if a.smoke else 16
+    edits = {"cpu": 'cpu = "100m"', "min_instances": "min_instances = 1",
+             "max_instances": "max_instances = 1"}
+    fdir = b.functions_dir("vertical", [("spin", "spin", edits)])
+    state = os.path.join(b.work, "vertical", "state")
+    p, port, slog = b.start_surge("vertical", fdir, state=state,
+                                  extra='[vertical]\ninterval = "500ms"')
+    wait_for_line(slog, "ready:", p)
+    host_us, client_ms, mismatches, pids = [], [], 0, set()
+    for i in range(n_resizes):
+        cpu = 200 + 100 * (i % 2)
+        mem = (32 + 16 * (i % 2)) << 20
+        t0 = time.perf_counter()
+        st, f = admin_post(state, port, "/admin/v1/functions/spin/resize",
+                           {"update": {"memory_bytes": mem, "cpu_millicores": cpu}})
+        client_ms.append((time.perf_counter() - t0) * 1e3)
+        if st != 200:
+            raise RuntimeError(f"vertical: resize answered {st}: {f}")
+        host_us.append(f["last_resize_latency_us"])
+        if cgroup_cpu_quota_us(f["cgroup"]) != cpu * 100:
+            mismatches += 1
+        pids.add(f["sandbox_pid"])
+    restarts = f["restarts"]
+    # Back to the manifest's 100m, unpinned: the recommender's turn.
+    admin_post(state, port, "/admin/v1/functions/spin/resize",
+               {"update": {"cpu_millicores": 100}})
+    st, f = admin_post(state, port, "/admin/v1/functions/spin/resize", {"clear_cpu": True})
+    path = LAMBDA_PATH.format("spin")
+    done = []  # (t_end, cpu quota when it started)
+    quota = {"now": 100}
+    stop = {"all": False}
+
+    def sampler():
+        while not stop["all"]:
+            q = metric(port, "surge_function_cpu_quota_millicores", "spin")
+            if q is not None:
+                quota["now"] = q
+            time.sleep(0.05)
+
+    def client():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        while not stop["all"]:
+            q = quota["now"]
+            c.request("POST", path, body=b'{"n": 10000000}')
+            r = c.getresponse()
+            r.read()
+            if r.status != 200:
+                raise RuntimeError(f"vertical: spin answered {r.status}")
+            done.append((time.perf_counter(), q))
+
+    t_start = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as ex:
+        futs = [ex.submit(sampler), ex.submit(client)]
+        time.sleep(run_s)
+        stop["all"] = True
+        for fu in futs:
+            fu.result()
+    st, f = admin_post(state, port, "/admin/v1/functions/spin/resize", {"clear_memory": True})
+    p.stop()
+    before = [t for t, q in done if q == 100]
+    t_first_raise = next((t for t, q in done if q > 100), None)
+    before_rps = len(before) / (before[-1] - t_start) if len(before) > 1 else None
+    tail = [t for t, _ in done if t >= t_start + run_s - 4]
+    after_rps = len(tail) / 4.0 if tail else None
+    hs = sorted(host_us)
+    cs = sorted(client_ms)
+    res = {
+        "function": "spin",
+        "manual_resizes": n_resizes,
+        "apply_us": {"p50": pct(hs, 50), "p99": pct(hs, 99), "max": hs[-1]},
+        "admin_round_trip_ms": {"p50": pct(cs, 50), "p99": pct(cs, 99)},
+        "cgroup_file_mismatches": mismatches,
+        "sandbox_pids": len(pids),
+        "restarts": restarts,
+        "auto_raise": {
+            "from_millicores": 100,
+            "to_millicores": f["cpu_quota_millicores"],
+            "seconds_to_first_raise": None if t_first_raise is None else round(t_first_raise - t_start, 2),
+            "auto_apply_us": f["last_resize_latency_us"],
+            "rps_before": before_rps,
+            "rps_after": after_rps,
+            "ratio": ratio(after_rps, before_rps) if before_rps and after_rps else None,
+        },
+    }
+    log(f"vertical: apply p50 {res['apply_us']['p50']} us p99 {res['apply_us']['p99']} us, "
+        f"{mismatches} mismatches, {len(pids)} pid(s), {restarts} restarts; spin "
+        f"{before_rps} -> {after_rps} req/s at {f['cpu_quota_millicores']}m")
+    return res
+
+
 def fmt(v, digits=0):
     return "—" if v is None else f"{v:,.{digits}f}"
 
@@ -775,6 +903,19 @@ def markdown(res):
     z = res["scenarios"]["memory"]["scaled_to_zero"]
     L += ["", f"{z['functions']} functions, all scaled to zero: surge PSS {fmt(z['surge']['pss_kib'] / 1024)} MiB "
           f"in {z['surge']['processes']} process(es), {fmt(z['surge']['pss_per_function_kib'])} KiB per function."]
+    v = res["scenarios"]["vertical"]
+    ar = v["auto_raise"]
+    L += ["", "## Vertical: resizes in place (spin)", "",
+          "| manual resizes | decision → cgroup files p50 µs | p99 µs | max µs | admin round trip p50 ms | "
+          "file mismatches | sandbox pids | restarts |",
+          "| --- | --- | --- | --- | --- | --- | --- | --- |",
+          f"| {v['manual_resizes']} | {fmt(v['apply_us']['p50'])} | {fmt(v['apply_us']['p99'])} | "
+          f"{fmt(v['apply_us']['max'])} | {fmt(v['admin_round_trip_ms']['p50'], 2)} | "
+          f"{v['cgroup_file_mismatches']} | {v['sandbox_pids']} | {v['restarts']} |", "",
+          "| automatic CPU raise | first raise after s | req/s at 100m | req/s after | ratio |",
+          "| --- | --- | --- | --- | --- |",
+          f"| 100m → {ar['to_millicores']}m | {fmt(ar['seconds_to_first_raise'], 2)} | "
+          f"{fmt(ar['rps_before'], 1)} | {fmt(ar['rps_after'], 1)} | {ar['ratio']} |"]
     return "\n".join(L) + "\n"
 
 
@@ -839,6 +980,13 @@ def check(res):
     mem = [v for k, v in sc["memory"].items() if k.startswith("functions_")]
     if not any(v["functions"] == 1 for v in mem) or len(mem) < 2:
         problems.append("memory: needs a row for 1 function and one for many")
+    v = sc["vertical"]
+    num("vertical.apply_us.p50", v["apply_us"]["p50"])
+    if v["cgroup_file_mismatches"] or v["sandbox_pids"] != 1 or v["restarts"]:
+        problems.append(f"vertical: {v['cgroup_file_mismatches']} mismatches, {v['sandbox_pids']} pids, "
+                        f"{v['restarts']} restarts (expected 0, 1, 0)")
+    if not v["auto_raise"]["to_millicores"] > 100:
+        problems.append(f"vertical: the recommender did not raise spin's CPU ({v['auto_raise']})")
     for v in mem:
         num(f"memory.functions_{v['functions']}.surge.pss_kib", v["surge"]["pss_kib"])
         num(f"memory.functions_{v['functions']}.ratio_pss", v["ratio_pss"])
@@ -891,7 +1039,7 @@ def main():
     }
     b = Bench(a, tools)
     runs = {"warm_http": warm_http, "event": event, "cold_start": cold_start, "reaction": reaction,
-            "memory": memory}
+            "memory": memory, "vertical": vertical}
     try:
         for name in a.only or SCENARIOS:
             log(f"== {name}")
