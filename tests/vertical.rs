@@ -7,10 +7,18 @@
 mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::{replace_table, Host};
+
+/// One test at a time: they measure CPU and throughput on a small machine, and one test's
+/// spinning clients would be another's noise.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t = Instant::now();
@@ -77,6 +85,7 @@ fn a_throttled_function_gets_more_cpu_in_place() {
     if !needs_cgroups("a_throttled_function_gets_more_cpu_in_place") {
         return;
     }
+    let _one_at_a_time = serial();
     let h = Host::start_custom(
         &["spin"],
         "[vertical]\ninterval = \"500ms\"\nthrottle_sustain = 3\n",
@@ -145,6 +154,7 @@ fn memhog_gets_more_memory_after_running_out_and_then_succeeds() {
     if !needs_cgroups("memhog_gets_more_memory_after_running_out_and_then_succeeds") {
         return;
     }
+    let _one_at_a_time = serial();
     let h = Host::start_custom(&["memhog"], "[vertical]\ninterval = \"250ms\"\n", &|m| {
         let m = m.replace("memory = \"64Mi\"", "memory = \"32Mi\"");
         replace_table(&m, "scaling", ONE_INSTANCE)
@@ -160,9 +170,11 @@ fn memhog_gets_more_memory_after_running_out_and_then_succeeds() {
         r.text()
     );
     assert!(r.text().contains("OutOfMemory"), "{}", r.text());
-    // max(48Mi × 1.2, 48Mi + 16Mi) = 64Mi plus what the C runtime holds besides.
+    // max(48Mi × 1.2, 48Mi + 16Mi) = 64Mi plus what the C runtime holds besides; the
+    // cgroup grows with it (limits are for quota × instances + overhead).
     let took = wait_until("memory bumped", Duration::from_secs(5), || {
         num(&h, "memhog", "memory_quota_bytes") >= 64 << 20
+            && memory_limit(&h, "memhog") >= limit_before + (32 << 20)
     });
     let f = h.function("memhog").unwrap();
     assert_eq!(f["last_resize"], "oom", "{f}");
@@ -172,7 +184,16 @@ fn memhog_gets_more_memory_after_running_out_and_then_succeeds() {
         "the cgroup limit grew"
     );
     assert_eq!(h.sandbox_pid("memhog"), Some(pid), "same sandbox");
-    let r = h.invoke("memhog", br#"{"mib": 48}"#);
+    // The sandbox reads its new quota off its control pipe just after the cgroup grows:
+    // give it a moment.
+    let mut r = h.invoke("memhog", br#"{"mib": 48}"#);
+    for _ in 0..5 {
+        if r.header("x-amz-function-error").is_none() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        r = h.invoke("memhog", br#"{"mib": 48}"#);
+    }
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-amz-function-error"), None, "{}", r.text());
     assert!(r.text().contains(r#""allocated_mib":48"#), "{}", r.text());
@@ -187,7 +208,9 @@ fn a_manual_resize_rewrites_the_cgroup_at_once_and_drops_nothing() {
     if !needs_cgroups("a_manual_resize_rewrites_the_cgroup_at_once_and_drops_nothing") {
         return;
     }
-    let h = Host::start_custom(&["spin"], "", &|m| {
+    let _one_at_a_time = serial();
+    // Node CPU set, so 2 × 700m fits on any machine.
+    let h = Host::start_custom(&["spin"], "[node]\ncpu = \"4000m\"\n", &|m| {
         replace_table(
             &m,
             "scaling",
@@ -273,6 +296,7 @@ fn an_oversized_memory_quota_comes_down_toward_usage() {
     if !needs_cgroups("an_oversized_memory_quota_comes_down_toward_usage") {
         return;
     }
+    let _one_at_a_time = serial();
     let h = Host::start_custom(
         &["echo"],
         "[vertical]\ninterval = \"250ms\"\nconfidence_period = \"2s\"\n",
@@ -321,6 +345,7 @@ fn a_scale_up_the_node_cannot_hold_is_refused_and_queues() {
     if !needs_cgroups("a_scale_up_the_node_cannot_hold_is_refused_and_queues") {
         return;
     }
+    let _one_at_a_time = serial();
     // 64Mi per instance + 96Mi overhead: 400Mi holds 4 instances, not 8.
     let h = Host::start_custom(
         &["spin"],

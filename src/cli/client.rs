@@ -358,6 +358,9 @@ pub async fn resize(
     }
     let f: FunctionInfo = serde_json::from_slice(&r.body)?;
     let pin = |p: bool| if p { " (pinned)" } else { " (auto)" };
+    if r.status == StatusCode::ACCEPTED {
+        println!("accepted: the sandbox is starting or stopping; the resize applies when it is up");
+    }
     println!(
         "resized {}: memory {}{} cpu {}m{}; cgroup limits: memory {} cpu {}",
         f.name,

@@ -264,7 +264,7 @@ impl Job {
     /// The limits for a pool of `instances`, as far as the node grants them, and the
     /// instances they hold: fewer than asked when the node's memory is short (0: not even
     /// one), never fewer than the sandbox holds now. CPU is cut to the grant instead.
-    fn plan(&self, instances: u32) -> (SandboxLimits, u32) {
+    fn plan(&self, instances: u32) -> (SandboxLimits, u32, Resources) {
         let wanted = self.limits(instances);
         let v = &self.deployment.spec.vertical;
         let grant = self.ctx.node.request(
@@ -285,17 +285,20 @@ impl Job {
                 .unwrap_or(0);
             limits = self.limits(fitted);
         }
+        // The kernel's minimum CFS quota: a grant below 10m still writes 10m.
         limits.cpu_millicores = limits
             .cpu_millicores
             .min(grant.cpu_millicores)
             .max(CPU_MIN_MILLICORES);
-        (limits, fitted)
+        (limits, fitted, grant)
     }
 
     /// Tell the node and status what the cgroup holds now.
     fn record_held(&self) {
         self.ctx.node.commit(&self.cgroup_name, self.held());
-        self.deployment.vertical.set_limits(self.applied);
+        self.deployment
+            .vertical
+            .set_limits(self.applied, self.quota);
     }
 
     fn held(&self) -> Resources {
@@ -310,11 +313,22 @@ impl Job {
     /// Create the cgroup (if there is none) and spawn a sandbox warming `instances`.
     async fn start_sandbox(&mut self, instances: u32) -> Result<Started, StartError> {
         let t0 = tokio::time::Instant::now();
-        let (wanted, fitted) = self.plan(instances);
+        let (wanted, fitted, grant) = self.plan(instances);
         if fitted == 0 {
             let cap = self.ctx.node.capacity().memory_bytes;
-            let others = self.ctx.node.status().committed.memory_bytes - self.held().memory_bytes;
-            self.record_held();
+            let others = self
+                .ctx
+                .node
+                .status()
+                .committed
+                .memory_bytes
+                .saturating_sub(grant.memory_bytes.max(self.held().memory_bytes));
+            if self.cgroup.is_none() {
+                // Nothing held: leave no demand behind in the ledger.
+                self.ctx.node.release(&self.cgroup_name);
+            } else {
+                self.record_held();
+            }
             return Err(StartError::Capacity {
                 function: self.name().to_string(),
                 needed: self.limits(1).memory_bytes,
@@ -340,13 +354,14 @@ impl Job {
                     }
                 };
                 self.cgroup = Some(Arc::from(cg));
+                self.deployment.vertical.new_cgroup();
             }
             // Without cgroups nothing enforces the limits, but the node still counts them.
             self.applied = Some(wanted);
             self.applied_for = instances;
             self.record_held();
         } else {
-            self.fit_limits(instances);
+            self.fit_limits(instances).await;
         }
         let t_cgroup = t0.elapsed();
         let mut spec = self.sandbox_spec.clone();
@@ -388,8 +403,8 @@ impl Job {
     /// differ from what the cgroup holds; returns the instances they hold. The memory limit
     /// never goes below what the cgroup uses now. A failed write keeps the old limits; the
     /// next report, tick or refit tries again.
-    fn fit_limits(&mut self, instances: u32) -> u32 {
-        let (mut wanted, fitted) = self.plan(instances);
+    async fn fit_limits(&mut self, instances: u32) -> u32 {
+        let (mut wanted, fitted, _) = self.plan(instances);
         let Some(cg) = self.cgroup.clone() else {
             if self.applied.is_some() {
                 self.applied = Some(wanted);
@@ -398,21 +413,35 @@ impl Job {
             self.record_held();
             return fitted;
         };
-        if let Some(old) = self.applied {
-            if wanted.memory_bytes < old.memory_bytes {
-                // Instances made under a larger quota may still hold more than the new one
-                // allows: lowering below the usage would make the kernel reclaim or OOM.
-                let used = cg.usage().memory_bytes;
-                wanted.memory_bytes = wanted.memory_bytes.max(used.min(old.memory_bytes));
-            }
+        if fitted == 0 {
+            // Not even one instance fits at this quota (a raise on a full node): keep what
+            // the cgroup holds rather than write more than the grant.
+            self.record_held();
+            return self.applied_for;
         }
-        if self.applied == Some(wanted) {
+        let old = self.applied;
+        if old == Some(wanted) {
             self.record_held();
             return fitted;
         }
-        match cg.apply(&wanted) {
-            Ok(()) => {
-                self.applied = Some(wanted);
+        // Off the async threads: lowering a memory limit makes the kernel reclaim in the
+        // writing thread.
+        let written = tokio::task::spawn_blocking(move || {
+            if let Some(old) = old {
+                if wanted.memory_bytes < old.memory_bytes {
+                    // Instances made under a larger quota may still hold more than the new
+                    // one allows: below the usage the kernel would reclaim or OOM-kill.
+                    let used = cg.usage().memory_bytes;
+                    wanted.memory_bytes = wanted.memory_bytes.max(used.min(old.memory_bytes));
+                }
+            }
+            cg.apply(&wanted).map(|()| wanted)
+        })
+        .await
+        .expect("cgroup writes do not panic");
+        match written {
+            Ok(w) => {
+                self.applied = Some(w);
                 self.applied_for = fitted;
             }
             Err(e) => {
@@ -428,7 +457,7 @@ impl Job {
     /// is retried at every refit.
     async fn scale_to(&mut self, t: u32, sb: &mut Started, new_target: bool) {
         let held = self.applied_for;
-        let fitted = self.fit_limits(t.max(held));
+        let fitted = self.fit_limits(t.max(held)).await;
         let pool = t.min(fitted);
         let c = &self.deployment.vertical.counters;
         let limited = pool < t;
@@ -446,10 +475,33 @@ impl Job {
     /// Apply a new quota: the cgroup first (growing before the sandbox may use it), then
     /// the sandbox's quota for new instances. Acknowledged with the decision-to-limits time.
     async fn apply_resize(&mut self, r: Resize, target: u32, sb: Option<&mut Started>) {
+        let old = self.quota;
         self.quota = r.quota;
+        if sb.is_some() && r.quota.memory_bytes > old.memory_bytes {
+            // The instances held now must fit the node at the new quota; if they do not,
+            // raise memory only as far as they do (the refusal is counted and shown).
+            let held = self.applied_for.max(1);
+            let (_, fitted, grant) = self.plan(held);
+            if fitted < held {
+                let per = executions(&self.deployment.spec, self.kind, held).max(1) as u64;
+                let room = grant
+                    .memory_bytes
+                    .saturating_sub(self.ctx.config.memory_overhead.0)
+                    / per;
+                self.quota.memory_bytes = room.clamp(old.memory_bytes, r.quota.memory_bytes);
+                let c = &self.deployment.vertical.counters;
+                c.capacity_refusals.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    function = %self.name(),
+                    asked = r.quota.memory_bytes,
+                    applied = self.quota.memory_bytes,
+                    "memory raise cut: the node's memory is short"
+                );
+            }
+        }
         if let Some(sb) = sb {
             self.scale_to(target, sb, false).await;
-            let cmd = format!("{} {}\n", protocol::MEMORY_COMMAND, r.quota.memory_bytes);
+            let cmd = format!("{} {}\n", protocol::MEMORY_COMMAND, self.quota.memory_bytes);
             if let Err(e) = sb.stdin.write_all(cmd.as_bytes()).await {
                 tracing::warn!(function = %self.name(), error = %e, "sending the memory quota");
             }
@@ -467,6 +519,7 @@ impl Job {
         self.deployment.vertical.set_applied(Applied {
             generation: r.generation,
             limits: self.applied,
+            quota: Some(self.quota),
             latency_us,
         });
     }
@@ -475,7 +528,7 @@ impl Job {
         self.ctx.node.release(&self.cgroup_name);
         self.applied = None;
         self.applied_for = 0;
-        self.deployment.vertical.set_limits(None);
+        self.deployment.vertical.set_limits(None, self.quota);
         if let Some(cg) = self.cgroup.take() {
             let r = tokio::task::spawn_blocking(move || cg.destroy()).await;
             if let Ok(Err(e)) = r {
@@ -504,7 +557,10 @@ impl Job {
         let mut target = self.deployment.watch_target();
         target.mark_unchanged();
         let mut resize = self.deployment.vertical.watch_resize();
-        resize.mark_unchanged();
+        // A resize published before this task subscribed is not applied yet.
+        if resize.borrow().generation > 0 {
+            resize.mark_changed();
+        }
         let mut current = Some(first);
         let mut reports_open = true;
         // The next start is a cold start (from zero), not a restart after a crash.
@@ -517,6 +573,10 @@ impl Job {
                     self.remove_cgroup().await;
                     from_zero = true;
                     continue;
+                }
+                if want == 0 {
+                    // A failed start may have left a demand in the ledger.
+                    self.ctx.node.release(&self.cgroup_name);
                 }
                 if want == 0 {
                     // At zero: no process, no cgroup. Wait for demand; a resize takes effect
@@ -548,9 +608,15 @@ impl Job {
                     }
                     Err(e) => {
                         tracing::warn!(function = %self.name(), error = %e, "sandbox start failed");
+                        // A resize may be what lets the next start fit: take it meanwhile.
                         tokio::select! {
                             _ = stop.changed() => break,
                             _ = tokio::time::sleep(RESTART_BACKOFF * 10) => {}
+                            r = resize.changed() => {
+                                if r.is_err() { break }
+                                let r = *resize.borrow_and_update();
+                                self.apply_resize(r, 0, None).await;
+                            }
                         }
                     }
                 }
@@ -595,7 +661,7 @@ impl Job {
                             .busy()
                             .div_ceil(per_instance(&self.deployment.spec, self.kind));
                         let t = *target.borrow();
-                        self.fit_limits(t.max(slots).max(running));
+                        self.fit_limits(t.max(slots).max(running)).await;
                     }
                 }
                 Wake::Target => {

@@ -109,8 +109,15 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse
             let body = read_body(body, &parts.headers, 64 << 10, || "the admin API".into()).await?;
             let r: ResizeRequest = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::BadRequest(format!("resize request: {e}")))?;
-            let info = gw.registry.resize(&name, &r).await?;
-            Ok(json(StatusCode::OK, &info))
+            let (info, applied) = gw.registry.resize(&name, &r).await?;
+            // 202: accepted and pinned, but the sandbox (starting, or stopping at zero) has
+            // not taken it yet; it will.
+            let status = if applied {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok(json(status, &info))
         }
         Action::Deploy => {
             let (parts, body) = req.into_parts();

@@ -70,7 +70,8 @@ pub enum DeployError {
     Corrupt(String),
 }
 
-/// Longest a manual resize waits for the supervisor to apply it before answering.
+/// Longest a manual resize waits for the supervisor to apply it before answering (202
+/// instead of 200 after that: it applies when the sandbox is up).
 const RESIZE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A manual resize: dimensions to set (and pin), and dimensions to unpin.
@@ -225,8 +226,8 @@ impl FunctionInfo {
             restarts: 0,
             cgroup: Vec::new(),
             deployed_at_unix: 0,
-            memory_quota_bytes: q.memory_bytes,
-            cpu_quota_millicores: q.cpu_millicores,
+            memory_quota_bytes: applied.quota.unwrap_or(q).memory_bytes,
+            cpu_quota_millicores: applied.quota.unwrap_or(q).cpu_millicores,
             memory_pinned: pins.memory_bytes.is_some(),
             cpu_pinned: pins.cpu_millicores.is_some(),
             memory_limit_bytes: applied.limits.map(|l| l.memory_bytes),
@@ -490,49 +491,59 @@ impl Registry {
     /// memory), pinned and persisted, then applied in place by the supervisor. Returns once
     /// the cgroup holds the new limits (or after `RESIZE_WAIT`, if the sandbox is busy
     /// starting).
-    pub async fn resize(&self, name: &str, r: &ResizeRequest) -> Result<FunctionInfo, DeployError> {
-        let _t = self.transitions.lock().await;
-        let d = self
-            .routes()
-            .get(name)
-            .ok_or_else(|| DeployError::NotFound(name.into()))?;
-        let quota_err = |source| DeployError::Quota {
-            function: name.to_string(),
-            source,
-        };
-        let v = &d.vertical;
-        if r.update.memory_bytes.is_some() || r.update.cpu_millicores.is_some() {
-            let next = v
-                .quota()
-                .update(&r.update, &v.spec.bounds)
-                .map_err(quota_err)?;
-            // The memory the pool holds now, at the new quota, must fit the node.
-            let instances = d.ready().max(d.target()).max(1);
-            let needed = self
-                .sandboxes
-                .limits_for(&d.spec, d.kind, next, instances)
-                .memory_bytes;
-            let held = v.applied().limits.map_or(0, |l| l.memory_bytes);
-            let node = self.sandboxes.node.status();
-            let free = node.capacity.memory_bytes.saturating_sub(
-                node.committed.memory_bytes - held.min(node.committed.memory_bytes),
-            );
-            if needed > free {
-                return Err(DeployError::Capacity {
+    pub async fn resize(
+        &self,
+        name: &str,
+        r: &ResizeRequest,
+    ) -> Result<(FunctionInfo, bool), DeployError> {
+        let d = {
+            // Not across deploys and removes; released before waiting for the apply.
+            let _t = self.transitions.lock().await;
+            let d = self
+                .routes()
+                .get(name)
+                .ok_or_else(|| DeployError::NotFound(name.into()))?;
+            let v = &d.vertical;
+            let (next, pins) = v
+                .prepare_manual(&r.update, r.clear_memory, r.clear_cpu)
+                .map_err(|source| DeployError::Quota {
                     function: name.to_string(),
-                    instances,
-                    needed,
-                    free,
-                    capacity: node.capacity.memory_bytes,
-                });
+                    source,
+                })?;
+            // A memory raise must fit the node for the instances the sandbox holds now.
+            let before = v.quota_in_force();
+            if next.memory_bytes > before.memory_bytes {
+                let instances = d.ready().max(1);
+                let needed = self
+                    .sandboxes
+                    .limits_for(&d.spec, d.kind, next, instances)
+                    .memory_bytes;
+                let held = v.applied().limits.map_or(0, |l| l.memory_bytes);
+                let node = self.sandboxes.node.status();
+                let others = node.committed.memory_bytes.saturating_sub(held);
+                let free = node.capacity.memory_bytes.saturating_sub(others);
+                if needed > free {
+                    return Err(DeployError::Capacity {
+                        function: name.to_string(),
+                        instances,
+                        needed,
+                        free,
+                        capacity: node.capacity.memory_bytes,
+                    });
+                }
             }
-        }
-        let (_, generation) = v
-            .resize_manual(&r.update, r.clear_memory, r.clear_cpu)
-            .map_err(quota_err)?;
-        tokio::task::block_in_place(|| self.store.put_pins(name, &v.pins()))?;
-        v.wait_applied(generation, RESIZE_WAIT).await;
-        Ok(FunctionInfo::of(&d))
+            // Persisted first: an error here changes nothing, live or stored.
+            tokio::task::block_in_place(|| self.store.put_pins(name, &pins))?;
+            let generation = v.commit_manual(pins);
+            (d, generation)
+        };
+        let (d, generation) = d;
+        let applied = d
+            .vertical
+            .wait_applied(generation, RESIZE_WAIT)
+            .await
+            .is_some();
+        Ok((FunctionInfo::of(&d), applied))
     }
 
     pub fn list(&self) -> Vec<FunctionInfo> {

@@ -41,9 +41,14 @@ pub fn cgroups_writable() -> Result<(), String> {
     } else {
         PathBuf::from("/sys/fs/cgroup/memory")
     };
-    let dir = base
-        .join(mem.trim_start_matches('/'))
-        .join(format!("surge-probe-{}", std::process::id()));
+    // Unique per call: tests probe from several threads at once, and a shared name made
+    // one probe fail on the other's directory (and its test skip, or run without cgroups).
+    static PROBES: AtomicU32 = AtomicU32::new(0);
+    let dir = base.join(mem.trim_start_matches('/')).join(format!(
+        "surge-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
     std::fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let _ = std::fs::remove_dir(&dir);
     Ok(())

@@ -143,7 +143,7 @@ impl EventHandler {
             &self.engine,
             EventState {
                 wasi,
-                limiter: InstanceLimiter::new(s.memory.limit()),
+                limiter: InstanceLimiter::following(s.memory.clone()),
                 deadline: None,
             },
         );

@@ -320,7 +320,7 @@ impl HttpHandler {
                 wasi,
                 http: WasiHttpCtx::new(),
                 table: ResourceTable::new(),
-                limiter: InstanceLimiter::new(self.settings.memory.limit()),
+                limiter: InstanceLimiter::following(self.settings.memory.clone()),
                 deadline: None,
                 hooks: NoOutbound,
             },

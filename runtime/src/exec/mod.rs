@@ -53,6 +53,11 @@ impl Outcome {
 #[derive(Debug)]
 pub struct InstanceLimiter {
     limit_bytes: usize,
+    /// The sandbox's live quota, when it has one: read on every grow, so a quota lowered
+    /// after this instance was made refuses its growth (an OOM the host sees and answers)
+    /// instead of letting it grow into the cgroup's lower limit (a kernel OOM kill of the
+    /// whole sandbox).
+    ledger: Option<std::sync::Arc<MemoryLedger>>,
     used_bytes: usize,
     /// Set when a grow was refused: the instance hit its quota.
     pub denied: bool,
@@ -66,11 +71,28 @@ impl InstanceLimiter {
     pub fn new(limit_bytes: u64) -> Self {
         InstanceLimiter {
             limit_bytes: usize::try_from(limit_bytes).unwrap_or(usize::MAX),
+            ledger: None,
             used_bytes: 0,
             denied: false,
             peak_bytes: 0,
             denied_bytes: 0,
         }
+    }
+
+    /// A limiter that follows `ledger`'s quota: the lower of it and the quota at creation,
+    /// so growth stops at a lowered quota, and a raise applies to new instances (whose
+    /// memory slots the host sized for).
+    pub fn following(ledger: std::sync::Arc<MemoryLedger>) -> Self {
+        let mut l = InstanceLimiter::new(ledger.limit());
+        l.ledger = Some(ledger);
+        l
+    }
+
+    fn limit(&self) -> usize {
+        let live = self.ledger.as_ref().map_or(usize::MAX, |l| {
+            usize::try_from(l.limit()).unwrap_or(usize::MAX)
+        });
+        self.limit_bytes.min(live)
     }
 }
 
@@ -133,7 +155,7 @@ impl ResourceLimiter for InstanceLimiter {
             .used_bytes
             .saturating_sub(current)
             .saturating_add(desired);
-        if next > self.limit_bytes {
+        if next > self.limit() {
             self.denied = true;
             self.denied_bytes = self.denied_bytes.max(next);
             return Ok(false);
@@ -215,4 +237,27 @@ pub fn classify(err: &wasmtime::Error, limiter: &InstanceLimiter) -> (Outcome, S
         Outcome::Trap,
         msg.lines().next().unwrap_or("handler failed").to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_live_instance_follows_a_lowered_quota_and_reports_it() {
+        let ledger = std::sync::Arc::new(MemoryLedger::new(64 << 20));
+        let mut l = InstanceLimiter::following(ledger.clone());
+        assert!(l.memory_growing(0, 32 << 20, None).unwrap());
+        // The host lowers the quota while the instance lives: its next grow is refused
+        // (a wasm OOM the host sees), not left to the cgroup's lower limit.
+        ledger.set_limit(16 << 20);
+        assert!(!l.memory_growing(32 << 20, 40 << 20, None).unwrap());
+        assert!(l.denied);
+        // A raise does not lift an instance past the quota it was made with.
+        ledger.set_limit(128 << 20);
+        assert!(!l.memory_growing(32 << 20, 80 << 20, None).unwrap());
+        ledger.observe(&l);
+        assert_eq!(ledger.take(), Some((32 << 20, 80 << 20)));
+        assert_eq!(ledger.take(), None, "a new interval starts empty");
+    }
 }

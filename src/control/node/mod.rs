@@ -134,10 +134,19 @@ impl Node {
             let floor = if cpu { 0 } else { pick(&mine.committed) };
             pick(&mine.demand).min(fair.max(floor)).min(free)
         };
-        Resources {
+        let granted = Resources {
             memory_bytes: grant(self.capacity.memory_bytes, |r| r.memory_bytes, false),
             cpu_millicores: grant(self.capacity.cpu_millicores, |r| r.cpu_millicores, true),
-        }
+        };
+        // Reserved until the caller commits what it really wrote: two grants in flight at
+        // once (two cold starts, each waiting on its cgroup) must not both count the same
+        // free capacity.
+        let me = holders.get_mut(key).expect("inserted");
+        me.committed = Resources {
+            memory_bytes: me.committed.memory_bytes.max(granted.memory_bytes),
+            cpu_millicores: me.committed.cpu_millicores.max(granted.cpu_millicores),
+        };
+        granted
     }
 
     /// Record what `key`'s cgroup holds now (after a write, or a failed one).
@@ -250,12 +259,33 @@ mod tests {
     }
 
     #[test]
+    fn grants_in_flight_are_reserved() {
+        let n = Node::new(r(1000, 1000));
+        // Both ask before either commits (two cold starts waiting on their cgroups).
+        let a = n.request("a", r(600, 600), 1, 0);
+        let b = n.request("b", r(600, 600), 1, 0);
+        assert!(a.memory_bytes + b.memory_bytes <= 1000, "{a:?} + {b:?}");
+        assert!(a.cpu_millicores + b.cpu_millicores <= 1000, "{a:?} + {b:?}");
+        assert!(n.status().committed.memory_bytes <= 1000);
+        // A commit below the grant gives the rest back, up to b's fair half while a
+        // still asks for 600.
+        n.commit("a", r(100, 100));
+        let b = n.request("b", r(600, 600), 1, 0);
+        assert_eq!(b, r(500, 500));
+        n.release("a");
+        let b = n.request("b", r(600, 600), 1, 0);
+        assert_eq!(b, r(600, 600));
+    }
+
+    #[test]
     fn weight_decides_contested_growth() {
         let n = Node::new(r(900, 900));
         n.request("a", r(0, 0), 1, 0);
+        // b asks and holds nothing yet (its grant was not written).
+        n.request("b", r(900, 900), 2, 0);
+        n.commit("b", r(0, 0));
         // Both ask for 900 with weights 1 and 2: a gets a third, b two thirds (of the CPU
         // above the 10m minimum each keeps).
-        n.request("b", r(900, 900), 2, 0);
         let ga = n.request("a", r(900, 900), 1, 0);
         assert_eq!(ga, r(300, 10 + 880 / 3));
         n.commit("a", ga);

@@ -82,6 +82,9 @@ pub struct Applied {
     pub generation: u64,
     /// The limits its cgroup holds (None: at zero, no cgroup).
     pub limits: Option<SandboxLimits>,
+    /// The quota those limits are for: below the published one when the node's memory could
+    /// not take a raise for the instances the sandbox holds.
+    pub quota: Option<Quota>,
     /// From the decision to the cgroup files holding the limits, µs.
     pub latency_us: u64,
 }
@@ -144,8 +147,10 @@ pub struct VerticalState {
     applied: watch::Sender<Applied>,
     pins: Mutex<QuotaUpdate>,
     history: Mutex<History>,
-    /// The previous sample: when, and the cgroup's cumulative counters then.
-    last: Mutex<Option<(Instant, Usage)>>,
+    /// The previous sample: when, the cgroup's cumulative counters then, and which cgroup.
+    last: Mutex<Option<(Instant, Usage, u64)>>,
+    /// Counts the cgroups this version had: a new one (a cold start) restarts its counters.
+    cgroup_epoch: AtomicU64,
     pub report: Mutex<VerticalReport>,
     /// Highest wasm linear memory of one instance since the last sample (sandbox reports).
     wasm_peak_interval: AtomicU64,
@@ -162,6 +167,7 @@ pub struct VerticalState {
 
 impl VerticalState {
     pub fn new(spec: Vertical, initial: Quota, pins: QuotaUpdate, params: &Params) -> Self {
+        let b = spec.bounds;
         VerticalState {
             spec,
             resize: watch::Sender::new(Resize {
@@ -171,9 +177,18 @@ impl VerticalState {
                 source: Source::Initial,
             }),
             applied: watch::Sender::new(Applied::default()),
-            pins: Mutex::new(pins),
+            // A pin from an earlier version stays within this version's bounds.
+            pins: Mutex::new(QuotaUpdate {
+                memory_bytes: pins
+                    .memory_bytes
+                    .map(|m| m.clamp(b.memory_min_bytes, b.memory_max_bytes)),
+                cpu_millicores: pins
+                    .cpu_millicores
+                    .map(|c| c.clamp(b.cpu_min_millicores, b.cpu_max_millicores)),
+            }),
             history: Mutex::new(History::new(params)),
             last: Mutex::new(None),
+            cgroup_epoch: AtomicU64::new(0),
             report: Mutex::new(VerticalReport::default()),
             wasm_peak_interval: AtomicU64::new(0),
             wasm_denied: AtomicU64::new(0),
@@ -207,12 +222,24 @@ impl VerticalState {
     }
 
     /// The cgroup's limits changed outside a resize (a scale, a start, a stop).
-    pub fn set_limits(&self, limits: Option<SandboxLimits>) {
+    pub fn set_limits(&self, limits: Option<SandboxLimits>, quota: Quota) {
         self.applied.send_if_modified(|a| {
-            let changed = a.limits != limits;
+            let changed = a.limits != limits || a.quota != Some(quota);
             a.limits = limits;
+            a.quota = Some(quota);
             changed
         });
+    }
+
+    /// A new cgroup was created for this version: its counters start from zero.
+    pub fn new_cgroup(&self) {
+        self.cgroup_epoch.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The quota the sandbox runs with: the applied one, or the published one before the
+    /// first apply.
+    pub fn quota_in_force(&self) -> Quota {
+        self.applied().quota.unwrap_or_else(|| self.quota())
     }
 
     /// A sandbox `mem <peak> <denied>` report.
@@ -245,15 +272,15 @@ impl VerticalState {
         generation
     }
 
-    /// A manual resize: validated as a whole against the bounds, then pinned. A dimension
-    /// set to `None` in `clear` is unpinned (the recommender takes it again). Returns the
-    /// generation to wait for.
-    pub fn resize_manual(
+    /// A manual resize, checked but not applied: the quota it gives (validated as a whole
+    /// against the bounds) and the pins after it. A dimension set in `clear` is unpinned
+    /// (the recommender takes it again).
+    pub fn prepare_manual(
         &self,
         update: &QuotaUpdate,
         clear_memory: bool,
         clear_cpu: bool,
-    ) -> Result<(Quota, u64), QuotaError> {
+    ) -> Result<(Quota, QuotaUpdate), QuotaError> {
         let current = self.quota();
         let next = if update.memory_bytes.is_some() || update.cpu_millicores.is_some() {
             current.update(update, &self.spec.bounds)?
@@ -262,25 +289,36 @@ impl VerticalState {
         } else {
             return Err(QuotaError::Empty);
         };
-        {
-            let mut pins = self.pins.lock();
-            if update.memory_bytes.is_some() {
-                pins.memory_bytes = update.memory_bytes;
-            } else if clear_memory {
-                pins.memory_bytes = None;
-            }
-            if update.cpu_millicores.is_some() {
-                pins.cpu_millicores = update.cpu_millicores;
-            } else if clear_cpu {
-                pins.cpu_millicores = None;
-            }
+        let mut pins = self.pins();
+        if update.memory_bytes.is_some() {
+            pins.memory_bytes = update.memory_bytes;
+        } else if clear_memory {
+            pins.memory_bytes = None;
         }
-        let generation = if next != current {
+        if update.cpu_millicores.is_some() {
+            pins.cpu_millicores = update.cpu_millicores;
+        } else if clear_cpu {
+            pins.cpu_millicores = None;
+        }
+        Ok((next, pins))
+    }
+
+    /// Apply prepared (and persisted) pins: the pinned dimensions take the pinned values,
+    /// the others stay. Returns the generation to wait for. Under the pins lock, so a
+    /// recommender step cannot publish between the two.
+    pub fn commit_manual(&self, pins: QuotaUpdate) -> u64 {
+        let mut held = self.pins.lock();
+        *held = pins;
+        let current = self.quota();
+        let next = Quota {
+            memory_bytes: pins.memory_bytes.unwrap_or(current.memory_bytes),
+            cpu_millicores: pins.cpu_millicores.unwrap_or(current.cpu_millicores),
+        };
+        if next != current {
             self.publish(next, Source::Manual, Instant::now())
         } else {
             self.resize.borrow().generation
-        };
-        Ok((next, generation))
+        }
     }
 
     /// Wait until the supervisor applied `generation` (or `within` passes).
@@ -312,8 +350,14 @@ impl VerticalState {
     ) {
         let active = self.last_requests.swap(requests_total, Ordering::Relaxed) != requests_total
             || inflight > 0;
-        let prev = self.last.lock().replace((now, usage.clone()));
-        let quota = self.quota();
+        let epoch = self.cgroup_epoch.load(Ordering::Relaxed);
+        let prev = self
+            .last
+            .lock()
+            .replace((now, usage.clone(), epoch))
+            .filter(|(_, _, e)| *e == epoch)
+            .map(|(t, u, _)| (t, u));
+        let quota = self.quota_in_force();
         let mut cpu_total = None;
         let mut throttled_fraction = 0.0;
         let mut cgroup_oom = false;
@@ -345,11 +389,13 @@ impl VerticalState {
         }
         let sample = Sample {
             memory_peak_bytes: (peak > 0).then_some(peak),
-            // Per busy instance: an idle instance uses (next to) no CPU, so dividing by all
-            // the ready ones would under-state what one request needs.
+            // Per busy instance-second: an idle instance uses (next to) no CPU, so dividing
+            // by the ready ones, or by the whole interval when one instance was busy for a
+            // tenth of it, would under-state what a request needs while it runs. The floor
+            // keeps an idle sandbox's own background CPU from being blown up.
             cpu_millicores: cpu_total
                 .filter(|_| active)
-                .map(|c| (c as f64 / busy_instances.max(1.0)) as u64),
+                .map(|c| (c as f64 / busy_instances.max(MIN_BUSY)) as u64),
             throttled_fraction,
             oom_bytes,
         };
@@ -376,11 +422,13 @@ impl VerticalState {
         if !self.spec.enabled {
             return;
         }
-        let pins = self.pins();
-        let next = Quota {
+        // Pins are read and the quota published under one lock: a manual resize cannot
+        // land between the two and be overwritten.
+        let pins = self.pins.lock();
+        let next = self.spec.bounds.clamp(Quota {
             memory_bytes: pins.memory_bytes.unwrap_or(want.memory_bytes),
             cpu_millicores: pins.cpu_millicores.unwrap_or(want.cpu_millicores),
-        };
+        });
         if next != quota {
             tracing::info!(
                 memory_bytes = next.memory_bytes,
@@ -392,8 +440,12 @@ impl VerticalState {
             );
             self.publish(next, reason.into(), now);
         }
+        drop(pins);
     }
 }
+
+/// The least busy-instance count CPU is divided by (see [`VerticalState::step`]).
+const MIN_BUSY: f64 = 0.05;
 
 /// The recommender's parameters from the host config.
 pub fn params(c: &VerticalConfig) -> Params {

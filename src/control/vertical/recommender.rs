@@ -405,7 +405,12 @@ fn recommend(
 /// bump instead of drowning one sample among thousands of per-second peaks. It fades as
 /// fresh peaks outweigh it (about 6 min at the default half-life) unless usage backs it.
 fn oom_sample_weight(h: &DecayingHistogram, p: &Params, now: Instant) -> f64 {
-    let q = p.memory_percentile.min(p.upper_percentile).clamp(0.01, 1.0);
+    bump_sample_weight(h, p.memory_percentile.min(p.upper_percentile), now)
+}
+
+/// The same rule for any bump sample, against percentile `q`.
+fn bump_sample_weight(h: &DecayingHistogram, q: f64, now: Instant) -> f64 {
+    let q = q.clamp(0.01, 1.0);
     (h.total_samples_at(now) * 2.0 * (1.0 - q) / q).max(1.0)
 }
 
@@ -470,6 +475,11 @@ pub fn decide(
         if cpu_millicores > current.cpu_millicores {
             quota.cpu_millicores = cpu_millicores;
             reason.get_or_insert(Reason::Throttled);
+            // Samples taken while throttled sit at the old quota: without this one, the
+            // next usage decision would find the raise above its band and take it back.
+            let q = p.cpu_percentile.min(p.upper_percentile);
+            let weight = bump_sample_weight(&history.cpu, q, now);
+            history.cpu.add(cpu_millicores as f64, weight, now);
         }
     }
 
@@ -792,6 +802,29 @@ mod tests {
             // The streak is reset once acted on.
             assert_eq!(decide(&mut h, current, &bounds, &p, now).1, Decision::Keep);
         }
+    }
+
+    #[test]
+    fn a_throttle_raise_is_not_taken_back_by_the_next_usage_decision() {
+        let p = Params::default();
+        let t0 = Instant::now();
+        // An hour at 250m, throttled (usage sits at the quota), then the raise.
+        let mut h = History::new(&p);
+        let throttled = Sample {
+            throttled_fraction: 0.5,
+            ..sample(40 * MIB, 250)
+        };
+        feed(&mut h, t0, 0..3600, throttled);
+        let current = quota(48 * MIB, 250);
+        let (_, d) = decide(&mut h, current, &BOUNDS, &p, at(t0, 3600));
+        let Decision::Resize { quota: raised, .. } = d else {
+            panic!("throttling raises: {d:?}")
+        };
+        assert_eq!(raised.cpu_millicores, 500);
+        // The next seconds still show usage near the old quota (the raise is just in).
+        feed(&mut h, t0, 3601..3605, sample(40 * MIB, 260));
+        let (rec, d) = decide(&mut h, raised, &BOUNDS, &p, at(t0, 3605));
+        assert_eq!(d, Decision::Keep, "{rec:?}");
     }
 
     #[test]
