@@ -393,6 +393,17 @@ fn a_scale_up_the_node_cannot_hold_is_refused_and_queues() {
     let status = h.admin("GET", "/admin/v1/status");
     let s: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
     assert!(s["node"]["committed"]["memory_bytes"].as_u64().unwrap() <= 400 << 20);
+    // A deploy that cannot get one instance's memory fails as a whole, naming the figures.
+    let extra = h.dir.path().join("extra");
+    common::copy_function("echo", &extra.join("echo"));
+    let manifest = extra.join("echo/function.toml");
+    let (code, out, err) = h.cli(&["deploy", manifest.to_str().unwrap()]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("function echo: the node's memory cannot hold one instance"),
+        "{err}"
+    );
+    assert!(h.function("echo").is_none(), "nothing half-deployed");
     for c in clients {
         assert_eq!(c.join().unwrap(), 200, "queued, then served");
     }
