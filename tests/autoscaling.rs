@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Host;
+use common::{num, wait_until, Host};
 
 /// Short windows so that a test sees whole cycles in seconds.
 const FAST_TICK: &str = "[autoscaler]\ntick = \"100ms\"\n";
@@ -19,21 +19,6 @@ fn fast_scaling(min: u32, max: u32, extra: &str) -> String {
         "min_instances = {min}\nmax_instances = {max}\nconcurrency = 1\nreuse = 1\n\
          stable_window = \"2s\"\npanic_window = \"500ms\"\nscale_to_zero_after = \"1s\"\n{extra}"
     )
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.elapsed()
-}
-
-fn num(h: &Host, name: &str, key: &str) -> u64 {
-    h.function(name).expect("deployed")[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} in status"))
 }
 
 fn cgroup_dirs(h: &Host, name: &str) -> Vec<PathBuf> {

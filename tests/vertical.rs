@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{replace_table, Host};
+use common::{num, replace_table, wait_until, Host};
 
 /// One test at a time: they measure CPU and throughput on a small machine, and one test's
 /// spinning clients would be another's noise.
@@ -18,21 +18,6 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let t = Instant::now();
-    while !f() {
-        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    t.elapsed()
-}
-
-fn num(h: &Host, name: &str, key: &str) -> u64 {
-    h.function(name).expect("deployed")[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} in status"))
 }
 
 /// The sandbox cgroup's directory in the hierarchy that has `file` (v1: one per controller).

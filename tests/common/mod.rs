@@ -298,6 +298,24 @@ impl Drop for Host {
     }
 }
 
+/// Poll `f` every 20 ms until it holds; fail naming `what` after `limit`. Returns how long
+/// it took.
+pub fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t.elapsed()
+}
+
+/// A number from the function's entry in the admin API.
+pub fn num(h: &Host, name: &str, key: &str) -> u64 {
+    h.function(name).expect("deployed")[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in status"))
+}
+
 /// `text` with its `[table]` section (up to the next table) replaced by `body`.
 pub fn replace_table(text: &str, table: &str, body: &str) -> String {
     let header = format!("[{table}]");

@@ -11,10 +11,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a sandbox cgroup reports. Counters are cumulative since the cgroup was created.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Usage {
     pub memory_bytes: u64,
     pub memory_peak_bytes: u64,

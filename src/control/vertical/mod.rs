@@ -92,39 +92,13 @@ pub struct Applied {
 /// Usage figures for status and metrics, from the last sample.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VerticalReport {
-    pub usage: Option<UsageReport>,
+    pub usage: Option<Usage>,
     /// CPU over the last interval, the whole sandbox, millicores.
     pub cpu_millicores: u64,
     /// Fraction of the last interval's CFS periods that were throttled.
     pub throttled_fraction: f64,
     pub recommendation: Option<Quota>,
     pub last_reason: Option<Source>,
-}
-
-/// [`Usage`] in a serializable form.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct UsageReport {
-    pub memory_bytes: u64,
-    pub memory_peak_bytes: u64,
-    pub cpu_usage_ns: u64,
-    pub nr_periods: u64,
-    pub nr_throttled: u64,
-    pub throttled_ns: u64,
-    pub oom_kills: u64,
-}
-
-impl From<&Usage> for UsageReport {
-    fn from(u: &Usage) -> Self {
-        UsageReport {
-            memory_bytes: u.memory_bytes,
-            memory_peak_bytes: u.memory_peak_bytes,
-            cpu_usage_ns: u.cpu_usage_ns,
-            nr_periods: u.nr_periods,
-            nr_throttled: u.nr_throttled,
-            throttled_ns: u.throttled_ns,
-            oom_kills: u.oom_kills,
-        }
-    }
 }
 
 /// Counters for status and metrics.
@@ -407,7 +381,7 @@ impl VerticalState {
         let (rec, decision): (Option<Recommendation>, Decision) = decision;
         {
             let mut r = self.report.lock();
-            r.usage = Some(UsageReport::from(&usage));
+            r.usage = Some(usage);
             r.cpu_millicores = cpu_total.unwrap_or(0);
             r.throttled_fraction = throttled_fraction;
             r.recommendation = rec.map(|r| r.target);
