@@ -1,8 +1,9 @@
 //! Vertical scaling on a real host with real cgroups: a throttled function gets more CPU in
 //! place, a function that ran out of memory gets more and then succeeds, a manual resize
 //! rewrites the cgroup files at once without dropping a request, an oversized quota comes
-//! down toward what the function uses, and a scale-up the node's memory cannot hold is
-//! refused visibly while its requests queue.
+//! down toward what the function uses, a scale-up the node's memory cannot hold is
+//! refused visibly while its requests queue, and an http component reports its instances'
+//! wasm memory peak and is resized in place.
 
 mod common;
 use std::path::{Path, PathBuf};
@@ -392,4 +393,51 @@ fn a_scale_up_the_node_cannot_hold_is_refused_and_queues() {
     for c in clients {
         assert_eq!(c.join().unwrap(), 200, "queued, then served");
     }
+}
+
+#[test]
+fn an_http_function_reports_its_wasm_peak_and_resizes_in_place() {
+    if !needs_cgroups("an_http_function_reports_its_wasm_peak_and_resizes_in_place") {
+        return;
+    }
+    let _one_at_a_time = serial();
+    let h = Host::start_custom(&["hello"], "[vertical]\ninterval = \"250ms\"\n", &|m| {
+        let m = m.replace("min_instances = 0", "min_instances = 1");
+        replace_table(
+            &m,
+            "vertical",
+            "memory = { min = \"16Mi\", max = \"256Mi\" }",
+        )
+    });
+    let pid = h.sandbox_pid("hello").unwrap();
+    for _ in 0..3 {
+        assert_eq!(h.get("/hello").status, 200);
+    }
+    // The sandbox folds each instance's linear-memory high-water mark into a report.
+    wait_until("the wasm peak is reported", Duration::from_secs(5), || {
+        num(&h, "hello", "wasm_memory_peak_bytes") > 0
+    });
+    let peak = num(&h, "hello", "wasm_memory_peak_bytes");
+    let want_mib = (peak >> 20) + 64;
+    let (code, out, err) = h.cli(&["resize", "hello", "--memory", &format!("{want_mib}Mi")]);
+    assert_eq!(code, 0, "{out}{err}");
+    let f = h.function("hello").unwrap();
+    assert_eq!(f["memory_quota_bytes"], want_mib << 20, "{f}");
+    let limit = memory_limit(&h, "hello");
+    assert!(
+        limit >= want_mib << 20,
+        "cgroup {limit} holds the new quota"
+    );
+    // New instances (reuse is 1000, so force a few with concurrent requests) serve under it.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = h.addr.clone();
+            std::thread::spawn(move || common::http(&addr, "GET", "/hello", &[], b"").status)
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 200);
+    }
+    assert_eq!(h.sandbox_pid("hello"), Some(pid), "resized in place");
+    eprintln!("hello: wasm peak {peak} bytes; resized to {want_mib}Mi, cgroup {limit} bytes");
 }
