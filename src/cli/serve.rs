@@ -92,6 +92,10 @@ fn hex_encode(b: &[u8]) -> String {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Handlers first: a SIGTERM that arrived before they existed (say, right after the
+    // `ready:` line) would kill the host with the default action, leaving its sandboxes'
+    // cgroups behind.
+    let shutdown = ShutdownSignals::install()?;
     let mut cfg = args.config;
     if let Some(l) = args.listen {
         cfg.listen = l;
@@ -193,7 +197,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
     let _ = std::io::stdout().flush();
 
-    shutdown_signal().await;
+    shutdown.recv().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(());
     let _ = server.await;
@@ -207,12 +211,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// SIGTERM and SIGINT, registered at start.
+struct ShutdownSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(ShutdownSignals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
     }
 }

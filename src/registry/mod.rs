@@ -264,6 +264,9 @@ pub struct Registry {
     routes: RwLock<Arc<Routes>>,
     /// Supervisors of live versions, by function name.
     live: AsyncMutex<HashMap<String, Supervised>>,
+    /// Versions swapped out and still draining: a host stopping meanwhile waits for them,
+    /// so their sandboxes stop and their cgroups go.
+    retiring: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// One deploy or remove at a time: transitions never interleave.
     transitions: AsyncMutex<()>,
 }
@@ -305,6 +308,7 @@ impl Registry {
             sandboxes,
             routes: RwLock::new(Arc::new(Routes::default())),
             live: AsyncMutex::new(HashMap::new()),
+            retiring: parking_lot::Mutex::new(Vec::new()),
             transitions: AsyncMutex::new(()),
         })
     }
@@ -461,7 +465,9 @@ impl Registry {
         };
         if let Some(old) = old {
             // Requests already on the old version finish there; new ones see the new table.
-            tokio::spawn(old.retire());
+            let mut retiring = self.retiring.lock();
+            retiring.retain(|h| !h.is_finished());
+            retiring.push(tokio::spawn(old.retire()));
         }
         tracing::info!(function = %name, version, kind = kind.as_str(), "deployed");
         Ok(info)
@@ -616,6 +622,10 @@ impl Registry {
         let all: Vec<Supervised> = self.live.lock().await.drain().map(|(_, s)| s).collect();
         for s in all {
             s.retire().await;
+        }
+        let draining: Vec<_> = std::mem::take(&mut *self.retiring.lock());
+        for h in draining {
+            let _ = h.await;
         }
         if let Some(d) = &self.sandboxes.cgroups {
             d.remove_root();

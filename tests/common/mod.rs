@@ -224,6 +224,11 @@ impl Host {
                 }
                 std::thread::sleep(Duration::from_millis(25));
             }
+            let _ = writeln!(
+                std::io::stderr(),
+                "host {} did not stop within 5 s of SIGTERM: killed (its cgroups stay behind)",
+                self.subtree
+            );
             let _ = c.kill();
             let _ = c.wait();
         }
