@@ -90,6 +90,23 @@ fn admin_error(r: &Reply) -> anyhow::Error {
     anyhow!("{msg} (HTTP {})", r.status.as_u16())
 }
 
+/// POST `body` as JSON to the admin API; an error status is the admin API's message.
+async fn post_json(t: &Target, path: &str, body: &impl serde::Serialize) -> anyhow::Result<Reply> {
+    let r = call(
+        t,
+        Method::POST,
+        path,
+        &[("content-type", "application/json")],
+        serde_json::to_vec(body)?.into(),
+        true,
+    )
+    .await?;
+    if !r.status.is_success() {
+        return Err(admin_error(&r));
+    }
+    Ok(r)
+}
+
 pub async fn deploy(t: &Target, manifest: &Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(manifest)
         .with_context(|| format!("{}: cannot read the manifest", manifest.display()))?;
@@ -107,18 +124,7 @@ pub async fn deploy(t: &Target, manifest: &Path) -> anyhow::Result<()> {
         manifest: text,
         wasm_base64: base64::engine::general_purpose::STANDARD.encode(&wasm),
     };
-    let r = call(
-        t,
-        Method::POST,
-        "/admin/v1/functions",
-        &[("content-type", "application/json")],
-        serde_json::to_vec(&req)?.into(),
-        true,
-    )
-    .await?;
-    if !r.status.is_success() {
-        return Err(admin_error(&r));
-    }
+    let r = post_json(t, "/admin/v1/functions", &req).await?;
     let info: FunctionInfo = serde_json::from_slice(&r.body)?;
     println!(
         "deployed {} version {} ({})",
@@ -344,18 +350,7 @@ pub async fn resize(
     cpu: Option<&str>,
 ) -> anyhow::Result<()> {
     let req = resize_request(memory, cpu)?;
-    let r = call(
-        t,
-        Method::POST,
-        &format!("/admin/v1/functions/{name}/resize"),
-        &[("content-type", "application/json")],
-        serde_json::to_vec(&req)?.into(),
-        true,
-    )
-    .await?;
-    if !r.status.is_success() {
-        return Err(admin_error(&r));
-    }
+    let r = post_json(t, &format!("/admin/v1/functions/{name}/resize"), &req).await?;
     let f: FunctionInfo = serde_json::from_slice(&r.body)?;
     let pin = |p: bool| if p { " (pinned)" } else { " (auto)" };
     if r.status == StatusCode::ACCEPTED {

@@ -86,7 +86,7 @@ pub struct ResizeRequest {
 }
 
 /// A deployed version as `list` shows it.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct FunctionInfo {
     pub name: String,
     pub version: u64,
@@ -191,7 +191,7 @@ impl FunctionInfo {
         }
     }
 
-    /// The vertical figures of `d`; the other fields are left empty for `of` to fill.
+    /// The vertical figures of `d`; `of` fills the rest.
     fn vertical(d: &Deployment) -> Self {
         use std::sync::atomic::Ordering::Relaxed;
         let v = &d.vertical;
@@ -201,31 +201,6 @@ impl FunctionInfo {
         let r = v.report.lock().clone();
         let u = r.usage.unwrap_or_default();
         FunctionInfo {
-            name: String::new(),
-            version: 0,
-            kind: String::new(),
-            route: None,
-            wasm_sha256: String::new(),
-            instances: 0,
-            desired: 0,
-            min_instances: 0,
-            max_instances: 0,
-            executing: 0,
-            queued: 0,
-            queued_total: 0,
-            rps: 0.0,
-            mode: String::new(),
-            cold_starts: 0,
-            memory: String::new(),
-            cpu: String::new(),
-            timeout: String::new(),
-            sandbox_pid: None,
-            inflight: 0,
-            requests: 0,
-            errors: 0,
-            restarts: 0,
-            cgroup: Vec::new(),
-            deployed_at_unix: 0,
             memory_quota_bytes: applied.quota.unwrap_or(q).memory_bytes,
             cpu_quota_millicores: applied.quota.unwrap_or(q).cpu_millicores,
             memory_pinned: pins.memory_bytes.is_some(),
@@ -250,6 +225,7 @@ impl FunctionInfo {
             last_resize_latency_us: applied.latency_us,
             capacity_limited: v.counters.capacity_limited.load(Relaxed),
             capacity_refusals: v.counters.capacity_refusals.load(Relaxed),
+            ..Default::default()
         }
     }
 }
