@@ -1,6 +1,6 @@
 //! The autoscaler's cost per control-loop tick: for 1,000 functions, read each metrics
 //! window (stable and panic averages) and run the horizontal decider, as
-//! `Deployment::autoscale` does. Also the data path's share: recording one request's
+//! `Scaler::decide` does. Also the data path's share: recording one request's
 //! arrival, start and end in its window.
 //!
 //!   cargo bench --bench autoscale
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use surge::control::autoscale::decider::{Decider, Observation, Params};
-use surge::control::autoscale::window::Window;
+use surge::dispatch::load::Window;
 use tokio::time::Instant;
 
 const FUNCTIONS: usize = 1000;

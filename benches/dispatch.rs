@@ -11,6 +11,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::Full;
 use surge::control::node::Node;
+use surge::control::supervisor::driver::ProcessSpawner;
 use surge::control::supervisor::SandboxCtx;
 use surge::manifest::HostConfig;
 use surge::registry::store::Store;
@@ -49,7 +50,9 @@ fn dispatch(c: &mut Criterion) {
         }
     };
     let sandboxes = Arc::new(SandboxCtx {
-        exe: env!("CARGO_BIN_EXE_surge").into(),
+        spawner: Arc::new(ProcessSpawner {
+            exe: env!("CARGO_BIN_EXE_surge").into(),
+        }),
         cgroups,
         run_dir,
         config: cfg.sandbox.clone(),

@@ -47,7 +47,7 @@ fn engine(instances: u32) -> Engine {
     .unwrap();
     let ticker = engine.clone();
     std::thread::spawn(move || loop {
-        std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
+        std::thread::park_timeout(Duration::from_millis(EPOCH_TICK_MS));
         ticker.increment_epoch();
     });
     engine

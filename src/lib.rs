@@ -1,7 +1,11 @@
 //! surge: a Lambda-style host for WebAssembly functions.
 //!
-//! Data path: [`gateway`] → [`registry::routes`] → [`dispatch`] → sandbox (in `surge-runtime`).
-//! Control path: [`registry`] (deploy/remove) → [`control`] (sandbox processes, cgroups).
+//! Data path: [`gateway`] → [`dispatch::routes`] → [`dispatch`] (deployment, gate,
+//! transport) → sandbox → exec (in `surge-runtime`).
+//! Control path: [`registry`] (deploy/remove) → [`control`] (autoscale, vertical, node,
+//! supervisor) → [`dispatch`], which it reads and feeds but which never points back up.
+
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod control;

@@ -1,5 +1,7 @@
 //! The `surge` binary: the CLI over the `surge` library.
 
+#![deny(unsafe_code)]
+
 use surge::cli;
 
 use std::net::SocketAddr;

@@ -6,8 +6,9 @@ use prometheus::{
     Registry as PromRegistry, TextEncoder,
 };
 
+use crate::control::autoscale::decider::Mode;
 use crate::control::node::NodeStatus;
-use crate::registry::FunctionInfo;
+use crate::registry::status::FunctionInfo;
 
 type IntFigure = fn(&FunctionInfo) -> i64;
 type FloatFigure = fn(&FunctionInfo) -> f64;
@@ -400,7 +401,7 @@ impl Metrics {
             self.queued.with_label_values(&l).set(f.queued as i64);
             self.panic
                 .with_label_values(&l)
-                .set((f.mode == "panic") as i64);
+                .set((f.mode == Mode::Panic) as i64);
             self.arrival_rate.with_label_values(&l).set(f.rps);
             self.cold_starts.with_label_values(&l).inc_by(f.cold_starts);
             self.queued_total

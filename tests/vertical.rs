@@ -5,6 +5,10 @@
 //! refused visibly while its requests queue, and an http component reports its instances'
 //! wasm memory peak and is resized in place.
 
+// Integration tests drive real processes from plain threads against the wall clock: the
+// time rule of `.clippy.toml` is for the host, not for them.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
 mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
-use crate::exec::{event, http};
+use crate::exec::{event, http, CheckError};
 use crate::Kind;
 
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,7 @@ pub fn inspect(
     match kind {
         Kind::Event => {
             let module = Module::new(engine, bytes).map_err(invalid)?;
-            event::check_module(&module).map_err(|c| c.into_error(file))?;
+            event::check_module(&module).map_err(|c| named(c, file))?;
             Ok(Checked {
                 kind,
                 precompiled: module.serialize().map_err(invalid)?,
@@ -102,7 +102,7 @@ pub fn inspect(
         }
         Kind::Http => {
             let component = Component::new(engine, bytes).map_err(invalid)?;
-            http::check_component(engine, &component).map_err(|c| c.into_error(file))?;
+            http::check_component(engine, &component).map_err(|c| named(c, file))?;
             Ok(Checked {
                 kind,
                 precompiled: component.serialize().map_err(invalid)?,
@@ -111,29 +111,21 @@ pub fn inspect(
     }
 }
 
-/// Why a binary cannot run here, before the file name is known.
-pub enum CheckError {
-    Imports(Vec<String>),
-    Export(String),
-    Other(String),
-}
-
-impl CheckError {
-    fn into_error(self, file: &str) -> ArtifactError {
-        match self {
-            CheckError::Imports(list) => ArtifactError::UnsupportedImports {
-                file: file.into(),
-                imports: list.join(", "),
-            },
-            CheckError::Export(what) => ArtifactError::MissingExport {
-                file: file.into(),
-                what,
-            },
-            CheckError::Other(detail) => ArtifactError::Invalid {
-                file: file.into(),
-                detail,
-            },
-        }
+/// A check's finding, with the file named.
+fn named(c: CheckError, file: &str) -> ArtifactError {
+    match c {
+        CheckError::Imports(list) => ArtifactError::UnsupportedImports {
+            file: file.into(),
+            imports: list.join(", "),
+        },
+        CheckError::Export(what) => ArtifactError::MissingExport {
+            file: file.into(),
+            what,
+        },
+        CheckError::Other(detail) => ArtifactError::Invalid {
+            file: file.into(),
+            detail,
+        },
     }
 }
 

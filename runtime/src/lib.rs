@@ -8,6 +8,8 @@
 //!   protocol between it and the host.
 //! - [`cgroup`]: the cgroup driver (v1 and v2, on cgroups-rs) and the limit converters.
 
+#![deny(unsafe_code)]
+
 pub mod artifact;
 pub mod cgroup;
 pub mod engine;
@@ -31,6 +33,29 @@ impl Kind {
         match self {
             Kind::Http => "http",
             Kind::Event => "event",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A kind name that is neither `http` nor `event`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown kind {0:?}: expected \"http\" or \"event\"")]
+pub struct UnknownKind(pub String);
+
+impl std::str::FromStr for Kind {
+    type Err = UnknownKind;
+
+    fn from_str(s: &str) -> Result<Self, UnknownKind> {
+        match s {
+            "http" => Ok(Kind::Http),
+            "event" => Ok(Kind::Event),
+            other => Err(UnknownKind(other.to_string())),
         }
     }
 }

@@ -13,7 +13,8 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::gateway::admin::{DeployRequest, StatusReport};
 use crate::manifest::{FunctionSpec, HostConfig};
-use crate::registry::{FunctionInfo, ResizeRequest};
+use crate::registry::resize::ResizeRequest;
+use crate::registry::status::FunctionInfo;
 
 pub struct Target {
     pub url: String,

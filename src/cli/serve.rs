@@ -13,6 +13,7 @@ use surge_runtime::cgroup::{CgroupRoot, Driver};
 
 use crate::control::autoscale;
 use crate::control::node::Node;
+use crate::control::supervisor::driver::ProcessSpawner;
 use crate::control::supervisor::SandboxCtx;
 use crate::control::vertical;
 use crate::gateway::{self, Gateway};
@@ -141,7 +142,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let vertical_params = vertical::params(&cfg.vertical);
     let vertical_interval = cfg.vertical.interval.0;
     let sandboxes = Arc::new(SandboxCtx {
-        exe: std::env::current_exe().context("finding the surge binary")?,
+        spawner: Arc::new(ProcessSpawner {
+            exe: std::env::current_exe().context("finding the surge binary")?,
+        }),
         cgroups,
         run_dir,
         config: cfg.sandbox.clone(),
@@ -172,12 +175,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }));
 
     let (scaler_stop_tx, scaler_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let scaler = tokio::spawn(autoscale::run(registry.clone(), tick, poke, async {
-        let _ = scaler_stop_rx.await;
-    }));
+    let scaler = tokio::spawn(autoscale::run(
+        registry.watch_versions(),
+        tick,
+        poke,
+        async {
+            let _ = scaler_stop_rx.await;
+        },
+    ));
     let (vertical_stop_tx, vertical_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let resizer = tokio::spawn(vertical::run(
-        registry.clone(),
+        registry.watch_versions(),
         node,
         vertical_params,
         vertical_interval,

@@ -1,12 +1,19 @@
-//! Dispatch: one [`Deployment`] per live function version. It records the request in the
-//! function's metrics window, admits it through the activator [`gate::Gate`] (waiting while
-//! instances start, poking the autoscaler), sends it over the transport and classifies the
-//! reply. In-flight requests are counted with guards so a retired version drains before its
-//! sandbox stops.
+//! Dispatch, the data path's core: one [`Deployment`] per live function version. It records
+//! the request in the function's load window, admits it through the activator
+//! [`gate::Gate`] (waiting while instances start, poking the control loop), sends it over the
+//! [`transport`] and classifies the reply. In-flight requests are counted with guards so a
+//! retired version drains before its sandbox stops.
+//!
+//! This layer knows nothing of deciders, recommenders or the registry: the control path
+//! reads what it needs ([`Deployment::load`], the gate's figures) and writes back only the
+//! sandbox's endpoint and its warm capacity ([`Deployment::set_ready`]).
 
 pub mod gate;
+pub mod load;
+pub mod routes;
 pub mod transport;
 
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +28,9 @@ use surge_runtime::Kind;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use crate::control::autoscale::decider::{Decider, Decision, Mode, Observation, Params};
-use crate::control::autoscale::window::Window;
-use crate::control::vertical::VerticalState;
 use crate::manifest::FunctionSpec;
 use gate::{Gate, GateError};
+use load::Window;
 use transport::{Endpoint, TransportError};
 
 /// How long a request may wait, beyond the function's timeout, for the sandbox's answer
@@ -61,71 +66,23 @@ pub fn executions(spec: &FunctionSpec, kind: Kind, instances: u32) -> u32 {
     instances.saturating_mul(per_instance(spec, kind))
 }
 
-/// The horizontal decider's parameters for a function.
-pub fn decider_params(spec: &FunctionSpec, kind: Kind) -> Params {
-    let s = &spec.scaling;
-    Params {
-        min_instances: s.min_instances,
-        max_instances: s.max_instances,
-        concurrency: per_instance(spec, kind),
-        target_utilization: s.target_utilization,
-        stable_window: s.stable_window.0,
-        panic_window: s.panic_window.0,
-        panic_threshold: s.panic_threshold,
-        max_scale_up_rate: s.max_scale_up_rate,
-        max_scale_down_rate: s.max_scale_down_rate,
-        scale_down_delay: s.scale_down_delay.0,
-        scale_to_zero_after: s.scale_to_zero_after.0,
-    }
-}
-
-/// Bucket width of a function's metrics window: fine enough for its panic window.
+/// Bucket width of a function's load window: fine enough for its panic window.
 fn window_granularity(spec: &FunctionSpec) -> Duration {
     (spec.scaling.panic_window.0 / 30).clamp(Duration::from_millis(20), Duration::from_secs(1))
 }
 
-/// The pool's horizontal state: what the sandbox has ready, what the autoscaler wants, and
-/// the metrics and decider behind that.
-pub struct Pool {
-    /// Instances the sandbox reports warm (0 with no sandbox).
-    ready: AtomicU32,
-    /// The autoscaler's target, watched by the supervisor.
-    target: watch::Sender<u32>,
-    window: Mutex<Window>,
-    decider: Mutex<Decider>,
-    panic: AtomicBool,
-    /// Wakes the control loop at once (a request had to queue)...
-    poke: Arc<Notify>,
-    /// ... and marks this pool as the one to decide on.
-    poked: AtomicBool,
-    /// Swapped out of the route table: the control loop no longer visits it, so a request
-    /// still draining into it raises the target itself.
-    retiring: AtomicBool,
-}
-
-impl Pool {
-    /// Raise a target of zero to one, without the control loop (a retiring version).
-    fn start_from_zero(&self) {
-        self.target.send_if_modified(|t| {
-            let start = *t == 0;
-            *t = (*t).max(1);
-            start
-        });
-    }
-}
-
-/// One figure set for `status` and `/metrics`.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PoolStatus {
-    pub ready: u32,
-    pub desired: u32,
-    pub executing: u32,
-    pub queued: u32,
-    /// Requests that ever had to wait for an instance.
-    pub queued_total: u64,
-    /// Arrivals per second over the panic window.
-    pub rps: f64,
-    pub panic: bool,
+/// The load figures the control path reads at one instant.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Load {
+    /// Average requests inside over the two spans asked for; None: not enough data.
+    pub long_average: Option<f64>,
+    pub short_average: Option<f64>,
+    /// Arrivals per second over the short span.
+    pub short_rate: Option<f64>,
+    /// Requests inside now (executing + queued).
+    pub current: u64,
+    /// When the level last became 0; None while requests are inside.
+    pub idle_since: Option<Instant>,
 }
 
 /// What the sandbox said, classified.
@@ -134,14 +91,11 @@ pub struct Reply {
     pub response: Response<Bytes>,
 }
 
-/// Counters a deployment keeps for status and metrics.
+/// Counters the data path keeps for status and metrics.
 #[derive(Default)]
 pub struct Counters {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
-    pub restarts: AtomicU64,
-    /// Sandbox starts from zero instances (not restarts after a crash).
-    pub cold_starts: AtomicU64,
 }
 
 pub struct Deployment {
@@ -154,21 +108,34 @@ pub struct Deployment {
     endpoint: watch::Receiver<Option<Arc<Endpoint>>>,
     /// The activator: admission to ready capacity, and the queue in front of it.
     pub gate: Gate,
-    pub pool: Pool,
-    /// The per-instance quota, its usage and the recommender's state.
-    pub vertical: VerticalState,
+    /// Instances the sandbox reports warm (0 with no sandbox).
+    ready: AtomicU32,
+    /// Requests inside (queued or executing) over time, and arrivals.
+    load: Mutex<Window>,
+    /// Wakes the control loop at once (a request had to queue)...
+    poke: Arc<Notify>,
+    /// ... marks this deployment as one to decide on...
+    poked: AtomicBool,
+    /// ... and wakes this version's supervisor (a retiring version at zero starts itself).
+    demand: Notify,
     inflight: AtomicUsize,
     drained: Notify,
     pub counters: Counters,
-    /// Cgroup directories, for status.
-    pub cgroup_dirs: Vec<std::path::PathBuf>,
     pub start_timeout: Duration,
 }
 
-/// Decrements the in-flight count when a request is done, however it ends.
-struct InflightGuard<'a>(&'a Deployment);
+/// Counts a request in flight until it is dropped, however the request ends. Borrowed
+/// inside [`Deployment::call`]; owned ([`Hold`]) from the route lookup on.
+pub struct InflightGuard<D: Deref<Target = Deployment>>(D);
 
-impl Drop for InflightGuard<'_> {
+impl<D: Deref<Target = Deployment>> InflightGuard<D> {
+    fn enter(d: D) -> Self {
+        d.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(d)
+    }
+}
+
+impl<D: Deref<Target = Deployment>> Drop for InflightGuard<D> {
     fn drop(&mut self) {
         if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.0.drained.notify_waiters();
@@ -176,7 +143,11 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
-/// Takes a request out of the concurrency level when it is answered, however it ends.
+/// Keeps a deployment from draining while a request is on its way to [`Deployment::call`]
+/// (its body still uploading, or an async invocation not yet started).
+pub type Hold = InflightGuard<Arc<Deployment>>;
+
+/// Takes a request out of the load level when it is answered, however it ends.
 struct LevelGuard<'a>(&'a Mutex<Window>);
 
 impl Drop for LevelGuard<'_> {
@@ -185,24 +156,11 @@ impl Drop for LevelGuard<'_> {
     }
 }
 
-/// Keeps a deployment from draining while a request is on its way to [`Deployment::call`]
-/// (its body still uploading, or an async invocation not yet started).
-pub struct Hold(Arc<Deployment>);
-
-impl Drop for Hold {
-    fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.drained.notify_waiters();
-        }
-    }
-}
-
 impl Deployment {
     /// Count a request in flight from the moment its route is looked up: a version swapped
     /// out meanwhile then waits for it instead of stopping its sandbox under it.
     pub fn hold(self: &Arc<Self>) -> Hold {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        Hold(self.clone())
+        InflightGuard::enter(self.clone())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -213,15 +171,14 @@ impl Deployment {
         wasm_sha256: String,
         deployed_at_unix: i64,
         endpoint: watch::Receiver<Option<Arc<Endpoint>>>,
-        target: watch::Sender<u32>,
         poke: Arc<Notify>,
-        vertical: VerticalState,
-        cgroup_dirs: Vec<std::path::PathBuf>,
         start_timeout: Duration,
     ) -> Self {
-        let now = Instant::now();
-        let window = Window::new(now, window_granularity(&spec), spec.scaling.stable_window.0);
-        let decider = Decider::new(decider_params(&spec, kind));
+        let window = Window::new(
+            Instant::now(),
+            window_granularity(&spec),
+            spec.scaling.stable_window.0,
+        );
         let gate = Gate::new(0, spec.scaling.queue_depth);
         Deployment {
             spec,
@@ -231,21 +188,14 @@ impl Deployment {
             deployed_at_unix,
             endpoint,
             gate,
-            pool: Pool {
-                ready: AtomicU32::new(0),
-                target,
-                window: Mutex::new(window),
-                decider: Mutex::new(decider),
-                panic: AtomicBool::new(false),
-                poke,
-                poked: AtomicBool::new(false),
-                retiring: AtomicBool::new(false),
-            },
-            vertical,
+            ready: AtomicU32::new(0),
+            load: Mutex::new(window),
+            poke,
+            poked: AtomicBool::new(false),
+            demand: Notify::new(),
             inflight: AtomicUsize::new(0),
             drained: Notify::new(),
             counters: Counters::default(),
-            cgroup_dirs,
             start_timeout,
         }
     }
@@ -260,15 +210,6 @@ impl Deployment {
 
     pub fn sandbox_pid(&self) -> Option<u32> {
         self.endpoint.borrow().as_ref().map(|e| e.pid)
-    }
-
-    /// This version left the route table: requests that still drain into it start its
-    /// sandbox themselves if it is at zero.
-    pub fn set_retiring(&self) {
-        self.pool.retiring.store(true, Ordering::Release);
-        if self.inflight() > 0 {
-            self.pool.start_from_zero();
-        }
     }
 
     /// Wait until no request is in flight.
@@ -288,55 +229,32 @@ impl Deployment {
 
     /// Instances the sandbox has warm; sets the gate's capacity to match.
     pub fn set_ready(&self, instances: u32) {
-        self.pool.ready.store(instances, Ordering::Release);
+        self.ready.store(instances, Ordering::Release);
         self.gate
             .set_capacity(executions(&self.spec, self.kind, instances));
     }
 
     pub fn ready(&self) -> u32 {
-        self.pool.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire)
     }
 
-    /// The autoscaler's current target.
-    pub fn target(&self) -> u32 {
-        *self.pool.target.borrow()
-    }
-
-    /// One autoscaler decision at `now`: observe the window, decide, publish the target.
-    /// Returns the decision (NotEnoughData leaves the target as it is).
-    pub fn autoscale(&self, now: Instant) -> Decision {
-        let obs = {
-            let p = self.pool.decider.lock();
-            let params = p.params();
-            let mut w = self.pool.window.lock();
-            Observation {
-                stable_concurrency: w.average_concurrency(now, params.stable_window),
-                panic_concurrency: w.average_concurrency(now, params.panic_window),
-                current: w.level(),
-                idle_since: w.idle_since(),
-                ready: self.ready(),
-            }
-        };
-        let decision = self.pool.decider.lock().decide(&obs, now);
-        if let Decision::Desired { instances, mode } = decision {
-            self.pool
-                .panic
-                .store(mode == Mode::Panic, Ordering::Relaxed);
-            self.pool.target.send_if_modified(|t| {
-                let changed = *t != instances;
-                *t = instances;
-                changed
-            });
+    /// The load at `now`, averaged over `long` and `short`.
+    pub fn load(&self, now: Instant, long: Duration, short: Duration) -> Load {
+        let mut w = self.load.lock();
+        Load {
+            long_average: w.average_concurrency(now, long),
+            short_average: w.average_concurrency(now, short),
+            short_rate: w.arrival_rate(now, short),
+            current: w.level(),
+            idle_since: w.idle_since(),
         }
-        decision
     }
 
     /// Instances busy on average over the last `span` (requests inside ÷ per instance), at
     /// most the ready ones: what a sandbox's CPU is divided by to get one instance's.
     pub fn busy_instances(&self, now: Instant, span: Duration) -> f64 {
         let level = self
-            .pool
-            .window
+            .load
             .lock()
             .average_concurrency(now, span)
             .unwrap_or(0.0);
@@ -346,38 +264,17 @@ impl Deployment {
     /// Whether a request queued here since the last call (the control loop's poke round
     /// decides only on these).
     pub fn take_poke(&self) -> bool {
-        self.pool.poked.swap(false, Ordering::AcqRel)
+        self.poked.swap(false, Ordering::AcqRel)
     }
 
-    /// A receiver of the autoscaler's target (the supervisor's).
-    pub fn watch_target(&self) -> watch::Receiver<u32> {
-        self.pool.target.subscribe()
-    }
-
-    pub fn pool_status(&self, now: Instant) -> PoolStatus {
-        let rps = {
-            let panic_window = self.pool.decider.lock().params().panic_window;
-            self.pool
-                .window
-                .lock()
-                .arrival_rate(now, panic_window)
-                .unwrap_or(0.0)
-        };
-        PoolStatus {
-            ready: self.ready(),
-            desired: self.target(),
-            executing: self.gate.busy(),
-            queued: self.gate.queued(),
-            queued_total: self.gate.queued_total(),
-            rps,
-            panic: self.pool.panic.load(Ordering::Relaxed),
-        }
+    /// Resolves when a request has to queue here (a permit is kept if none waits).
+    pub async fn demanded(&self) {
+        self.demand.notified().await
     }
 
     /// Run one request through the sandbox.
     pub async fn call(&self, req: Request<Full<Bytes>>) -> Result<Reply, DispatchError> {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        let _guard = InflightGuard(self);
+        let _guard = InflightGuard::enter(self);
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let r = self.call_inner(req).await;
         if !matches!(&r, Ok(reply) if reply.outcome == Outcome::Ok) {
@@ -392,21 +289,18 @@ impl Deployment {
         // until it is answered: that is the level the autoscaler averages.
         {
             let now = Instant::now();
-            let mut w = self.pool.window.lock();
+            let mut w = self.load.lock();
             w.arrival(now);
             w.change(now, 1);
         }
-        let _level = LevelGuard(&self.pool.window);
+        let _level = LevelGuard(&self.load);
         // Admission: a warm instance now, or a place in the activator queue while the
         // autoscaler (poked at once) brings one up.
         let wait = self.spec.scaling.queue_timeout.0;
-        let pool = &self.pool;
         let poke = || {
-            if pool.retiring.load(Ordering::Acquire) {
-                pool.start_from_zero();
-            }
-            pool.poked.store(true, Ordering::Release);
-            pool.poke.notify_one();
+            self.poked.store(true, Ordering::Release);
+            self.poke.notify_one();
+            self.demand.notify_one();
         };
         let _permit = match self.gate.enter(wait, |_| poke()).await {
             Ok(p) => p,

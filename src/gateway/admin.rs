@@ -8,10 +8,12 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::body::read_body;
+use super::context::Gateway;
 use super::errors::{json, ApiError, HttpResponse};
-use super::{read_body, Gateway};
 use crate::control::node::NodeStatus;
-use crate::registry::{FunctionInfo, ResizeRequest};
+use crate::registry::resize::ResizeRequest;
+use crate::registry::status::FunctionInfo;
 
 /// What a deploy request carries: the manifest text (and the path it came from, for
 /// messages) and the handler, base64.

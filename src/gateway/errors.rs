@@ -1,10 +1,11 @@
-//! Every error becomes an HTTP response here, and only here. The same failure looks
-//! different on each surface: plain text on function routes, Lambda's error shapes on the
-//! Invoke API, JSON on the admin API.
+//! Every error becomes an HTTP response here, and only here: host errors and the guest's
+//! own failures alike. The same failure looks different on each surface: plain text on
+//! function routes, Lambda's error shapes on the Invoke API, JSON on the admin API.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
+use surge_runtime::exec::Outcome;
 
 use crate::control::supervisor::StartError;
 use crate::dispatch::DispatchError;
@@ -40,11 +41,59 @@ pub enum ApiError {
     Dispatch(#[from] DispatchError),
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    /// The handler ran and failed: the function's error, not the host's.
+    #[error("function {function} failed ({}): {message}", failure.as_str())]
+    Guest {
+        function: String,
+        failure: GuestFailure,
+        message: String,
+    },
+}
+
+/// How a handler failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestFailure {
+    /// The sandbox's classification (never `Outcome::Ok`).
+    Outcome(Outcome),
+    /// An http handler, invoked through the Lambda API, answered with this non-2xx status.
+    HttpStatus(u16),
+}
+
+impl GuestFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestFailure::Outcome(o) => o.as_str(),
+            GuestFailure::HttpStatus(_) => "http error",
+        }
+    }
+
+    /// Lambda's `errorType` for it.
+    fn lambda_error_type(self) -> &'static str {
+        match self {
+            GuestFailure::Outcome(Outcome::Timeout) => "Sandbox.Timedout",
+            GuestFailure::Outcome(Outcome::Memory) => "Runtime.OutOfMemory",
+            GuestFailure::Outcome(Outcome::Trap) => "Runtime.Trap",
+            GuestFailure::Outcome(_) => "Runtime.ExitError",
+            GuestFailure::HttpStatus(_) => "Runtime.HttpError",
+        }
+    }
 }
 
 impl ApiError {
+    /// Whether Lambda reports this as the function's error (200 with
+    /// `X-Amz-Function-Error`) rather than the service's: a handler failure, or a timeout.
+    pub fn is_function_error(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Guest { .. } | ApiError::Dispatch(DispatchError::Timeout { .. })
+        )
+    }
+
     fn status(&self, surface: Surface) -> StatusCode {
         use DispatchError as D;
+        if surface == Surface::Lambda && self.is_function_error() {
+            return StatusCode::OK;
+        }
         match self {
             ApiError::NoRoute(_) | ApiError::FunctionNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -70,6 +119,11 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::Deploy(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Guest {
+                failure: GuestFailure::Outcome(Outcome::Timeout),
+                ..
+            } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Guest { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -104,6 +158,18 @@ impl ApiError {
             Surface::Route => {
                 b = b.header("content-type", "text/plain; charset=utf-8");
                 format!("{self}\n")
+            }
+            Surface::Lambda if self.is_function_error() => {
+                b = b
+                    .header("content-type", "application/json")
+                    .header("x-amz-function-error", "Unhandled");
+                let (message, error_type) = match &self {
+                    ApiError::Guest {
+                        failure, message, ..
+                    } => (message.clone(), failure.lambda_error_type()),
+                    other => (other.to_string(), "Sandbox.Timedout"),
+                };
+                serde_json::json!({ "errorMessage": message, "errorType": error_type }).to_string()
             }
             Surface::Lambda => {
                 b = b
@@ -140,4 +206,233 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> HttpResponse {
             serde_json::to_vec(value).expect("serializable"),
         )))
         .expect("valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    /// The body's shape: plain text, or the JSON object's keys.
+    #[derive(Debug, PartialEq)]
+    enum Shape {
+        Text,
+        Json(&'static [&'static str]),
+    }
+
+    fn guest(failure: GuestFailure) -> ApiError {
+        ApiError::Guest {
+            function: "f".into(),
+            failure,
+            message: "it broke".into(),
+        }
+    }
+
+    fn dispatch(e: DispatchError) -> ApiError {
+        ApiError::Dispatch(e)
+    }
+
+    #[test]
+    fn every_error_on_every_surface() {
+        use Surface::*;
+        let overloaded = || {
+            dispatch(DispatchError::Overloaded {
+                function: "f".into(),
+                reason: "full".into(),
+            })
+        };
+        let timeout = || {
+            dispatch(DispatchError::Timeout {
+                function: "f".into(),
+                timeout_ms: 10,
+            })
+        };
+        const LAMBDA_HOST: Shape = Shape::Json(&["Type", "message"]);
+        const LAMBDA_FN: Shape = Shape::Json(&["errorMessage", "errorType"]);
+        const ADMIN: Shape = Shape::Json(&["error"]);
+        // (error, surface, status, headers that must be there (value or "" for any), shape)
+        #[allow(clippy::type_complexity)]
+        let table: Vec<(ApiError, Surface, u16, &[(&str, &str)], Shape)> = vec![
+            (ApiError::NoRoute("/x".into()), Route, 404, &[], Shape::Text),
+            (
+                ApiError::FunctionNotFound("f".into()),
+                Lambda,
+                404,
+                &[("x-amzn-errortype", "ResourceNotFoundException")],
+                LAMBDA_HOST,
+            ),
+            (
+                ApiError::BodyTooLarge {
+                    what: "f".into(),
+                    limit: 1,
+                },
+                Route,
+                413,
+                &[],
+                Shape::Text,
+            ),
+            (
+                ApiError::BodyTooLarge {
+                    what: "f".into(),
+                    limit: 1,
+                },
+                Lambda,
+                413,
+                &[("x-amzn-errortype", "RequestTooLargeException")],
+                LAMBDA_HOST,
+            ),
+            (
+                ApiError::Unauthorized,
+                Admin,
+                401,
+                &[("www-authenticate", "Bearer realm=\"surge-admin\"")],
+                ADMIN,
+            ),
+            (
+                ApiError::MethodNotAllowed("PUT".into()),
+                Admin,
+                405,
+                &[],
+                ADMIN,
+            ),
+            (
+                overloaded(),
+                Route,
+                503,
+                &[("retry-after", "1")],
+                Shape::Text,
+            ),
+            (
+                overloaded(),
+                Lambda,
+                429,
+                &[
+                    ("retry-after", "1"),
+                    ("x-amzn-errortype", "TooManyRequestsException"),
+                ],
+                LAMBDA_HOST,
+            ),
+            (timeout(), Route, 504, &[], Shape::Text),
+            (
+                timeout(),
+                Lambda,
+                200,
+                &[("x-amz-function-error", "Unhandled")],
+                LAMBDA_FN,
+            ),
+            (
+                dispatch(DispatchError::SandboxFailed {
+                    function: "f".into(),
+                    reason: "died".into(),
+                }),
+                Route,
+                502,
+                &[],
+                Shape::Text,
+            ),
+            (
+                dispatch(DispatchError::ResponseTooLarge {
+                    function: "f".into(),
+                    limit: 1,
+                }),
+                Lambda,
+                502,
+                &[("x-amzn-errortype", "ResourceConflictException")],
+                LAMBDA_HOST,
+            ),
+            (
+                guest(GuestFailure::Outcome(Outcome::Timeout)),
+                Route,
+                504,
+                &[("content-type", "text/plain; charset=utf-8")],
+                Shape::Text,
+            ),
+            (
+                guest(GuestFailure::Outcome(Outcome::Trap)),
+                Route,
+                500,
+                &[],
+                Shape::Text,
+            ),
+            (
+                guest(GuestFailure::Outcome(Outcome::Memory)),
+                Lambda,
+                200,
+                &[
+                    ("x-amz-function-error", "Unhandled"),
+                    ("content-type", "application/json"),
+                ],
+                LAMBDA_FN,
+            ),
+            (
+                guest(GuestFailure::HttpStatus(418)),
+                Lambda,
+                200,
+                &[("x-amz-function-error", "Unhandled")],
+                LAMBDA_FN,
+            ),
+            (
+                ApiError::Deploy(DeployError::NotFound("f".into())),
+                Admin,
+                404,
+                &[],
+                ADMIN,
+            ),
+            (ApiError::BadRequest("no".into()), Admin, 400, &[], ADMIN),
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for (e, surface, status, headers, shape) in table {
+            let what = format!("{e:?} on {surface:?}");
+            let function_error = e.is_function_error();
+            let r = e.into_response(surface);
+            assert_eq!(r.status().as_u16(), status, "{what}");
+            for (h, v) in headers {
+                let got = r.headers().get(*h).map(|v| v.to_str().unwrap().to_string());
+                assert!(got.is_some(), "{what}: header {h} missing");
+                if !v.is_empty() {
+                    assert_eq!(got.as_deref(), Some(*v), "{what}: header {h}");
+                }
+            }
+            if surface != Lambda || !function_error {
+                assert!(
+                    r.headers().get("x-amz-function-error").is_none(),
+                    "{what}: a host error is not the function's"
+                );
+            }
+            let body = rt.block_on(r.into_body().collect()).unwrap().to_bytes();
+            match shape {
+                Shape::Text => {
+                    let t = std::str::from_utf8(&body).unwrap();
+                    assert!(t.ends_with('\n') && !t.starts_with('{'), "{what}: {t:?}");
+                }
+                Shape::Json(keys) => {
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let mut got: Vec<&str> =
+                        v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+                    got.sort();
+                    let mut want = keys.to_vec();
+                    want.sort();
+                    assert_eq!(got, want, "{what}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn guest_messages() {
+        let e = guest(GuestFailure::Outcome(Outcome::Trap));
+        assert_eq!(e.to_string(), "function f failed (trap): it broke");
+        let r = guest(GuestFailure::Outcome(Outcome::Error)).into_response(Surface::Lambda);
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(r.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errorMessage"], "it broke");
+        assert_eq!(v["errorType"], "Runtime.ExitError");
+    }
 }

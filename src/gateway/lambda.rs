@@ -12,7 +12,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,8 +19,9 @@ use surge_runtime::exec::Outcome;
 use surge_runtime::sandbox::protocol;
 use surge_runtime::Kind;
 
-use super::errors::{ApiError, HttpResponse, Surface};
-use super::{invoke, read_function_body, sandbox_request, Gateway};
+use super::body::{read_function_body, sandbox_request};
+use super::context::{invoke, Gateway};
+use super::errors::{ApiError, GuestFailure, HttpResponse, Surface};
 
 pub const PREFIX: &str = "/2015-03-31/functions/";
 
@@ -55,11 +55,21 @@ fn request_id() -> String {
     )
 }
 
-pub async fn handle(gw: &Gateway, rest: &str, req: Request<Incoming>) -> HttpResponse {
+pub async fn handle(gw: &Arc<Gateway>, rest: &str, req: Request<Incoming>) -> HttpResponse {
     let rid = request_id();
     let mut resp = match handle_inner(gw, rest, req).await {
         Ok(r) => r,
-        Err(e) => e.into_response(Surface::Lambda),
+        Err(Failed { error, version }) => {
+            let function_error = error.is_function_error();
+            let mut r = error.into_response(Surface::Lambda);
+            // A function's error comes from the version that ran, as a reply does.
+            if let (true, Some(v)) = (function_error, version) {
+                if let Ok(v) = v.parse() {
+                    r.headers_mut().insert("x-amz-executed-version", v);
+                }
+            }
+            r
+        }
     };
     if let Ok(v) = rid.parse() {
         resp.headers_mut().insert("x-amzn-requestid", v);
@@ -67,14 +77,29 @@ pub async fn handle(gw: &Gateway, rest: &str, req: Request<Incoming>) -> HttpRes
     resp
 }
 
+/// An error, and the version it happened on once one was chosen.
+struct Failed {
+    error: ApiError,
+    version: Option<String>,
+}
+
+impl From<ApiError> for Failed {
+    fn from(error: ApiError) -> Self {
+        Failed {
+            error,
+            version: None,
+        }
+    }
+}
+
 async fn handle_inner(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     rest: &str,
     req: Request<Incoming>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, Failed> {
     let name = parse_path(rest).ok_or_else(|| ApiError::FunctionNotFound(rest.to_string()))?;
     if req.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed(req.method().to_string()));
+        return Err(ApiError::MethodNotAllowed(req.method().to_string()).into());
     }
     let d = gw
         .registry
@@ -114,12 +139,13 @@ async fn handle_inner(
             )
         }
         "Event" => {
-            let d = Arc::clone(&d);
+            let (gw, d) = (Arc::clone(gw), Arc::clone(&d));
             let req = sandbox_request(parts, payload);
             // Detached: the caller gets 202 now; the hold keeps it counted in flight until
-            // it is done, so a redeploy or remove still drains it.
+            // it is done, so a redeploy or remove still drains it. Counted in the request
+            // metrics as a synchronous invocation is.
             tokio::spawn(async move {
-                let _ = d.call(req).await;
+                let _ = invoke(&gw, &d, req).await;
                 drop(hold);
             });
             return Ok(
@@ -131,22 +157,17 @@ async fn handle_inner(
         other => {
             return Err(ApiError::BadRequest(format!(
                 "X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"
-            )))
+            ))
+            .into())
         }
     }
-    let reply = match invoke(gw, &d, sandbox_request(parts, payload)).await {
-        Ok(r) => r,
-        // Lambda reports a timeout as the function's error, not the service's.
-        Err(ApiError::Dispatch(e @ crate::dispatch::DispatchError::Timeout { .. })) => {
-            let b = with_version(Response::builder().status(StatusCode::OK), &version)
-                .header("content-type", "application/json")
-                .header("x-amz-function-error", "Unhandled");
-            return Ok(b
-                .body(Full::new(error_body(&e.to_string(), "Sandbox.Timedout")))
-                .expect("valid response"));
-        }
-        Err(e) => return Err(e),
-    };
+    // Lambda reports a timeout as the function's error, not the service's (errors.rs).
+    let reply = invoke(gw, &d, sandbox_request(parts, payload))
+        .await
+        .map_err(|error| Failed {
+            error,
+            version: Some(version.clone()),
+        })?;
     let (rparts, body) = reply.response.into_parts();
     let hv = |h: &str| {
         rparts
@@ -156,40 +177,47 @@ async fn handle_inner(
             .unwrap_or("")
             .to_string()
     };
-    let mut b = with_version(Response::builder().status(StatusCode::OK), &version)
-        .header("content-type", "application/json");
-    if tail {
-        b = b.header("x-amz-log-result", hv(protocol::LOG_TAIL));
-    }
-    let body = match reply.outcome {
-        Outcome::Ok if d.kind == Kind::Http && !rparts.status.is_success() => {
-            b = b.header("x-amz-function-error", "Unhandled");
-            error_body(
-                &format!("the handler answered HTTP {}", rparts.status.as_u16()),
-                "Runtime.HttpError",
-            )
-        }
-        Outcome::Ok => body,
+    let failure = match reply.outcome {
+        Outcome::Ok if d.kind == Kind::Http && !rparts.status.is_success() => Some((
+            GuestFailure::HttpStatus(rparts.status.as_u16()),
+            format!("the handler answered HTTP {}", rparts.status.as_u16()),
+        )),
+        Outcome::Ok => None,
         failed => {
-            b = b.header("x-amz-function-error", "Unhandled");
             let msg = hv(protocol::MESSAGE);
-            let kind = match failed {
-                Outcome::Timeout => "Sandbox.Timedout",
-                Outcome::Memory => "Runtime.OutOfMemory",
-                Outcome::Trap => "Runtime.Trap",
-                _ => "Runtime.ExitError",
-            };
-            error_body(
+            Some((
+                GuestFailure::Outcome(failed),
                 if msg.is_empty() {
-                    "handler failed"
+                    "handler failed".to_string()
                 } else {
-                    &msg
+                    msg
                 },
-                kind,
-            )
+            ))
         }
     };
-    Ok(b.body(Full::new(body)).expect("valid response"))
+    let mut resp = match failure {
+        None => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(Full::new(body))
+            .expect("valid response"),
+        Some((failure, message)) => ApiError::Guest {
+            function: d.name().to_string(),
+            failure,
+            message,
+        }
+        .into_response(Surface::Lambda),
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = version.parse() {
+        h.insert("x-amz-executed-version", v);
+    }
+    if tail {
+        if let Ok(v) = hv(protocol::LOG_TAIL).parse() {
+            h.insert("x-amz-log-result", v);
+        }
+    }
+    Ok(resp)
 }
 
 fn with_version(
@@ -197,10 +225,6 @@ fn with_version(
     version: &str,
 ) -> hyper::http::response::Builder {
     b.header("x-amz-executed-version", version)
-}
-
-fn error_body(message: &str, error_type: &str) -> Bytes {
-    Bytes::from(serde_json::json!({ "errorMessage": message, "errorType": error_type }).to_string())
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{parse_toml, Bytes, FileError, Limits, Millicores, Scaling, Span};
+use super::sections::{check_scaling, Limits, LimitsToml, Scaling, ScalingToml};
+use super::text::{line_of_key, parse_toml, FileError};
+use super::units::{Bytes, Millicores, Span};
 
 /// The shipped `config/surge.toml`, compiled in.
 pub const EMBEDDED: &str = include_str!("../../config/surge.toml");
@@ -134,7 +136,7 @@ impl HostConfig {
         if self.autoscaler.tick.0 < MIN_TICK {
             return Err(FileError::new(
                 file,
-                super::line_of_key(text, "autoscaler.tick"),
+                line_of_key(text, "autoscaler.tick"),
                 format!(
                     "key `autoscaler.tick`: {} is below the minimum of 100ms",
                     self.autoscaler.tick
@@ -145,15 +147,15 @@ impl HostConfig {
             let dotted = format!("vertical.{key}");
             return Err(FileError::new(
                 file,
-                super::line_of_key(text, &dotted),
+                line_of_key(text, &dotted),
                 format!("key `{dotted}`: {msg}"),
             ));
         }
-        if let Err((key, msg)) = super::check_scaling(&self.defaults.scaling) {
+        if let Err((key, msg)) = check_scaling(&self.defaults.scaling) {
             let dotted = format!("defaults.scaling.{key}");
             return Err(FileError::new(
                 file,
-                super::line_of_key(text, &dotted),
+                line_of_key(text, &dotted),
                 format!("key `{dotted}`: {msg}"),
             ));
         }
@@ -267,8 +269,8 @@ struct PartialCgroup {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct PartialDefaults {
-    limits: Option<super::LimitsToml>,
-    scaling: Option<super::ScalingToml>,
+    limits: Option<LimitsToml>,
+    scaling: Option<ScalingToml>,
 }
 
 /// Rules of `[vertical]`. The error is (key within `vertical`, message).

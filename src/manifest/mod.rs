@@ -4,6 +4,8 @@
 //! error that names the file, the line and the key at fault. Nothing here touches the registry.
 
 pub mod config;
+pub mod sections;
+pub mod text;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -11,119 +13,17 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::control::vertical::quota::{Bounds, CPU_MIN_MILLICORES, MEMORY_MIN_BYTES};
 pub use config::HostConfig;
+pub use sections::{
+    check_scaling, Bounds, Limits, LimitsToml, Quota, Scaling, ScalingToml, CPU_MIN_MILLICORES,
+    MAX_INSTANCES_LIMIT, MEMORY_MIN_BYTES,
+};
+use text::line_of_key;
+pub use text::{parse_toml, FileError};
 pub use units::{Bytes, FunctionName, Millicores, Span};
 
 /// What kind of handler a function is. Detected from the binary; a manifest may state it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Http,
-    Event,
-}
-
-/// An error in a manifest or config file, rendered as `file:line: key `k`: message`.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
-pub struct FileError {
-    pub file: String,
-    pub line: Option<usize>,
-    pub message: String,
-}
-
-impl FileError {
-    pub fn new(file: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
-        FileError {
-            file: file.display().to_string(),
-            line,
-            message: message.into(),
-        }
-    }
-}
-
-/// Deserialize TOML text, turning serde's error into a [`FileError`] that carries the line and
-/// the dotted key the error points at.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, FileError> {
-    toml::from_str(text).map_err(|e| {
-        let (line, key) = match e.span() {
-            // A missing key has no place of its own: serde points at the whole table.
-            Some(_) if e.message().starts_with("missing field") => (None, None),
-            Some(span) => {
-                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                (Some(line), key_at(text, span.start))
-            }
-            None => (None, None),
-        };
-        let msg = e.message().trim().to_string();
-        let message = match key {
-            Some(k)
-                if !msg.contains(&format!("`{k}`"))
-                    && !msg.contains(&format!("`{}`", k.rsplit('.').next().unwrap_or(&k))) =>
-            {
-                format!("key `{k}`: {msg}")
-            }
-            _ => msg,
-        };
-        FileError::new(file, line, message)
-    })
-}
-
-/// The dotted key (`limits.memory`) whose line holds byte offset `pos`, found from the line's
-/// `key =` and the nearest `[table]` header above it.
-fn key_at(text: &str, pos: usize) -> Option<String> {
-    let line_start = text[..pos.min(text.len())]
-        .rfind('\n')
-        .map(|i| i + 1)
-        .unwrap_or(0);
-    let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line
-        .split_once('=')
-        .map(|(k, _)| k.trim().trim_matches('"'))?;
-    if key.is_empty() || key.starts_with('[') {
-        return None;
-    }
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('[') && !l.starts_with("[["))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-    Some(match table {
-        Some(t) => format!("{t}.{key}"),
-        None => key.to_string(),
-    })
-}
-
-/// `[limits]` of a manifest: per instance. Missing values come from the host defaults.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsToml {
-    pub memory: Option<Bytes>,
-    pub cpu: Option<Millicores>,
-    pub timeout: Option<Span>,
-    pub max_body: Option<Bytes>,
-}
-
-/// `[scaling]` of a manifest.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScalingToml {
-    pub min_instances: Option<u32>,
-    pub max_instances: Option<u32>,
-    pub concurrency: Option<u32>,
-    pub target_utilization: Option<f64>,
-    pub scale_to_zero_after: Option<Span>,
-    pub reuse: Option<u32>,
-    pub stable_window: Option<Span>,
-    pub panic_window: Option<Span>,
-    pub panic_threshold: Option<f64>,
-    pub max_scale_up_rate: Option<f64>,
-    pub max_scale_down_rate: Option<f64>,
-    pub scale_down_delay: Option<Span>,
-    pub queue_depth: Option<u32>,
-    pub queue_timeout: Option<Span>,
-}
+pub use surge_runtime::Kind;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,41 +76,6 @@ pub struct ManifestToml {
     pub vertical: VerticalToml,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-}
-
-/// Per-instance limits, resolved.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Limits {
-    pub memory: Bytes,
-    pub cpu: Millicores,
-    pub timeout: Span,
-    pub max_body: Bytes,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Scaling {
-    pub min_instances: u32,
-    pub max_instances: u32,
-    pub concurrency: u32,
-    pub target_utilization: f64,
-    pub scale_to_zero_after: Span,
-    pub reuse: u32,
-    /// The horizontal decider's long window: the average it scales on when not panicking.
-    pub stable_window: Span,
-    /// The short window: a desire this far above the ready instances means panic.
-    pub panic_window: Span,
-    /// Panic when the panic-window desire is at least this many times the ready instances.
-    pub panic_threshold: f64,
-    /// Most one decision may multiply the ready instances by.
-    pub max_scale_up_rate: f64,
-    /// Most one decision may divide the ready instances by.
-    pub max_scale_down_rate: f64,
-    /// A lower desire takes effect only after holding for this long.
-    pub scale_down_delay: Span,
-    /// Requests that may wait in the activator queue for an instance; more get 429/503.
-    pub queue_depth: u32,
-    /// Longest a request waits in that queue (including a cold start) before 429/503.
-    pub queue_timeout: Span,
 }
 
 /// A manifest with host defaults filled in and every cross-field rule checked.
@@ -398,95 +263,6 @@ fn resolve_vertical(v: &VerticalToml, limits: &Limits) -> Result<Vertical, (&'st
         weight: v.weight.unwrap_or(1),
         priority: v.priority.unwrap_or(0),
     })
-}
-
-/// The most instances one function may ask for. Each pool slot reserves virtual address
-/// space for the instance's memories in its sandbox; this keeps the reservation far inside
-/// a 47-bit address space.
-pub const MAX_INSTANCES_LIMIT: u32 = 1000;
-
-/// Cross-field rules of `[scaling]`, for manifests and the host defaults alike. The error is
-/// (key within `scaling`, message).
-pub fn check_scaling(s: &Scaling) -> Result<(), (&'static str, String)> {
-    if s.max_instances == 0 {
-        return Err(("max_instances", "must be at least 1".into()));
-    }
-    if s.max_instances > MAX_INSTANCES_LIMIT {
-        return Err((
-            "max_instances",
-            format!(
-                "{} is above the host's limit of {MAX_INSTANCES_LIMIT}",
-                s.max_instances
-            ),
-        ));
-    }
-    if s.min_instances > s.max_instances {
-        return Err((
-            "min_instances",
-            format!(
-                "{} is above max_instances = {}",
-                s.min_instances, s.max_instances
-            ),
-        ));
-    }
-    if s.concurrency == 0 {
-        return Err(("concurrency", "must be at least 1".into()));
-    }
-    if s.reuse == 0 {
-        return Err(("reuse", "must be at least 1".into()));
-    }
-    if !(s.target_utilization > 0.0 && s.target_utilization <= 1.0) {
-        return Err(("target_utilization", "must be in (0, 1]".into()));
-    }
-    if s.stable_window.0 < std::time::Duration::from_secs(1) {
-        return Err(("stable_window", "must be at least 1s".into()));
-    }
-    if s.panic_window.0 < std::time::Duration::from_millis(100)
-        || s.panic_window.0 > s.stable_window.0
-    {
-        return Err((
-            "panic_window",
-            format!(
-                "{} must be between 100ms and stable_window = {}",
-                s.panic_window, s.stable_window
-            ),
-        ));
-    }
-    if !(s.panic_threshold >= 1.0 && s.panic_threshold.is_finite()) {
-        return Err(("panic_threshold", "must be at least 1.0".into()));
-    }
-    if !(s.max_scale_up_rate > 1.0 && s.max_scale_up_rate.is_finite()) {
-        return Err(("max_scale_up_rate", "must be above 1.0".into()));
-    }
-    if !(s.max_scale_down_rate > 1.0 && s.max_scale_down_rate.is_finite()) {
-        return Err(("max_scale_down_rate", "must be above 1.0".into()));
-    }
-    if s.queue_timeout.0.is_zero() {
-        return Err(("queue_timeout", "must be more than 0".into()));
-    }
-    Ok(())
-}
-
-/// The 1-based line where `dotted` (`limits.memory`) is set, for errors found after parsing.
-fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
-    let (table, key) = match dotted.rsplit_once('.') {
-        Some((t, k)) => (Some(t), k),
-        None => (None, dotted),
-    };
-    let mut current: Option<String> = None;
-    for (i, line) in text.lines().enumerate() {
-        let l = line.trim();
-        if l.starts_with('[') {
-            current = Some(l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
-            continue;
-        }
-        if let Some((k, _)) = l.split_once('=') {
-            if k.trim().trim_matches('"') == key && current.as_deref() == table {
-                return Some(i + 1);
-            }
-        }
-    }
-    None
 }
 
 /// A handler path must stay inside the manifest's folder: relative, no `..`.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::control::vertical::quota::QuotaUpdate;
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
+use surge_runtime::Kind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,7 +37,7 @@ pub struct StoredFunction {
     pub manifest_file: String,
     pub manifest: String,
     pub wasm_sha256: String,
-    pub kind: String,
+    pub kind: Kind,
     pub deployed_at_unix: i64,
 }
 
@@ -141,7 +142,7 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(name) DO UPDATE SET version = ?2, manifest_file = ?3, manifest = ?4,
                  wasm_sha256 = ?5, kind = ?6, deployed_at = ?7",
-            params![f.name, f.version as i64, f.manifest_file, f.manifest, f.wasm_sha256, f.kind, f.deployed_at_unix],
+            params![f.name, f.version as i64, f.manifest_file, f.manifest, f.wasm_sha256, f.kind.as_str(), f.deployed_at_unix],
         )
         .map_err(|e| self.sql(e))?;
         tx.execute(
@@ -198,7 +199,9 @@ impl Store {
         Ok(())
     }
 
-    pub fn list(&self) -> Result<Vec<StoredFunction>, StoreError> {
+    /// Every stored version. A row that does not decode is an error of its own, so one
+    /// corrupt row does not keep the others from being restored.
+    pub fn list(&self) -> Result<Vec<Result<StoredFunction, StoreError>>, StoreError> {
         let conn = self.conn.lock();
         let mut stmt = conn
             .prepare(
@@ -208,18 +211,33 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok(StoredFunction {
-                    name: r.get(0)?,
+                let name: String = r.get(0)?;
+                let kind: String = r.get(5)?;
+                let f = StoredFunction {
                     version: r.get::<_, i64>(1)? as u64,
                     manifest_file: r.get(2)?,
                     manifest: r.get(3)?,
                     wasm_sha256: r.get(4)?,
-                    kind: r.get(5)?,
+                    kind: Kind::Http,
                     deployed_at_unix: r.get(6)?,
+                    name: name.clone(),
+                };
+                // A kind this build does not know is this row's error alone.
+                Ok(match kind.parse::<Kind>() {
+                    Ok(kind) => Ok(StoredFunction { kind, ..f }),
+                    Err(e) => Err(rusqlite::Error::FromSqlConversionFailure(
+                        5,
+                        rusqlite::types::Type::Text,
+                        format!("function {name}: {e}").into(),
+                    )),
                 })
             })
             .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
+        let rows: Vec<_> = rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.map_err(|e| self.sql(e)))
+            .collect())
     }
 }
 
@@ -234,7 +252,7 @@ mod tests {
             manifest_file: "functions/a/function.toml".into(),
             manifest: "name = \"a\"".into(),
             wasm_sha256: "ab".repeat(32),
-            kind: "event".into(),
+            kind: Kind::Event,
             deployed_at_unix: 1,
         }
     }
@@ -255,7 +273,8 @@ mod tests {
             assert_eq!(std::fs::read(p).unwrap(), b"\0asm");
         }
         let s = Store::open(dir.path()).unwrap();
-        assert_eq!(s.list().unwrap(), vec![f("a", 2)]);
+        let listed: Vec<_> = s.list().unwrap().into_iter().map(Result::unwrap).collect();
+        assert_eq!(listed, vec![f("a", 2)]);
         assert_eq!(
             s.next_version("b").unwrap(),
             2,

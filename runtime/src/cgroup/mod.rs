@@ -353,6 +353,9 @@ impl SandboxCgroup for CgroupsRs {
         usage::read(&self.dirs)
     }
 
+    // Blocking by design: callers run it on a blocking thread (the supervisor's
+    // spawn_blocking), never on an async worker.
+    #[allow(clippy::disallowed_methods)]
     fn destroy(&self) -> Result<(), CgroupError> {
         for (p, cg) in &self.groups {
             if !cg.procs().is_empty() {

@@ -14,10 +14,9 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
 use super::{
-    arm_deadline, classify, set_budget, wall_limit, Budgeted, InstanceLimiter, MemoryLedger,
-    Outcome, WALL_TIMEOUT_MESSAGE,
+    arm_deadline, classify, set_budget, wall_limit, Budgeted, CheckError, InstanceLimiter,
+    MemoryLedger, Outcome, WALL_TIMEOUT_MESSAGE,
 };
-use crate::artifact::CheckError;
 
 /// The only import module an event handler may use.
 pub const WASI_P1: &str = "wasi_snapshot_preview1";

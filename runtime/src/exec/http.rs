@@ -21,10 +21,9 @@ use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::{
-    arm_deadline, classify, set_budget, wall_limit, Budgeted, InstanceLimiter, MemoryLedger,
-    Outcome, WALL_TIMEOUT_MESSAGE,
+    arm_deadline, classify, set_budget, wall_limit, Budgeted, CheckError, InstanceLimiter,
+    MemoryLedger, Outcome, WALL_TIMEOUT_MESSAGE,
 };
-use crate::artifact::CheckError;
 
 pub struct HttpState {
     wasi: WasiCtx,

@@ -11,6 +11,17 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// Why a binary cannot run here, found by the kind's checks before the file is named
+/// (`artifact` names it).
+#[derive(Debug)]
+pub enum CheckError {
+    /// Imports that the sandbox does not link.
+    Imports(Vec<String>),
+    /// The export the kind needs, missing or of the wrong type.
+    Export(String),
+    Other(String),
+}
+
 /// How one invocation ended. Travels to the host in the `x-surge-outcome` header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

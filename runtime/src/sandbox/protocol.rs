@@ -4,11 +4,12 @@
 //! The sandbox reports how an invocation ended in the headers below.
 //!
 //! Control, beside the data: the host writes the spec as one JSON line on the sandbox's
-//! stdin, then [`POOL_COMMAND`] lines that set the pool's target size and [`MEMORY_COMMAND`]
-//! lines that resize the per-instance memory quota. The sandbox answers [`READY_LINE`] on
-//! stdout, then a [`WARM_REPORT`] line whenever the number of instances ready to serve
-//! changes, and a [`MEMORY_REPORT`] line for each interval in which instances ran. EOF on
-//! stdin means the host is gone: the sandbox exits.
+//! stdin, then [`HostCommand`] lines: the pool's target size, and the per-instance memory
+//! quota. The sandbox answers [`READY_LINE`] on stdout, then a [`SandboxReport`] line
+//! whenever the number of instances ready to serve changes, and one for each interval in
+//! which instances ran (their memory peak). EOF on stdin means the host is gone: the
+//! sandbox exits. Both message types are `Display` (the line, without its newline) and
+//! `FromStr`.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,52 +38,102 @@ pub const LOG_TAIL_BYTES: usize = 4096;
 /// The first line a sandbox prints on stdout: it is ready, or why it is not.
 pub const READY_LINE: &str = "ready";
 
-/// Host → sandbox: `pool <n>` sets the target number of warm instances.
-pub const POOL_COMMAND: &str = "pool";
-/// Sandbox → host: `warm <ready> <slots>`: the instances ready to serve now, and the pool
-/// places taken (ready, busy or still instantiating: what the memory limit must cover).
-pub const WARM_REPORT: &str = "warm";
-
-/// Host → sandbox: `memory <bytes>` sets the memory quota of instances created from now
-/// on (at most the spec's `memory_ceiling_bytes`, the size of a pool memory slot).
-pub const MEMORY_COMMAND: &str = "memory";
-/// Sandbox → host: `mem <peak> <denied>`: the highest linear memory one instance reached
-/// since the last report, and the largest total a refused grow asked for (0: none), bytes.
-pub const MEMORY_REPORT: &str = "mem";
-
-/// Parse a `mem <peak> <denied>` report.
-pub fn parse_mem(line: &str) -> Option<(u64, u64)> {
-    let mut it = line.split_whitespace();
-    if it.next()? != MEMORY_REPORT {
-        return None;
-    }
-    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+/// Host → sandbox, one line each on the sandbox's stdin after the spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostCommand {
+    /// `pool <n>`: the target number of warm instances.
+    Pool(u32),
+    /// `memory <bytes>`: the memory quota of instances created from now on (at most the
+    /// spec's `memory_ceiling_bytes`, the size of a pool memory slot).
+    Memory(u64),
 }
 
-/// Parse a `<word> <n>` control line with a 64-bit value.
-pub fn parse_u64(line: &str, word: &str) -> Option<u64> {
-    let (w, n) = line.trim().split_once(' ')?;
-    (w == word).then(|| n.trim().parse().ok())?
+/// Sandbox → host, one line each on the sandbox's stdout after [`READY_LINE`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SandboxReport {
+    /// `warm <ready> <slots>`: the instances ready to serve now, and the pool places taken
+    /// (ready, busy or still instantiating: what the memory limit must cover).
+    Warm { ready: u32, slots: u32 },
+    /// `mem <peak> <denied>`: the highest linear memory one instance reached since the last
+    /// report, and the largest total a refused grow asked for (0: none), bytes.
+    Memory { peak_bytes: u64, denied_bytes: u64 },
 }
 
-/// Parse a `warm <ready> <slots>` report.
-pub fn parse_warm(line: &str) -> Option<(u32, u32)> {
-    let mut it = line.split_whitespace();
-    if it.next()? != WARM_REPORT {
-        return None;
-    }
-    let ready = it.next()?.parse().ok()?;
-    let slots = it.next()?.parse().ok()?;
-    Some((ready, slots))
+const POOL: &str = "pool";
+const MEMORY: &str = "memory";
+const WARM: &str = "warm";
+const MEM: &str = "mem";
+
+/// A control line that is not one of the messages above.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bad control line {line:?}: expected {expected}")]
+pub struct ProtocolError {
+    pub line: String,
+    pub expected: &'static str,
 }
 
-/// Parse a `<word> <n>` control line.
-pub fn parse_count(line: &str, word: &str) -> Option<u32> {
-    let (w, n) = line.trim().split_once(' ')?;
-    if w != word {
-        return None;
+impl std::fmt::Display for HostCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostCommand::Pool(n) => write!(f, "{POOL} {n}"),
+            HostCommand::Memory(b) => write!(f, "{MEMORY} {b}"),
+        }
     }
-    n.trim().parse().ok()
+}
+
+impl std::str::FromStr for HostCommand {
+    type Err = ProtocolError;
+
+    fn from_str(line: &str) -> Result<Self, ProtocolError> {
+        let bad = || ProtocolError {
+            line: line.trim_end().to_string(),
+            expected: "`pool <n>` or `memory <bytes>`",
+        };
+        match words(line).as_slice() {
+            [POOL, n] => n.parse().map(HostCommand::Pool).map_err(|_| bad()),
+            [MEMORY, b] => b.parse().map(HostCommand::Memory).map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for SandboxReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SandboxReport::Warm { ready, slots } => write!(f, "{WARM} {ready} {slots}"),
+            SandboxReport::Memory {
+                peak_bytes,
+                denied_bytes,
+            } => write!(f, "{MEM} {peak_bytes} {denied_bytes}"),
+        }
+    }
+}
+
+impl std::str::FromStr for SandboxReport {
+    type Err = ProtocolError;
+
+    fn from_str(line: &str) -> Result<Self, ProtocolError> {
+        let bad = || ProtocolError {
+            line: line.trim_end().to_string(),
+            expected: "`warm <ready> <slots>` or `mem <peak> <denied>`",
+        };
+        match words(line).as_slice() {
+            [WARM, r, s] => Ok(SandboxReport::Warm {
+                ready: r.parse().map_err(|_| bad())?,
+                slots: s.parse().map_err(|_| bad())?,
+            }),
+            [MEM, p, d] => Ok(SandboxReport::Memory {
+                peak_bytes: p.parse().map_err(|_| bad())?,
+                denied_bytes: d.parse().map_err(|_| bad())?,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// A line's words: a few control lines a second, so a small Vec is fine.
+fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }
 
 /// Everything a sandbox needs to start, sent by the host as one JSON line on stdin.
@@ -122,4 +173,88 @@ pub fn header_safe(msg: &str) -> String {
         })
         .take(400)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let commands = [
+            HostCommand::Pool(0),
+            HostCommand::Pool(u32::MAX),
+            HostCommand::Memory(1 << 30),
+        ];
+        for c in commands {
+            assert_eq!(c.to_string().parse::<HostCommand>(), Ok(c), "{c}");
+        }
+        let reports = [
+            SandboxReport::Warm { ready: 0, slots: 3 },
+            SandboxReport::Warm {
+                ready: 1000,
+                slots: 1000,
+            },
+            SandboxReport::Memory {
+                peak_bytes: 65536,
+                denied_bytes: 0,
+            },
+            SandboxReport::Memory {
+                peak_bytes: u64::MAX,
+                denied_bytes: 1 << 20,
+            },
+        ];
+        for r in reports {
+            assert_eq!(r.to_string().parse::<SandboxReport>(), Ok(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn wire_form_is_stable() {
+        assert_eq!(HostCommand::Pool(3).to_string(), "pool 3");
+        assert_eq!(HostCommand::Memory(42).to_string(), "memory 42");
+        assert_eq!(
+            SandboxReport::Warm { ready: 2, slots: 4 }.to_string(),
+            "warm 2 4"
+        );
+        assert_eq!(
+            "  mem 10 20 \n".parse::<SandboxReport>(),
+            Ok(SandboxReport::Memory {
+                peak_bytes: 10,
+                denied_bytes: 20
+            })
+        );
+        assert_eq!("pool 7\n".parse::<HostCommand>(), Ok(HostCommand::Pool(7)));
+    }
+
+    #[test]
+    fn bad_lines_are_errors() {
+        for bad in [
+            "",
+            "pool",
+            "pool -1",
+            "pool 1 2",
+            "pool 4294967296",
+            "memory x",
+            "warm 1",
+            "pools 1",
+        ] {
+            let e = bad.parse::<HostCommand>().unwrap_err();
+            assert_eq!(e.line, bad.trim_end());
+        }
+        for bad in [
+            "warm 1",
+            "warm 1 2 3",
+            "mem 1",
+            "mem a b",
+            "ready",
+            "pool 1",
+        ] {
+            assert!(bad.parse::<SandboxReport>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            "nope".parse::<SandboxReport>().unwrap_err().to_string(),
+            "bad control line \"nope\": expected `warm <ready> <slots>` or `mem <peak> <denied>`"
+        );
+    }
 }

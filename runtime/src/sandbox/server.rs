@@ -15,7 +15,7 @@ use tokio::net::{UnixListener, UnixStream};
 use wasmtime::component::Component;
 use wasmtime::Module;
 
-use super::protocol::{self, SandboxSpec};
+use super::protocol::{self, HostCommand, SandboxReport, SandboxSpec};
 use crate::engine::{pooled_engine, PoolShape, EPOCH_TICK_MS};
 use crate::exec::event::{EventHandler, EventSettings};
 use crate::exec::http::{HttpHandler, HttpSettings};
@@ -287,16 +287,17 @@ fn read_host_commands(target: Arc<Target>, memory: Arc<MemoryLedger>, ceiling_by
                 match std::io::BufRead::read_line(&mut lock, &mut line) {
                     Ok(0) | Err(_) => std::process::exit(0),
                     Ok(_) => {
-                        if let Some(n) = protocol::parse_count(&line, protocol::POOL_COMMAND) {
-                            target.pool.store(n, Ordering::Release);
-                            if let Some(t) = target.controller.get() {
-                                t.unpark();
+                        match line.parse::<HostCommand>() {
+                            Ok(HostCommand::Pool(n)) => {
+                                target.pool.store(n, Ordering::Release);
+                                if let Some(t) = target.controller.get() {
+                                    t.unpark();
+                                }
                             }
-                        } else if let Some(b) = protocol::parse_u64(&line, protocol::MEMORY_COMMAND)
-                        {
                             // Bounded by the slot size: a larger grow would fail in the
                             // allocator instead of the limiter, as a trap not an OOM.
-                            memory.set_limit(b.min(ceiling_bytes));
+                            Ok(HostCommand::Memory(b)) => memory.set_limit(b.min(ceiling_bytes)),
+                            Err(e) => tracing::warn!(error = %e, "ignoring a host command"),
                         }
                     }
                 }
@@ -341,11 +342,19 @@ fn control_pool(
                 };
                 let mut lines = String::new();
                 if reported != Some(now) {
-                    lines += &format!("{} {} {}\n", protocol::WARM_REPORT, now.0, now.1);
+                    let warm = SandboxReport::Warm {
+                        ready: now.0,
+                        slots: now.1,
+                    };
+                    lines += &format!("{warm}\n");
                     reported = Some(now);
                 }
-                if let Some((peak, denied)) = memory.take() {
-                    lines += &format!("{} {peak} {denied}\n", protocol::MEMORY_REPORT);
+                if let Some((peak_bytes, denied_bytes)) = memory.take() {
+                    let mem = SandboxReport::Memory {
+                        peak_bytes,
+                        denied_bytes,
+                    };
+                    lines += &format!("{mem}\n");
                 }
                 if !lines.is_empty() {
                     let mut out = std::io::stdout().lock();

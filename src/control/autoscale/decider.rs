@@ -74,8 +74,10 @@ pub struct Observation {
     pub ready: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
+    #[default]
     Stable,
     Panic,
 }
@@ -86,6 +88,13 @@ impl Mode {
             Mode::Stable => "stable",
             Mode::Panic => "panic",
         }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so the status table's widths apply.
+        f.pad(self.as_str())
     }
 }
 

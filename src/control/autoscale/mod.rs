@@ -1,17 +1,19 @@
 //! Horizontal autoscaling: the control loop that re-decides every function's pool size.
 //!
 //! ```text
-//! dispatch (arrivals, level) ─▶ window ─▶ decider ─▶ Pool target ─▶ supervisor (sandbox, pool
-//!                                                                    command, cgroup limits)
+//! dispatch (arrivals, level) ─▶ load window ─▶ decider ─▶ Scaler target ─▶ supervisor (sandbox,
+//!                                                                           pool command, limits)
 //! ```
 //!
-//! [`window`] and [`decider`] are pure: they take `now` and do no I/O, so the tests step
-//! through invented time. This module is the only part that reads the clock. It ticks every
-//! `autoscaler.tick`, and also at once when a request had to queue (a poke), so a function at
-//! zero starts without waiting for the tick.
+//! [`decider`] is pure, and so is the load window it reads (`dispatch::load`): they take
+//! `now` and do no I/O, so the tests step through invented time. [`scaler`] holds one
+//! version's decider and target. This module is the loop, the only part that reads the
+//! clock. It ticks every `autoscaler.tick`, and also at once when a request had to queue (a
+//! poke), so a function at zero starts without waiting for the tick. It follows the live
+//! versions through the registry's [`LiveVersions`] watch.
 
 pub mod decider;
-pub mod window;
+pub mod scaler;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::registry::Registry;
+use crate::control::version::LiveVersions;
 
 /// Pokes closer together than this are handled in one round: under a sustained overload
 /// every queued request pokes, and one decision per round is enough. A poke round decides
@@ -29,7 +31,7 @@ const POKE_SPACING: Duration = Duration::from_millis(5);
 
 /// Run the control loop until `shutdown` resolves.
 pub async fn run(
-    registry: Arc<Registry>,
+    live: LiveVersions,
     tick: Duration,
     poke: Arc<Notify>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -43,11 +45,12 @@ pub async fn run(
             _ = poke.notified() => true,
         };
         let now = Instant::now();
-        for d in registry.routes().all() {
+        let versions = live.borrow().clone();
+        for v in versions.iter() {
             // A poke round decides only where a request queued; a tick decides everywhere
             // (and clears the marks, which it covers).
-            if d.take_poke() || !poked {
-                d.autoscale(now);
+            if v.deployment.take_poke() || !poked {
+                v.scaler.decide(&v.deployment, now);
             }
         }
         if poked {

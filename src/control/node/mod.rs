@@ -12,14 +12,15 @@
 //! which the vertical control loop triggers while CPU is contested.
 
 pub mod allocator;
+pub mod fit;
 
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use crate::control::vertical::quota::CPU_MIN_MILLICORES;
 use crate::manifest::config::NodeConfig;
+use crate::manifest::CPU_MIN_MILLICORES;
 use allocator::Claim;
 
 /// An amount of both resources.
@@ -161,6 +162,19 @@ impl Node {
         self.holders.lock().remove(key);
     }
 
+    /// The memory `key` could hold: the capacity less what every other sandbox holds (or
+    /// has been granted and not yet committed).
+    pub fn memory_free_for(&self, key: &str) -> u64 {
+        let others: u64 = self
+            .holders
+            .lock()
+            .iter()
+            .filter(|(k, _)| k.as_str() != key)
+            .map(|(_, h)| h.committed.memory_bytes)
+            .sum();
+        self.capacity.memory_bytes.saturating_sub(others)
+    }
+
     /// Whether some sandbox holds less CPU than it asked for (then every sandbox refits, so
     /// the ones above their fair share give the excess back).
     pub fn cpu_contested(&self) -> bool {
@@ -253,7 +267,10 @@ mod tests {
         let s = n.status();
         assert!(s.committed.memory_bytes <= 1000 && s.committed.cpu_millicores <= 2000);
         assert!(n.cpu_contested());
+        assert_eq!(n.memory_free_for("b"), 400, "a holds 600");
+        assert_eq!(n.memory_free_for("c"), 0, "a and b hold it all");
         n.release("a");
+        assert_eq!(n.memory_free_for("b"), 1000);
         let g = n.request("b", r(600, 1500), 1, 0);
         assert_eq!(g, r(600, 1500), "freed capacity goes to who asks");
     }

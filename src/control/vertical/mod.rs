@@ -2,424 +2,32 @@
 //!
 //! ```text
 //! cgroup files ─┐
-//! sandbox `mem` ┴▶ Sample ─▶ recommender (pure) ─▶ quota watch ─▶ supervisor: node grant,
-//! reports                     History + decide      (+ manual pins)  cgroup limits rewritten in
-//!                                                                      place, `memory <bytes>`
+//! sandbox `mem` ┴▶ sample (pure) ─▶ recommender (pure) ─▶ quota watch ─▶ supervisor: node grant,
+//! reports                            History + decide      (+ manual pins)  cgroup limits rewritten
+//!                                                                            in place, `memory <n>`
 //! ```
 //!
-//! [`recommender`] and [`quota`] are pure. This module holds each deployment's vertical
-//! state and the control loop, the only part here that reads the clock and the cgroup
-//! files. A resize never restarts the sandbox: the supervisor rewrites its cgroup limits
-//! and tells it the memory quota for instances it creates from then on.
+//! [`sample`], [`recommender`] and [`quota`] are pure. [`state`] holds each version's
+//! vertical state. This module is the control loop, the only part here that reads the
+//! clock and the cgroup files. A resize never restarts the sandbox: the supervisor rewrites
+//! its cgroup limits and tells it the memory quota for instances it creates from then on.
 
 pub mod quota;
 pub mod recommender;
+pub mod sample;
+pub mod state;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
-use surge_runtime::cgroup::{usage, SandboxLimits, Usage};
-use tokio::sync::{watch, Notify};
+use surge_runtime::cgroup::usage;
 use tokio::time::Instant;
 
 use crate::control::node::Node;
+use crate::control::version::LiveVersions;
 use crate::manifest::config::VerticalConfig;
-use crate::manifest::Vertical;
-use crate::registry::Registry;
-use quota::{Quota, QuotaError, QuotaUpdate};
-use recommender::{Decision, History, Params, Reason, Recommendation, Sample};
-
-/// Who decided a resize.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The quota a version started with.
-    Initial,
-    Usage,
-    Oom,
-    Throttled,
-    Manual,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Initial => "initial",
-            Source::Usage => "usage",
-            Source::Oom => "oom",
-            Source::Throttled => "throttled",
-            Source::Manual => "manual",
-        }
-    }
-}
-
-impl From<Reason> for Source {
-    fn from(r: Reason) -> Self {
-        match r {
-            Reason::Usage => Source::Usage,
-            Reason::Oom => Source::Oom,
-            Reason::Throttled => Source::Throttled,
-        }
-    }
-}
-
-/// A quota to apply: what the supervisor watches.
-#[derive(Clone, Copy, Debug)]
-pub struct Resize {
-    pub quota: Quota,
-    /// Counts resizes of this version; the supervisor acknowledges each in [`Applied`].
-    pub generation: u64,
-    pub decided_at: Instant,
-    pub source: Source,
-}
-
-/// What the supervisor applied last.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Applied {
-    pub generation: u64,
-    /// The limits its cgroup holds (None: at zero, no cgroup).
-    pub limits: Option<SandboxLimits>,
-    /// The quota those limits are for: below the published one when the node's memory could
-    /// not take a raise for the instances the sandbox holds.
-    pub quota: Option<Quota>,
-    /// From the decision to the cgroup files holding the limits, µs.
-    pub latency_us: u64,
-}
-
-/// Usage figures for status and metrics, from the last sample.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct VerticalReport {
-    pub usage: Option<Usage>,
-    /// CPU over the last interval, the whole sandbox, millicores.
-    pub cpu_millicores: u64,
-    /// Fraction of the last interval's CFS periods that were throttled.
-    pub throttled_fraction: f64,
-    pub recommendation: Option<Quota>,
-    pub last_reason: Option<Source>,
-}
-
-/// Counters for status and metrics.
-#[derive(Default)]
-pub struct VerticalCounters {
-    pub resizes_auto: AtomicU64,
-    pub resizes_manual: AtomicU64,
-    /// Out-of-memory events: instances refused memory, and cgroup OOM kills.
-    pub oom_events: AtomicU64,
-    /// Scale-ups (or raises) the node's memory could not take.
-    pub capacity_refusals: AtomicU64,
-    /// Set while the pool is held below its target for lack of node memory.
-    pub capacity_limited: AtomicBool,
-}
-
-/// One deployment's vertical state.
-pub struct VerticalState {
-    pub spec: Vertical,
-    resize: watch::Sender<Resize>,
-    applied: watch::Sender<Applied>,
-    pins: Mutex<QuotaUpdate>,
-    history: Mutex<History>,
-    /// The previous sample: when, the cgroup's cumulative counters then, and which cgroup.
-    last: Mutex<Option<(Instant, Usage, u64)>>,
-    /// Counts the cgroups this version had: a new one (a cold start) restarts its counters.
-    cgroup_epoch: AtomicU64,
-    pub report: Mutex<VerticalReport>,
-    /// Highest wasm linear memory of one instance since the last sample (sandbox reports).
-    wasm_peak_interval: AtomicU64,
-    /// Largest memory a refused grow asked for since the last sample.
-    wasm_denied: AtomicU64,
-    /// Highest wasm linear memory of one instance ever.
-    pub wasm_peak_bytes: AtomicU64,
-    pub counters: VerticalCounters,
-    /// Asks the supervisor to re-request its node share (CPU contested, or memory refused).
-    pub refit: Notify,
-    /// The deployment's request count at the previous sample.
-    last_requests: AtomicU64,
-}
-
-impl VerticalState {
-    pub fn new(spec: Vertical, initial: Quota, pins: QuotaUpdate, params: &Params) -> Self {
-        let b = spec.bounds;
-        VerticalState {
-            spec,
-            resize: watch::Sender::new(Resize {
-                quota: initial,
-                generation: 0,
-                decided_at: Instant::now(),
-                source: Source::Initial,
-            }),
-            applied: watch::Sender::new(Applied::default()),
-            // A pin from an earlier version stays within this version's bounds.
-            pins: Mutex::new(QuotaUpdate {
-                memory_bytes: pins
-                    .memory_bytes
-                    .map(|m| m.clamp(b.memory_min_bytes, b.memory_max_bytes)),
-                cpu_millicores: pins
-                    .cpu_millicores
-                    .map(|c| c.clamp(b.cpu_min_millicores, b.cpu_max_millicores)),
-            }),
-            history: Mutex::new(History::new(params)),
-            last: Mutex::new(None),
-            cgroup_epoch: AtomicU64::new(0),
-            report: Mutex::new(VerticalReport::default()),
-            wasm_peak_interval: AtomicU64::new(0),
-            wasm_denied: AtomicU64::new(0),
-            wasm_peak_bytes: AtomicU64::new(0),
-            counters: VerticalCounters::default(),
-            refit: Notify::new(),
-            last_requests: AtomicU64::new(0),
-        }
-    }
-
-    /// The quota in force (what the supervisor applies).
-    pub fn quota(&self) -> Quota {
-        self.resize.borrow().quota
-    }
-
-    pub fn pins(&self) -> QuotaUpdate {
-        *self.pins.lock()
-    }
-
-    pub fn watch_resize(&self) -> watch::Receiver<Resize> {
-        self.resize.subscribe()
-    }
-
-    pub fn applied(&self) -> Applied {
-        *self.applied.borrow()
-    }
-
-    /// The supervisor acknowledges a resize (or a limits change of its own).
-    pub fn set_applied(&self, a: Applied) {
-        self.applied.send_replace(a);
-    }
-
-    /// The cgroup's limits changed outside a resize (a scale, a start, a stop).
-    pub fn set_limits(&self, limits: Option<SandboxLimits>, quota: Quota) {
-        self.applied.send_if_modified(|a| {
-            let changed = a.limits != limits || a.quota != Some(quota);
-            a.limits = limits;
-            a.quota = Some(quota);
-            changed
-        });
-    }
-
-    /// A new cgroup was created for this version: its counters start from zero.
-    pub fn new_cgroup(&self) {
-        self.cgroup_epoch.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The quota the sandbox runs with: the applied one, or the published one before the
-    /// first apply.
-    pub fn quota_in_force(&self) -> Quota {
-        self.applied().quota.unwrap_or_else(|| self.quota())
-    }
-
-    /// A sandbox `mem <peak> <denied>` report.
-    pub fn observe_wasm(&self, peak_bytes: u64, denied_bytes: u64) {
-        self.wasm_peak_interval
-            .fetch_max(peak_bytes, Ordering::Relaxed);
-        self.wasm_peak_bytes
-            .fetch_max(peak_bytes, Ordering::Relaxed);
-        if denied_bytes > 0 {
-            self.wasm_denied.fetch_max(denied_bytes, Ordering::Relaxed);
-        }
-    }
-
-    fn publish(&self, quota: Quota, source: Source, now: Instant) -> u64 {
-        let mut generation = 0;
-        self.resize.send_modify(|r| {
-            r.generation += 1;
-            generation = r.generation;
-            r.quota = quota;
-            r.decided_at = now;
-            r.source = source;
-        });
-        let c = if source == Source::Manual {
-            &self.counters.resizes_manual
-        } else {
-            &self.counters.resizes_auto
-        };
-        c.fetch_add(1, Ordering::Relaxed);
-        self.report.lock().last_reason = Some(source);
-        generation
-    }
-
-    /// A manual resize, checked but not applied: the quota it gives (validated as a whole
-    /// against the bounds) and the pins after it. A dimension set in `clear` is unpinned
-    /// (the recommender takes it again).
-    pub fn prepare_manual(
-        &self,
-        update: &QuotaUpdate,
-        clear_memory: bool,
-        clear_cpu: bool,
-    ) -> Result<(Quota, QuotaUpdate), QuotaError> {
-        let current = self.quota();
-        let next = if update.memory_bytes.is_some() || update.cpu_millicores.is_some() {
-            current.update(update, &self.spec.bounds)?
-        } else if clear_memory || clear_cpu {
-            current
-        } else {
-            return Err(QuotaError::Empty);
-        };
-        let mut pins = self.pins();
-        if update.memory_bytes.is_some() {
-            pins.memory_bytes = update.memory_bytes;
-        } else if clear_memory {
-            pins.memory_bytes = None;
-        }
-        if update.cpu_millicores.is_some() {
-            pins.cpu_millicores = update.cpu_millicores;
-        } else if clear_cpu {
-            pins.cpu_millicores = None;
-        }
-        Ok((next, pins))
-    }
-
-    /// Apply prepared (and persisted) pins: the pinned dimensions take the pinned values,
-    /// the others stay. Returns the generation to wait for. Under the pins lock, so a
-    /// recommender step cannot publish between the two.
-    pub fn commit_manual(&self, pins: QuotaUpdate) -> u64 {
-        let mut held = self.pins.lock();
-        *held = pins;
-        let current = self.quota();
-        let next = Quota {
-            memory_bytes: pins.memory_bytes.unwrap_or(current.memory_bytes),
-            cpu_millicores: pins.cpu_millicores.unwrap_or(current.cpu_millicores),
-        };
-        if next != current {
-            self.publish(next, Source::Manual, Instant::now())
-        } else {
-            self.resize.borrow().generation
-        }
-    }
-
-    /// Wait until the supervisor applied `generation` (or `within` passes).
-    pub async fn wait_applied(&self, generation: u64, within: Duration) -> Option<Applied> {
-        let mut rx = self.applied.subscribe();
-        let waited = tokio::time::timeout(within, rx.wait_for(|a| a.generation >= generation))
-            .await
-            .ok()?
-            .ok()
-            .map(|a| *a);
-        waited
-    }
-
-    /// One control-loop step for this deployment: turn the cgroup's counters and the
-    /// sandbox's reports into a sample, record it, decide, and publish a new quota if the
-    /// decision (with the pins) changes it.
-    ///
-    /// CPU is sampled only for intervals in which requests arrived or ran: unlike a
-    /// long-running pod, an idle function's quota matters only when the next request comes,
-    /// and idle seconds (most of a function's life) would drag the target to the minimum.
-    pub fn step(
-        &self,
-        usage: Usage,
-        busy_instances: f64,
-        requests_total: u64,
-        inflight: usize,
-        params: &Params,
-        now: Instant,
-    ) {
-        let active = self.last_requests.swap(requests_total, Ordering::Relaxed) != requests_total
-            || inflight > 0;
-        let epoch = self.cgroup_epoch.load(Ordering::Relaxed);
-        let prev = self
-            .last
-            .lock()
-            .replace((now, usage.clone(), epoch))
-            .filter(|(_, _, e)| *e == epoch)
-            .map(|(t, u, _)| (t, u));
-        let quota = self.quota_in_force();
-        let mut cpu_total = None;
-        let mut throttled_fraction = 0.0;
-        let mut cgroup_oom = false;
-        // Counters restart with a new cgroup (a cold start): a drop means a fresh baseline.
-        if let Some((t0, u0)) = prev.filter(|(_, u0)| usage.cpu_usage_ns >= u0.cpu_usage_ns) {
-            let dt_ns = now.saturating_duration_since(t0).as_nanos() as u64;
-            if dt_ns > 0 {
-                let used_ns = usage.cpu_usage_ns - u0.cpu_usage_ns;
-                cpu_total = Some((used_ns as u128 * 1000 / dt_ns as u128) as u64);
-            }
-            let periods = usage.nr_periods.saturating_sub(u0.nr_periods);
-            if periods > 0 {
-                throttled_fraction =
-                    usage.nr_throttled.saturating_sub(u0.nr_throttled) as f64 / periods as f64;
-            }
-            cgroup_oom = usage.oom_kills > u0.oom_kills;
-        }
-        let peak = self.wasm_peak_interval.swap(0, Ordering::Relaxed);
-        let denied = self.wasm_denied.swap(0, Ordering::Relaxed);
-        // An instance refused memory asked for `denied`; a cgroup OOM kill means the
-        // sandbox as a whole hit its limit, so each instance held about its quota.
-        let oom_bytes = match (denied, cgroup_oom) {
-            (0, false) => None,
-            (0, true) => Some(quota.memory_bytes),
-            (d, _) => Some(d),
-        };
-        if oom_bytes.is_some() {
-            self.counters.oom_events.fetch_add(1, Ordering::Relaxed);
-        }
-        let sample = Sample {
-            memory_peak_bytes: (peak > 0).then_some(peak),
-            // Per busy instance-second: an idle instance uses (next to) no CPU, so dividing
-            // by the ready ones, or by the whole interval when one instance was busy for a
-            // tenth of it, would under-state what a request needs while it runs. The floor
-            // keeps an idle sandbox's own background CPU from being blown up.
-            cpu_millicores: cpu_total
-                .filter(|_| active)
-                .map(|c| (c as f64 / busy_instances.max(MIN_BUSY)) as u64),
-            throttled_fraction,
-            oom_bytes,
-        };
-        let decision = {
-            let mut h = self.history.lock();
-            h.record(&sample, now);
-            recommender::decide(&mut h, quota, &self.spec.bounds, params, now)
-        };
-        let (rec, decision): (Option<Recommendation>, Decision) = decision;
-        {
-            let mut r = self.report.lock();
-            r.usage = Some(usage);
-            r.cpu_millicores = cpu_total.unwrap_or(0);
-            r.throttled_fraction = throttled_fraction;
-            r.recommendation = rec.map(|r| r.target);
-        }
-        let Decision::Resize {
-            quota: want,
-            reason,
-        } = decision
-        else {
-            return;
-        };
-        if !self.spec.enabled {
-            return;
-        }
-        // Pins are read and the quota published under one lock: a manual resize cannot
-        // land between the two and be overwritten.
-        let pins = self.pins.lock();
-        let next = self.spec.bounds.clamp(Quota {
-            memory_bytes: pins.memory_bytes.unwrap_or(want.memory_bytes),
-            cpu_millicores: pins.cpu_millicores.unwrap_or(want.cpu_millicores),
-        });
-        if next != quota {
-            tracing::info!(
-                memory_bytes = next.memory_bytes,
-                cpu_millicores = next.cpu_millicores,
-                from_memory_bytes = quota.memory_bytes,
-                from_cpu_millicores = quota.cpu_millicores,
-                reason = Source::from(reason).as_str(),
-                "vertical resize"
-            );
-            self.publish(next, reason.into(), now);
-        }
-        drop(pins);
-    }
-}
-
-/// The least busy-instance count CPU is divided by (see [`VerticalState::step`]).
-const MIN_BUSY: f64 = 0.05;
+use recommender::Params;
 
 /// The recommender's parameters from the host config.
 pub fn params(c: &VerticalConfig) -> Params {
@@ -443,7 +51,7 @@ pub fn params(c: &VerticalConfig) -> Params {
 /// live function and decide its quota; while node CPU is contested, ask every supervisor to
 /// refit, so shares converge to the allocator's division.
 pub async fn run(
-    registry: Arc<Registry>,
+    live: LiveVersions,
     node: Arc<Node>,
     params: Params,
     interval: Duration,
@@ -458,25 +66,26 @@ pub async fn run(
             _ = &mut shutdown => return,
             _ = tick.tick() => {}
         }
-        let deployments: Vec<_> = registry.routes().all().cloned().collect();
+        let versions = live.borrow().clone();
         let p = params.clone();
         // Reading cgroup files is cheap but blocking: one blocking task per round.
         let round = tokio::task::spawn_blocking(move || {
-            for d in &deployments {
-                let u = usage::read(&d.cgroup_dirs);
+            for v in versions.iter() {
+                let d = &v.deployment;
+                let u = usage::read(&v.cgroup_dirs);
                 let requests = d.counters.requests.load(Ordering::Relaxed);
                 let now = Instant::now();
                 let busy = d.busy_instances(now, interval);
-                d.vertical.step(u, busy, requests, d.inflight(), &p, now);
+                v.vertical.step(u, busy, requests, d.inflight(), &p, now);
             }
-            deployments
+            versions
         })
         .await;
-        if let Ok(deployments) = round {
+        if let Ok(versions) = round {
             let contested = node.cpu_contested();
-            for d in &deployments {
-                if contested || d.vertical.counters.capacity_limited.load(Ordering::Relaxed) {
-                    d.vertical.refit.notify_one();
+            for v in versions.iter() {
+                if contested || v.vertical.counters.capacity_limited.load(Ordering::Relaxed) {
+                    v.vertical.refit.notify_one();
                 }
             }
         }

@@ -1,45 +1,11 @@
-//! One instance's quota (memory and CPU), and the only way to change it: a [`QuotaUpdate`]
-//! merged and validated as a whole by [`Quota::update`] before anything is written.
+//! The only way to change one instance's quota (memory and CPU): a [`QuotaUpdate`] merged
+//! and validated as a whole by [`Quota::update`] before anything is written. [`Quota`] and its
+//! [`Bounds`] are what the manifest says; they live in the manifest, below this layer.
 
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Bytes;
-
-/// Smallest memory quota: one wasm page short of nothing useful, and the manifest's floor.
-pub const MEMORY_MIN_BYTES: u64 = 1 << 20;
-/// Smallest CPU quota: the kernel refuses a CFS quota below 1 ms per 100 ms period.
-pub const CPU_MIN_MILLICORES: u64 = 10;
-
-/// What one instance may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Quota {
-    pub memory_bytes: u64,
-    pub cpu_millicores: u64,
-}
-
-/// The envelope a quota must stay in: the manifest's `[vertical]` bounds. The memory
-/// ceiling is also the size of each instance's memory slot in its sandbox, fixed at deploy.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Bounds {
-    pub memory_min_bytes: u64,
-    pub memory_max_bytes: u64,
-    pub cpu_min_millicores: u64,
-    pub cpu_max_millicores: u64,
-}
-
-impl Bounds {
-    /// `q` moved inside the bounds.
-    pub fn clamp(&self, q: Quota) -> Quota {
-        Quota {
-            memory_bytes: q
-                .memory_bytes
-                .clamp(self.memory_min_bytes, self.memory_max_bytes),
-            cpu_millicores: q
-                .cpu_millicores
-                .clamp(self.cpu_min_millicores, self.cpu_max_millicores),
-        }
-    }
-}
+pub use crate::manifest::{Bounds, Quota, CPU_MIN_MILLICORES, MEMORY_MIN_BYTES};
 
 /// A change to some dimensions of a quota; `None` leaves a dimension as it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +27,7 @@ pub enum QuotaError {
     Empty,
 }
 
+// An inherent impl beside the update type, though `Quota` is defined in the manifest.
 impl Quota {
     /// The merged quota, if every dimension of it lies within `bounds`. Nothing is applied
     /// here: the caller writes the result only when the whole of it is valid.

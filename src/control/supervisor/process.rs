@@ -1,6 +1,9 @@
 //! Starting a sandbox process: the same binary in its hidden `__sandbox` mode, placed in its
 //! cgroup *before* exec, as an unprivileged user with no-new-privs, with nothing inherited but
 //! its listening socket, its artifact and a stdin pipe whose closing means "host gone".
+//! The only module of the host with `unsafe`: the code between fork and exec.
+
+#![allow(unsafe_code)]
 
 use std::io::ErrorKind;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

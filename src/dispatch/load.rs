@@ -1,4 +1,6 @@
-//! The per-function metrics window the horizontal decider reads.
+//! The per-function load window: the monitoring step, recorded on the data path where the
+//! requests are, and read by the control path (the horizontal decider, and the vertical
+//! loop's busy instances).
 //!
 //! The "level" is the number of requests inside the function's deployment at a
 //! moment (executing + queued in the activator). Concurrency is averaged over

@@ -1,0 +1,116 @@
+//! One version's horizontal state: its decider, and the pool target the decider publishes
+//! and the supervisor follows.
+
+use parking_lot::Mutex;
+use surge_runtime::Kind;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::control::autoscale::decider::{Decider, Decision, Mode, Observation, Params};
+use crate::dispatch::{per_instance, Deployment};
+use crate::manifest::FunctionSpec;
+
+/// The horizontal decider's parameters for a function.
+pub fn params(spec: &FunctionSpec, kind: Kind) -> Params {
+    let s = &spec.scaling;
+    Params {
+        min_instances: s.min_instances,
+        max_instances: s.max_instances,
+        concurrency: per_instance(spec, kind),
+        target_utilization: s.target_utilization,
+        stable_window: s.stable_window.0,
+        panic_window: s.panic_window.0,
+        panic_threshold: s.panic_threshold,
+        max_scale_up_rate: s.max_scale_up_rate,
+        max_scale_down_rate: s.max_scale_down_rate,
+        scale_down_delay: s.scale_down_delay.0,
+        scale_to_zero_after: s.scale_to_zero_after.0,
+    }
+}
+
+/// The pool's figures for `status` and `/metrics`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolStatus {
+    pub ready: u32,
+    pub desired: u32,
+    pub executing: u32,
+    pub queued: u32,
+    /// Requests that ever had to wait for an instance.
+    pub queued_total: u64,
+    /// Arrivals per second over the panic window.
+    pub rps: f64,
+    pub mode: Mode,
+}
+
+pub struct Scaler {
+    decider: Mutex<Decider>,
+    /// The autoscaler's target, watched by the supervisor.
+    target: watch::Sender<u32>,
+}
+
+impl Scaler {
+    pub fn new(params: Params, initial: u32) -> Self {
+        Scaler {
+            decider: Mutex::new(Decider::new(params)),
+            target: watch::Sender::new(initial),
+        }
+    }
+
+    /// One decision at `now` for `d`: observe its load, decide, publish the target.
+    /// NotEnoughData leaves the target as it is.
+    pub fn decide(&self, d: &Deployment, now: Instant) -> Decision {
+        let mut decider = self.decider.lock();
+        let p = decider.params();
+        let load = d.load(now, p.stable_window, p.panic_window);
+        let obs = Observation {
+            stable_concurrency: load.long_average,
+            panic_concurrency: load.short_average,
+            current: load.current,
+            idle_since: load.idle_since,
+            ready: d.ready(),
+        };
+        let decision = decider.decide(&obs, now);
+        drop(decider);
+        if let Decision::Desired { instances, .. } = decision {
+            self.set_target(instances);
+        }
+        decision
+    }
+
+    /// Publish a target (the decider's, or a test's).
+    pub fn set_target(&self, instances: u32) {
+        self.target
+            .send_if_modified(|t| std::mem::replace(t, instances) != instances);
+    }
+
+    pub fn target(&self) -> u32 {
+        *self.target.borrow()
+    }
+
+    /// A receiver of the target (the supervisor's).
+    pub fn watch_target(&self) -> watch::Receiver<u32> {
+        self.target.subscribe()
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.decider.lock().mode()
+    }
+
+    pub fn status(&self, d: &Deployment, now: Instant) -> PoolStatus {
+        let (mode, panic_window, stable_window) = {
+            let decider = self.decider.lock();
+            let p = decider.params();
+            (decider.mode(), p.panic_window, p.stable_window)
+        };
+        let load = d.load(now, stable_window, panic_window);
+        PoolStatus {
+            ready: d.ready(),
+            desired: self.target(),
+            executing: d.gate.busy(),
+            queued: d.gate.queued(),
+            queued_total: d.gate.queued_total(),
+            rps: load.short_rate.unwrap_or(0.0),
+            mode,
+        }
+    }
+}

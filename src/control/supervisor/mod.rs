@@ -1,0 +1,787 @@
+//! One supervisor task per live function version: an explicit state machine over the
+//! version's sandbox, following the autoscaler's target and the vertical quota.
+//!
+//! ```text
+//!            target > 0                 ready
+//!   Zero ──────────────────▶ Starting ─────────▶ Running ──┐ target, quota, refit,
+//!    ▲  ◀──────────────────      │                 │  ▲  ◀─┘ reports: fit the limits
+//!    │      start failed         │ died            │  │
+//!    │      (backoff)            ▼                 │  └── died: restart (Starting)
+//!    └──────────────────────── Stopping ◀──────────┘ target 0: admit nothing, wait for the
+//!        cgroup removed                              admitted requests, stop the sandbox
+//! ```
+//!
+//! - Growing the pool grows the cgroup limits first, then tells the sandbox (`pool <n>`);
+//!   the limits shrink only once the sandbox reports the instances gone.
+//! - At zero there is no process and no cgroup. A retiring version at zero starts itself
+//!   for requests still draining into it (the autoscaler no longer visits it).
+//! - A new quota (the vertical recommender, or a manual resize) rewrites the cgroup limits
+//!   in place and tells the sandbox the memory quota for new instances (`memory <n>`).
+//! - Every limit it writes is first granted by the [`Node`] and fitted by
+//!   [`fit`](crate::control::node::fit::fit): a pool the node's memory cannot hold is kept at
+//!   what fits (the scale-up is refused and counted); CPU is divided.
+//!
+//! The process and the cgroup are behind traits ([`driver::Spawner`], and the runtime's
+//! cgroup `Driver`), so the unit tests drive the machine against fakes.
+
+pub mod driver;
+pub mod process;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use surge_runtime::cgroup::{Driver, SandboxCgroup, SandboxLimits};
+use surge_runtime::sandbox::protocol::{HostCommand, SandboxReport, SandboxSpec};
+use surge_runtime::Kind;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::control::autoscale::scaler::{self, Scaler};
+use crate::control::node::fit::{fit, memory_room, Fitted, PoolDemand};
+use crate::control::node::{Node, Resources};
+use crate::control::version::{Lifecycle, Phase, VersionControl};
+use crate::control::vertical::quota::{Quota, QuotaUpdate};
+use crate::control::vertical::recommender;
+use crate::control::vertical::state::{Applied, Resize, VerticalState};
+use crate::dispatch::transport::Endpoint;
+use crate::dispatch::{executions, per_instance, Deployment};
+use crate::manifest::config::SandboxConfig;
+use crate::manifest::FunctionSpec;
+use driver::{Sandbox, SandboxEvent, SpawnRequest, Spawner};
+use process::SpawnError;
+
+/// Pause before restarting a sandbox that died, so a crash loop cannot spin the host.
+const RESTART_BACKOFF: Duration = Duration::from_millis(100);
+/// Pause after a start that failed (ten restart backoffs).
+const START_RETRY: Duration = Duration::from_millis(1000);
+/// How long a stopping sandbox gets to exit on its own before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error(
+        "function {function}: the node's memory cannot hold one instance: it needs {needed} \
+         bytes (quota × 1 + sandbox overhead) and {free} of the node's {capacity} are free"
+    )]
+    Capacity {
+        function: String,
+        needed: u64,
+        free: u64,
+        capacity: u64,
+    },
+    #[error("function {function}: {source}")]
+    Cgroup {
+        function: String,
+        #[source]
+        source: surge_runtime::cgroup::CgroupError,
+    },
+}
+
+/// What every sandbox start needs from the host.
+pub struct SandboxCtx {
+    pub spawner: Arc<dyn Spawner>,
+    pub cgroups: Option<Arc<dyn Driver>>,
+    /// Host-only folder for sandbox sockets.
+    pub run_dir: PathBuf,
+    pub config: SandboxConfig,
+    /// Wakes the autoscaler's control loop (a request had to queue).
+    pub poke: Arc<Notify>,
+    /// The node's capacity, which every sandbox's limits must fit.
+    pub node: Arc<Node>,
+    /// The vertical recommender's parameters.
+    pub vertical: recommender::Params,
+}
+
+impl SandboxCtx {
+    /// What a pool of `instances` at `quota` asks of its cgroup: memory for every execution
+    /// that can run at once, plus the process's overhead; CPU for the instances (concurrent
+    /// events on one instance share its CPU).
+    pub fn demand(
+        &self,
+        spec: &FunctionSpec,
+        kind: Kind,
+        quota: Quota,
+        instances: u32,
+    ) -> PoolDemand {
+        PoolDemand {
+            memory_per_instance_bytes: quota
+                .memory_bytes
+                .saturating_mul(per_instance(spec, kind) as u64),
+            cpu_per_instance_millicores: quota.cpu_millicores,
+            overhead_bytes: self.config.memory_overhead.0,
+            pids_max: self.config.pids_max as u64,
+            instances,
+        }
+    }
+}
+
+/// The name of a version's cgroup, and its key in the node's ledger.
+pub fn cgroup_name(function: &str, version: u64) -> String {
+    format!("{function}-v{version}")
+}
+
+/// What the registry tells a supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lifeline {
+    Live,
+    /// Out of the route table, draining: a request still draining in starts it from zero.
+    Retiring,
+    Stop,
+}
+
+/// A running function version and the handle that stops it.
+pub struct Supervised {
+    pub control: Arc<VersionControl>,
+    lifeline: watch::Sender<Lifeline>,
+    task: JoinHandle<()>,
+}
+
+impl Supervised {
+    pub fn deployment(&self) -> &Arc<Deployment> {
+        &self.control.deployment
+    }
+
+    /// Let in-flight requests finish, then stop the sandbox and remove its cgroup.
+    pub async fn retire(self) {
+        let _ = self.lifeline.send(Lifeline::Retiring);
+        self.control.deployment.drain().await;
+        let _ = self.lifeline.send(Lifeline::Stop);
+        let _ = self.task.await;
+    }
+}
+
+/// One version to start: what the registry checked, compiled and numbered.
+pub struct Version {
+    pub spec: FunctionSpec,
+    pub kind: Kind,
+    pub version: u64,
+    pub wasm_sha256: String,
+    pub deployed_at_unix: i64,
+    pub artifact: PathBuf,
+    /// Dimensions a manual resize pinned (kept across versions).
+    pub pins: QuotaUpdate,
+}
+
+/// Start a version's first sandbox and its supervisor. The first start is the deploy's
+/// proof that the handler loads and instantiates: its failure is the deploy's error, and
+/// nothing is left behind.
+pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, StartError> {
+    let Version {
+        spec,
+        kind,
+        version,
+        wasm_sha256,
+        deployed_at_unix,
+        artifact,
+        pins,
+    } = v;
+    let name = spec.name.to_string();
+    // The manifest's quota, with the dimensions a manual resize pinned (kept inside the
+    // bounds of this version's manifest).
+    let quota = spec.vertical.bounds.clamp(Quota {
+        memory_bytes: pins.memory_bytes.unwrap_or(spec.limits.memory.0),
+        cpu_millicores: pins.cpu_millicores.unwrap_or(spec.limits.cpu.0 as u64),
+    });
+    let initial = spec.initial_instances();
+    let max_executions = executions(&spec, kind, spec.scaling.max_instances).max(1);
+    let sandbox_spec = SandboxSpec {
+        function: name.clone(),
+        version,
+        kind,
+        instances: max_executions,
+        initial,
+        // Threads count against the sandbox's pids limit: keep half of it for everything
+        // else (the epoch ticker, the host watcher, blocking-pool threads).
+        threads: (crate::manifest::config::auto_threads(ctx.config.threads) as u32)
+            .min(max_executions)
+            .min((ctx.config.pids_max / 2).max(1)),
+        reuse: match kind {
+            Kind::Http => spec.scaling.reuse,
+            Kind::Event => 1,
+        },
+        memory_per_instance_bytes: quota.memory_bytes,
+        memory_ceiling_bytes: spec.vertical.bounds.memory_max_bytes,
+        timeout_ms: spec.limits.timeout.0.as_millis() as u64,
+        max_body_bytes: spec.limits.max_body.0,
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let cgroup_name = cgroup_name(&name, version);
+    let cgroup_dirs = ctx
+        .cgroups
+        .as_ref()
+        .map(|d| d.dirs_of(&cgroup_name))
+        .unwrap_or_default();
+    let (ep_tx, ep_rx) = watch::channel(None);
+    let scaler = Scaler::new(scaler::params(&spec, kind), initial);
+    let vertical = VerticalState::new(spec.vertical.clone(), quota, pins, &ctx.vertical);
+    let deployment = Arc::new(Deployment::new(
+        spec,
+        kind,
+        version,
+        wasm_sha256,
+        deployed_at_unix,
+        ep_rx,
+        ctx.poke.clone(),
+        ctx.config.start_timeout.0,
+    ));
+    let control = Arc::new(VersionControl {
+        deployment,
+        cgroup_dirs,
+        scaler,
+        vertical,
+        lifecycle: Lifecycle::new(Phase::Starting),
+    });
+    let mut job = Job {
+        ctx: ctx.clone(),
+        control: control.clone(),
+        sandbox_spec,
+        artifact,
+        socket: ctx.run_dir.join(format!("{cgroup_name}.sock")),
+        cgroup_name,
+        cgroup: None,
+        applied: None,
+        applied_for: 0,
+        quota,
+        endpoint: ep_tx,
+    };
+    // Subscribed before the first start, which is for `initial`: a target or quota published
+    // from here on is seen by the task, however soon after the deploy it comes.
+    let (lifeline, lifeline_rx) = watch::channel(Lifeline::Live);
+    let mut inputs = Inputs {
+        target: control.scaler.watch_target(),
+        resize: control.vertical.watch_resize(),
+        lifeline: lifeline_rx,
+    };
+    inputs.target.mark_unchanged();
+    // A resize published before (a pin from an earlier version) is not applied yet.
+    if inputs.resize.borrow().generation > 0 {
+        inputs.resize.mark_changed();
+    }
+    let first = match job.start_sandbox(initial).await {
+        Ok(s) => s,
+        Err(e) => {
+            job.remove_cgroup().await;
+            job.control.lifecycle.set_phase(Phase::Stopped);
+            return Err(e);
+        }
+    };
+    job.set_phase(Phase::Running);
+    let task = tokio::spawn(job.supervise(first, inputs));
+    Ok(Supervised {
+        control,
+        lifeline,
+        task,
+    })
+}
+
+/// The machine's state: the phases with something to hold. `Starting` and `Stopping` are
+/// the transitions between them (published in the version's [`Phase`]).
+enum State {
+    Zero,
+    Running(Box<dyn Sandbox>),
+    Exit,
+}
+
+/// What woke the supervisor of a running sandbox.
+enum Wake {
+    Sandbox(SandboxEvent),
+    Target,
+    Resize,
+    Refit,
+    Lifeline,
+    Stop,
+}
+
+/// The receivers a supervisor waits on.
+struct Inputs {
+    target: watch::Receiver<u32>,
+    resize: watch::Receiver<Resize>,
+    lifeline: watch::Receiver<Lifeline>,
+}
+
+impl Inputs {
+    fn retiring(&self) -> bool {
+        *self.lifeline.borrow() != Lifeline::Live
+    }
+}
+
+struct Job {
+    ctx: Arc<SandboxCtx>,
+    control: Arc<VersionControl>,
+    sandbox_spec: SandboxSpec,
+    artifact: PathBuf,
+    socket: PathBuf,
+    cgroup_name: String,
+    /// The sandbox's cgroup while it has one (not at zero).
+    cgroup: Option<Arc<dyn SandboxCgroup>>,
+    /// The limits last written to the cgroup, and the pool size they are for.
+    applied: Option<SandboxLimits>,
+    applied_for: u32,
+    /// The per-instance quota the limits are computed from.
+    quota: Quota,
+    endpoint: watch::Sender<Option<Arc<Endpoint>>>,
+}
+
+impl Job {
+    fn name(&self) -> &str {
+        &self.sandbox_spec.function
+    }
+
+    fn d(&self) -> &Deployment {
+        &self.control.deployment
+    }
+
+    fn vertical(&self) -> &VerticalState {
+        &self.control.vertical
+    }
+
+    fn demand(&self, instances: u32) -> PoolDemand {
+        let d = self.d();
+        self.ctx.demand(&d.spec, d.kind, self.quota, instances)
+    }
+
+    /// Ask the node for a pool of `instances`, and fit the pool into what it grants: fewer
+    /// instances than asked when its memory is short (0: not even one). CPU is cut to the
+    /// grant instead.
+    fn plan(&self, instances: u32) -> (Fitted, Resources) {
+        let demand = self.demand(instances);
+        let v = &self.d().spec.vertical;
+        let grant =
+            self.ctx
+                .node
+                .request(&self.cgroup_name, demand.resources(), v.weight, v.priority);
+        (fit(grant, &demand), grant)
+    }
+
+    /// Tell the node and status what the cgroup holds now.
+    fn record_held(&self) {
+        self.ctx.node.commit(&self.cgroup_name, self.held());
+        self.vertical().set_limits(self.applied, self.quota);
+    }
+
+    fn held(&self) -> Resources {
+        self.applied
+            .map(|l| Resources {
+                memory_bytes: l.memory_bytes,
+                cpu_millicores: l.cpu_millicores,
+            })
+            .unwrap_or_default()
+    }
+
+    async fn send(&self, sb: &mut Box<dyn Sandbox>, cmd: HostCommand) {
+        if let Err(e) = sb.send(cmd).await {
+            tracing::warn!(function = %self.name(), error = %e, command = %cmd, "sending a command to the sandbox");
+        }
+    }
+
+    /// Create the cgroup (if there is none) and spawn a sandbox warming `instances`.
+    async fn start_sandbox(&mut self, instances: u32) -> Result<Box<dyn Sandbox>, StartError> {
+        let t0 = tokio::time::Instant::now();
+        let (fitted, _) = self.plan(instances);
+        if fitted.instances == 0 {
+            let free = self.ctx.node.memory_free_for(&self.cgroup_name);
+            if self.cgroup.is_none() {
+                // Nothing held: leave no demand behind in the ledger.
+                self.ctx.node.release(&self.cgroup_name);
+            } else {
+                self.record_held();
+            }
+            return Err(StartError::Capacity {
+                function: self.name().to_string(),
+                needed: self.demand(1).limits(1).memory_bytes,
+                free,
+                capacity: self.ctx.node.capacity().memory_bytes,
+            });
+        }
+        let instances = fitted.instances;
+        if self.cgroup.is_none() {
+            if let Some(driver) = self.ctx.cgroups.clone() {
+                let name = self.cgroup_name.clone();
+                let limits = fitted.limits;
+                let created = tokio::task::spawn_blocking(move || driver.create(&name, &limits))
+                    .await
+                    .expect("cgroup creation does not panic");
+                let cg = match created {
+                    Ok(cg) => cg,
+                    Err(source) => {
+                        self.ctx.node.release(&self.cgroup_name);
+                        return Err(StartError::Cgroup {
+                            function: self.name().to_string(),
+                            source,
+                        });
+                    }
+                };
+                self.cgroup = Some(Arc::from(cg));
+                self.vertical().new_cgroup();
+            }
+            // Without cgroups nothing enforces the limits, but the node still counts them.
+            self.applied = Some(fitted.limits);
+            self.applied_for = instances;
+            self.record_held();
+        } else {
+            self.fit_limits(instances).await;
+        }
+        let t_cgroup = t0.elapsed();
+        let mut spec = self.sandbox_spec.clone();
+        spec.initial = instances;
+        spec.memory_per_instance_bytes = self.quota.memory_bytes;
+        let started = self
+            .ctx
+            .spawner
+            .spawn(SpawnRequest {
+                spec: &spec,
+                artifact: &self.artifact,
+                socket: self.socket.clone(),
+                procs_files: self
+                    .cgroup
+                    .as_ref()
+                    .map(|c| c.procs_files())
+                    .unwrap_or_default(),
+                uid: self.ctx.config.uid,
+                gid: self.ctx.config.gid,
+                start_timeout: self.ctx.config.start_timeout.0,
+            })
+            .await?;
+        tracing::debug!(
+            function = %self.name(),
+            cgroup_us = t_cgroup.as_micros() as u64,
+            spawn_to_ready_us = (t0.elapsed() - t_cgroup).as_micros() as u64,
+            "sandbox started"
+        );
+        let _ = self.endpoint.send(Some(Arc::new(Endpoint::new(
+            started.socket().to_path_buf(),
+            started.pid(),
+        ))));
+        Ok(started)
+    }
+
+    /// Write the limits for a pool of `instances` (as far as the node grants them) if they
+    /// differ from what the cgroup holds; returns the instances they hold. The memory limit
+    /// never goes below what the cgroup uses now. A failed write keeps the old limits; the
+    /// next report, tick or refit tries again.
+    async fn fit_limits(&mut self, instances: u32) -> u32 {
+        let (
+            Fitted {
+                limits,
+                instances: fitted,
+            },
+            _,
+        ) = self.plan(instances);
+        let mut wanted = limits;
+        let Some(cg) = self.cgroup.clone() else {
+            if self.applied.is_some() {
+                self.applied = Some(wanted);
+                self.applied_for = fitted;
+            }
+            self.record_held();
+            return fitted;
+        };
+        if fitted == 0 {
+            // Not even one instance fits at this quota (a raise on a full node): keep what
+            // the cgroup holds rather than write more than the grant.
+            self.record_held();
+            return self.applied_for;
+        }
+        let old = self.applied;
+        if old == Some(wanted) {
+            self.record_held();
+            return fitted;
+        }
+        // Off the async threads: lowering a memory limit makes the kernel reclaim in the
+        // writing thread.
+        let written = tokio::task::spawn_blocking(move || {
+            if let Some(old) = old {
+                if wanted.memory_bytes < old.memory_bytes {
+                    // Instances made under a larger quota may still hold more than the new
+                    // one allows: below the usage the kernel would reclaim or OOM-kill.
+                    let used = cg.usage().memory_bytes;
+                    wanted.memory_bytes = wanted.memory_bytes.max(used.min(old.memory_bytes));
+                }
+            }
+            cg.apply(&wanted).map(|()| wanted)
+        })
+        .await
+        .expect("cgroup writes do not panic");
+        match written {
+            Ok(w) => {
+                self.applied = Some(w);
+                self.applied_for = fitted;
+            }
+            Err(e) => {
+                tracing::warn!(function = %self.name(), error = %e, "resizing the sandbox cgroup")
+            }
+        }
+        self.record_held();
+        fitted
+    }
+
+    /// Follow the target `t`: fit the limits, then tell the sandbox. A target the node's
+    /// memory cannot hold is cut to what fits; the refusal shows in status and metrics and
+    /// is retried at every refit.
+    async fn scale_to(&mut self, t: u32, sb: &mut Box<dyn Sandbox>, new_target: bool) {
+        let held = self.applied_for;
+        let fitted = self.fit_limits(t.max(held)).await;
+        let pool = t.min(fitted);
+        let c = &self.vertical().counters;
+        let limited = pool < t;
+        let was = c.capacity_limited.swap(limited, Ordering::Relaxed);
+        if limited && (new_target || !was) {
+            c.capacity_refusals.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(function = %self.name(), target = t, fits = pool, "scale-up refused: the node's memory is short");
+        }
+        self.send(sb, HostCommand::Pool(pool)).await;
+    }
+
+    /// Apply a new quota: the cgroup first (growing before the sandbox may use it), then
+    /// the sandbox's quota for new instances. Acknowledged with the decision-to-limits time.
+    async fn apply_resize(&mut self, r: Resize, target: u32, sb: Option<&mut Box<dyn Sandbox>>) {
+        let old = self.quota;
+        self.quota = r.quota;
+        if sb.is_some() && r.quota.memory_bytes > old.memory_bytes {
+            // The instances held now must fit the node at the new quota; if they do not,
+            // raise memory only as far as they do (the refusal is counted and shown).
+            let held = self.applied_for.max(1);
+            let (fitted, grant) = self.plan(held);
+            if fitted.instances < held {
+                let d = self.d();
+                let room = memory_room(
+                    grant.memory_bytes,
+                    self.ctx.config.memory_overhead.0,
+                    executions(&d.spec, d.kind, held),
+                );
+                self.quota.memory_bytes = room.clamp(old.memory_bytes, r.quota.memory_bytes);
+                let c = &self.vertical().counters;
+                c.capacity_refusals.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    function = %self.name(),
+                    asked = r.quota.memory_bytes,
+                    applied = self.quota.memory_bytes,
+                    "memory raise cut: the node's memory is short"
+                );
+            }
+        }
+        if let Some(sb) = sb {
+            self.scale_to(target, sb, false).await;
+            self.send(sb, HostCommand::Memory(self.quota.memory_bytes))
+                .await;
+        }
+        let latency_us = r.decided_at.elapsed().as_micros() as u64;
+        tracing::info!(
+            function = %self.name(),
+            memory_bytes = r.quota.memory_bytes,
+            cpu_millicores = r.quota.cpu_millicores,
+            source = r.source.as_str(),
+            limits = ?self.applied,
+            latency_us,
+            "quota applied"
+        );
+        self.vertical().set_applied(Applied {
+            generation: r.generation,
+            limits: self.applied,
+            quota: Some(self.quota),
+            latency_us,
+        });
+    }
+
+    async fn remove_cgroup(&mut self) {
+        self.ctx.node.release(&self.cgroup_name);
+        self.applied = None;
+        self.applied_for = 0;
+        self.vertical().set_limits(None, self.quota);
+        if let Some(cg) = self.cgroup.take() {
+            let r = tokio::task::spawn_blocking(move || cg.destroy()).await;
+            if let Ok(Err(e)) = r {
+                tracing::warn!(function = %self.name(), error = %e, "removing the sandbox cgroup failed");
+            }
+        }
+    }
+
+    /// Stop the sandbox. The gate admits nothing from the start; the endpoint is withdrawn
+    /// once the process is gone, so status shows a pid exactly while the process exists.
+    async fn stop_sandbox(&mut self, sb: Box<dyn Sandbox>) {
+        self.d().set_ready(0);
+        sb.stop(STOP_GRACE).await;
+        let _ = self.endpoint.send(None);
+    }
+
+    fn set_phase(&self, p: Phase) {
+        self.control.lifecycle.set_phase(p);
+    }
+
+    async fn supervise(mut self, first: Box<dyn Sandbox>, mut inputs: Inputs) {
+        // The next start is a cold start (from zero), not a restart after a crash.
+        let mut cold = false;
+        let mut state = State::Running(first);
+        loop {
+            state = match state {
+                State::Zero => self.at_zero(&mut inputs, &mut cold).await,
+                State::Running(sb) => self.running(sb, &mut inputs, &mut cold).await,
+                State::Exit => break,
+            };
+        }
+        self.set_phase(Phase::Stopping);
+        self.remove_cgroup().await;
+        self.ctx.node.release(&self.cgroup_name);
+        let _ = std::fs::remove_file(&self.socket);
+        self.set_phase(Phase::Stopped);
+    }
+
+    /// No process: wait for demand, or start one.
+    async fn at_zero(&mut self, inputs: &mut Inputs, cold: &mut bool) -> State {
+        if *inputs.lifeline.borrow() == Lifeline::Stop {
+            return State::Exit;
+        }
+        let mut want = *inputs.target.borrow_and_update();
+        if want == 0 && inputs.retiring() && self.d().inflight() > 0 {
+            // Swapped out of the route table at zero, with requests still draining in.
+            want = 1;
+        }
+        if want == 0 {
+            if self.cgroup.is_some() {
+                // The sandbox died while the target went to zero: finish the job.
+                self.remove_cgroup().await;
+                *cold = true;
+                return State::Zero;
+            }
+            // A failed start may have left a demand in the ledger.
+            self.ctx.node.release(&self.cgroup_name);
+            self.set_phase(Phase::Zero);
+            let retiring = inputs.retiring();
+            // A resize at zero takes effect at the next start.
+            tokio::select! {
+                r = inputs.lifeline.changed() => if r.is_err() { return State::Exit },
+                r = inputs.target.changed() => if r.is_err() { return State::Exit },
+                r = inputs.resize.changed() => {
+                    if r.is_err() { return State::Exit }
+                    let r = *inputs.resize.borrow_and_update();
+                    self.apply_resize(r, 0, None).await;
+                }
+                _ = self.control.deployment.demanded(), if retiring => {}
+            }
+            return State::Zero;
+        }
+        self.set_phase(Phase::Starting);
+        match self.start_sandbox(want).await {
+            Ok(sb) => {
+                if std::mem::take(cold) {
+                    let l = &self.control.lifecycle;
+                    l.cold_starts.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(function = %self.name(), pid = sb.pid(), instances = want, "cold start");
+                } else {
+                    tracing::info!(function = %self.name(), pid = sb.pid(), "sandbox restarted");
+                }
+                self.set_phase(Phase::Running);
+                State::Running(sb)
+            }
+            Err(e) => {
+                tracing::warn!(function = %self.name(), error = %e, "sandbox start failed");
+                self.set_phase(Phase::Zero);
+                // A resize may be what lets the next start fit: take it meanwhile.
+                tokio::select! {
+                    r = inputs.lifeline.changed() => {
+                        if r.is_err() || *inputs.lifeline.borrow() == Lifeline::Stop {
+                            return State::Exit;
+                        }
+                    }
+                    _ = tokio::time::sleep(START_RETRY) => {}
+                    r = inputs.resize.changed() => {
+                        if r.is_err() { return State::Exit }
+                        let r = *inputs.resize.borrow_and_update();
+                        self.apply_resize(r, 0, None).await;
+                    }
+                }
+                State::Zero
+            }
+        }
+    }
+
+    /// A sandbox serves: follow its reports, the target and the quota.
+    async fn running(
+        &mut self,
+        mut sb: Box<dyn Sandbox>,
+        inputs: &mut Inputs,
+        cold: &mut bool,
+    ) -> State {
+        let wake = tokio::select! {
+            ev = sb.next_event() => Wake::Sandbox(ev),
+            r = inputs.target.changed() => if r.is_err() { Wake::Stop } else { Wake::Target },
+            r = inputs.resize.changed() => if r.is_err() { Wake::Stop } else { Wake::Resize },
+            _ = self.control.vertical.refit.notified() => Wake::Refit,
+            r = inputs.lifeline.changed() => if r.is_err() { Wake::Stop } else { Wake::Lifeline },
+        };
+        match wake {
+            Wake::Sandbox(SandboxEvent::Exited(status)) => {
+                // Requests on the dead sandbox fail with 502 as their connections break;
+                // new ones queue at the gate for the replacement.
+                let _ = self.endpoint.send(None);
+                self.d().set_ready(0);
+                let l = &self.control.lifecycle;
+                l.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(function = %self.name(), pid = sb.pid(), status = %status, "sandbox exited; restarting");
+                tokio::time::sleep(RESTART_BACKOFF).await;
+                return State::Zero;
+            }
+            Wake::Sandbox(SandboxEvent::Report(SandboxReport::Memory {
+                peak_bytes,
+                denied_bytes,
+            })) => self.vertical().observe_wasm(peak_bytes, denied_bytes),
+            Wake::Sandbox(SandboxEvent::Report(SandboxReport::Warm { ready, slots })) => {
+                self.d().set_ready(ready);
+                // Limits may shrink only here, to what the sandbox really holds: its pool
+                // places (ready, busy, instantiating) and the executions still running from
+                // an earlier, larger capacity.
+                let d = self.d();
+                let running = d.gate.busy().div_ceil(per_instance(&d.spec, d.kind));
+                let t = *inputs.target.borrow();
+                self.fit_limits(t.max(slots).max(running)).await;
+            }
+            Wake::Target => {
+                let t = *inputs.target.borrow_and_update();
+                if t == 0 {
+                    // Scale to zero: admit nothing more, let what was admitted finish, then
+                    // stop. Requests arriving meanwhile queue and poke the autoscaler,
+                    // which starts the function again.
+                    self.set_phase(Phase::Stopping);
+                    self.d().set_ready(0);
+                    self.d().gate.wait_idle().await;
+                    self.stop_sandbox(sb).await;
+                    self.remove_cgroup().await;
+                    *cold = true;
+                    tracing::info!(function = %self.name(), "scaled to zero");
+                    return State::Zero;
+                }
+                // Grow the limits before the instances; shrink them only on a report, once
+                // the sandbox holds fewer.
+                self.scale_to(t, &mut sb, true).await;
+            }
+            Wake::Resize => {
+                let r = *inputs.resize.borrow_and_update();
+                let t = *inputs.target.borrow();
+                self.apply_resize(r, t, Some(&mut sb)).await;
+            }
+            Wake::Refit => {
+                let t = *inputs.target.borrow();
+                if t > 0 {
+                    self.scale_to(t, &mut sb, false).await;
+                }
+            }
+            Wake::Lifeline if *inputs.lifeline.borrow() != Lifeline::Stop => {}
+            Wake::Lifeline | Wake::Stop => {
+                self.set_phase(Phase::Stopping);
+                self.stop_sandbox(sb).await;
+                return State::Exit;
+            }
+        }
+        State::Running(sb)
+    }
+}

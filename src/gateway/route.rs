@@ -1,0 +1,53 @@
+//! Function routes: a request to the function whose route is the longest prefix of its path.
+
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response};
+use surge_runtime::exec::Outcome;
+use surge_runtime::sandbox::protocol;
+use surge_runtime::Kind;
+
+use super::body::{read_function_body, sandbox_request, strip_protocol_headers, HOP_BY_HOP};
+use super::context::{invoke, Gateway};
+use super::errors::{ApiError, GuestFailure, HttpResponse};
+
+/// A function route: forward to the function whose route is the longest prefix.
+pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let routes = gw.registry.routes();
+    let d = routes
+        .lookup(req.uri().path())
+        .ok_or_else(|| ApiError::NoRoute(req.uri().path().to_string()))?
+        .clone();
+    drop(routes);
+    let _hold = d.hold();
+    let (parts, body) = req.into_parts();
+    let body = read_function_body(&d, &parts, body).await?;
+    let reply = invoke(gw, &d, sandbox_request(parts, body)).await?;
+    let (mut parts, body) = reply.response.into_parts();
+    match reply.outcome {
+        Outcome::Ok => {
+            strip_protocol_headers(&mut parts.headers);
+            // The body is whole now: hyper sets content-length itself.
+            for h in HOP_BY_HOP {
+                parts.headers.remove(h);
+            }
+            if d.kind == Kind::Event && !parts.headers.contains_key("content-type") {
+                parts
+                    .headers
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+            }
+            Ok(Response::from_parts(parts, Full::new(body)))
+        }
+        failed => Err(ApiError::Guest {
+            function: d.name().to_string(),
+            failure: GuestFailure::Outcome(failed),
+            message: parts
+                .headers
+                .get(protocol::MESSAGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("handler failed")
+                .to_string(),
+        }),
+    }
+}

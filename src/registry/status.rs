@@ -1,0 +1,150 @@
+//! What `list`, `status` and `/metrics` show of a deployed version: one flat record, the
+//! admin API's wire form.
+
+use crate::control::autoscale::decider::Mode;
+use crate::control::version::VersionControl;
+use crate::control::vertical::state::VerticalState;
+
+/// A deployed version as `list` shows it.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct FunctionInfo {
+    pub name: String,
+    pub version: u64,
+    pub kind: String,
+    pub route: Option<String>,
+    pub wasm_sha256: String,
+    /// Instances ready (warm) now.
+    pub instances: u32,
+    /// The autoscaler's target.
+    pub desired: u32,
+    pub min_instances: u32,
+    pub max_instances: u32,
+    /// Requests executing now, and waiting in the activator queue.
+    pub executing: u32,
+    pub queued: u32,
+    /// Requests that ever had to wait in the queue.
+    pub queued_total: u64,
+    /// Arrivals per second over the panic window.
+    pub rps: f64,
+    pub mode: Mode,
+    pub cold_starts: u64,
+    pub memory: String,
+    pub cpu: String,
+    pub timeout: String,
+    pub sandbox_pid: Option<u32>,
+    pub inflight: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub restarts: u64,
+    pub cgroup: Vec<String>,
+    pub deployed_at_unix: i64,
+    /// Vertical: the per-instance quota in force, and which dimensions a manual resize pinned.
+    pub memory_quota_bytes: u64,
+    pub cpu_quota_millicores: u64,
+    pub memory_pinned: bool,
+    pub cpu_pinned: bool,
+    /// The sandbox cgroup's limits now (absent at zero).
+    pub memory_limit_bytes: Option<u64>,
+    pub cpu_limit_millicores: Option<u64>,
+    /// The cgroup's memory now and its peak; the highest wasm linear memory of one instance.
+    pub memory_usage_bytes: u64,
+    pub memory_peak_bytes: u64,
+    pub wasm_memory_peak_bytes: u64,
+    /// CPU over the last sample interval (the whole sandbox), and cumulative figures.
+    pub cpu_usage_millicores: u64,
+    pub cpu_usage_seconds: f64,
+    pub throttled_fraction: f64,
+    pub throttled_periods: u64,
+    pub throttled_seconds: f64,
+    /// Out-of-memory events (instances refused memory, cgroup OOM kills).
+    pub oom_events: u64,
+    pub oom_kills: u64,
+    /// The recommender's target, once it has data.
+    pub recommended_memory_bytes: Option<u64>,
+    pub recommended_cpu_millicores: Option<u64>,
+    pub resizes_auto: u64,
+    pub resizes_manual: u64,
+    pub last_resize: Option<String>,
+    /// From the last resize decision to the cgroup files holding it, µs.
+    pub last_resize_latency_us: u64,
+    /// The pool is held below its target because the node's memory is short.
+    pub capacity_limited: bool,
+    pub capacity_refusals: u64,
+}
+
+impl FunctionInfo {
+    pub fn of(c: &VersionControl) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = &c.deployment;
+        let pool = c.scaler.status(d, tokio::time::Instant::now());
+        FunctionInfo {
+            name: d.name().to_string(),
+            version: d.version,
+            kind: d.kind.as_str().to_string(),
+            route: d.spec.route.clone(),
+            wasm_sha256: d.wasm_sha256.clone(),
+            instances: pool.ready,
+            desired: pool.desired,
+            min_instances: d.spec.scaling.min_instances,
+            max_instances: d.spec.scaling.max_instances,
+            executing: pool.executing,
+            queued: pool.queued,
+            queued_total: pool.queued_total,
+            rps: (pool.rps * 100.0).round() / 100.0,
+            mode: pool.mode,
+            cold_starts: c.lifecycle.cold_starts.load(Relaxed),
+            memory: d.spec.limits.memory.to_string(),
+            cpu: d.spec.limits.cpu.to_string(),
+            timeout: d.spec.limits.timeout.to_string(),
+            sandbox_pid: d.sandbox_pid(),
+            inflight: d.inflight(),
+            requests: d.counters.requests.load(Relaxed),
+            errors: d.counters.errors.load(Relaxed),
+            restarts: c.lifecycle.restarts.load(Relaxed),
+            cgroup: c
+                .cgroup_dirs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            deployed_at_unix: d.deployed_at_unix,
+            ..Self::vertical(&c.vertical)
+        }
+    }
+
+    /// The vertical figures; `of` fills the rest.
+    fn vertical(v: &VerticalState) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        let q = v.quota();
+        let pins = v.pins();
+        let applied = v.applied();
+        let r = v.report.lock().clone();
+        let u = r.usage.unwrap_or_default();
+        FunctionInfo {
+            memory_quota_bytes: applied.quota.unwrap_or(q).memory_bytes,
+            cpu_quota_millicores: applied.quota.unwrap_or(q).cpu_millicores,
+            memory_pinned: pins.memory_bytes.is_some(),
+            cpu_pinned: pins.cpu_millicores.is_some(),
+            memory_limit_bytes: applied.limits.map(|l| l.memory_bytes),
+            cpu_limit_millicores: applied.limits.map(|l| l.cpu_millicores),
+            memory_usage_bytes: u.memory_bytes,
+            memory_peak_bytes: u.memory_peak_bytes,
+            wasm_memory_peak_bytes: v.wasm_peak_bytes.load(Relaxed),
+            cpu_usage_millicores: r.cpu_millicores,
+            cpu_usage_seconds: u.cpu_usage_ns as f64 / 1e9,
+            throttled_fraction: (r.throttled_fraction * 1000.0).round() / 1000.0,
+            throttled_periods: u.nr_throttled,
+            throttled_seconds: u.throttled_ns as f64 / 1e9,
+            oom_events: v.counters.oom_events.load(Relaxed),
+            oom_kills: u.oom_kills,
+            recommended_memory_bytes: r.recommendation.map(|q| q.memory_bytes),
+            recommended_cpu_millicores: r.recommendation.map(|q| q.cpu_millicores),
+            resizes_auto: v.counters.resizes_auto.load(Relaxed),
+            resizes_manual: v.counters.resizes_manual.load(Relaxed),
+            last_resize: r.last_reason.map(|s| s.as_str().to_string()),
+            last_resize_latency_us: applied.latency_us,
+            capacity_limited: v.counters.capacity_limited.load(Relaxed),
+            capacity_refusals: v.counters.capacity_refusals.load(Relaxed),
+            ..Default::default()
+        }
+    }
+}
