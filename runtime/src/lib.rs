@@ -37,12 +37,6 @@ impl Kind {
     }
 }
 
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A kind name that is neither `http` nor `event`.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("unknown kind {0:?}: expected \"http\" or \"event\"")]

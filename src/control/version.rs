@@ -16,10 +16,11 @@ use crate::control::vertical::state::VerticalState;
 use crate::dispatch::Deployment;
 
 /// Where a version's supervisor is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// No process and no cgroup: waiting for a target above zero.
+    #[default]
     Zero,
     /// Creating the cgroup and spawning the sandbox, until its ready line.
     Starting,

@@ -120,6 +120,9 @@ pub struct Deployment {
     demand: Notify,
     inflight: AtomicUsize,
     drained: Notify,
+    /// Retired: a hold taken now is refused (the caller looks the route up again). Set
+    /// only once this version has left the route table.
+    closed: AtomicBool,
     pub counters: Counters,
     pub start_timeout: Duration,
 }
@@ -130,8 +133,16 @@ pub struct InflightGuard<D: Deref<Target = Deployment>>(D);
 
 impl<D: Deref<Target = Deployment>> InflightGuard<D> {
     fn enter(d: D) -> Self {
-        d.inflight.fetch_add(1, Ordering::AcqRel);
+        // SeqCst, against `close`: either the retiring side sees this request in flight, or
+        // this side sees the version closed (a Dekker pair: store, then load the other).
+        d.inflight.fetch_add(1, Ordering::SeqCst);
         InflightGuard(d)
+    }
+}
+
+impl Hold {
+    pub fn deployment(&self) -> &Arc<Deployment> {
+        &self.0
     }
 }
 
@@ -159,8 +170,19 @@ impl Drop for LevelGuard<'_> {
 impl Deployment {
     /// Count a request in flight from the moment its route is looked up: a version swapped
     /// out meanwhile then waits for it instead of stopping its sandbox under it.
-    pub fn hold(self: &Arc<Self>) -> Hold {
-        InflightGuard::enter(self.clone())
+    ///
+    /// None once the version is closed: it was swapped out of the table between the
+    /// caller's lookup and this hold, and may already be stopping. The caller looks the
+    /// route up again, in the table that replaced it.
+    pub fn hold(self: &Arc<Self>) -> Option<Hold> {
+        let h = InflightGuard::enter(self.clone());
+        (!self.closed.load(Ordering::SeqCst)).then_some(h)
+    }
+
+    /// Refuse new holds (after the version left the route table). A hold taken before this
+    /// is still waited for by [`drain`](Self::drain).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -195,6 +217,7 @@ impl Deployment {
             demand: Notify::new(),
             inflight: AtomicUsize::new(0),
             drained: Notify::new(),
+            closed: AtomicBool::new(false),
             counters: Counters::default(),
             start_timeout,
         }
@@ -205,7 +228,7 @@ impl Deployment {
     }
 
     pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::Acquire)
+        self.inflight.load(Ordering::SeqCst)
     }
 
     pub fn sandbox_pid(&self) -> Option<u32> {

@@ -167,7 +167,11 @@ impl ApiError {
                     ApiError::Guest {
                         failure, message, ..
                     } => (message.clone(), failure.lambda_error_type()),
-                    other => (other.to_string(), "Sandbox.Timedout"),
+                    // A timeout the host enforced is the same to Lambda as the sandbox's own.
+                    other => (
+                        other.to_string(),
+                        GuestFailure::Outcome(Outcome::Timeout).lambda_error_type(),
+                    ),
                 };
                 serde_json::json!({ "errorMessage": message, "errorType": error_type }).to_string()
             }

@@ -64,9 +64,7 @@ pub async fn handle(gw: &Arc<Gateway>, rest: &str, req: Request<Incoming>) -> Ht
             let mut r = error.into_response(Surface::Lambda);
             // A function's error comes from the version that ran, as a reply does.
             if let (true, Some(v)) = (function_error, version) {
-                if let Ok(v) = v.parse() {
-                    r.headers_mut().insert("x-amz-executed-version", v);
-                }
+                executed_version(&mut r, &v);
             }
             r
         }
@@ -101,12 +99,18 @@ async fn handle_inner(
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed(req.method().to_string()).into());
     }
-    let d = gw
-        .registry
-        .routes()
-        .get(name)
-        .ok_or_else(|| ApiError::FunctionNotFound(name.to_string()))?;
-    let hold = d.hold();
+    // As on routes: a version retired between the lookup and the hold is looked up again.
+    let hold = loop {
+        let d = gw
+            .registry
+            .routes()
+            .get(name)
+            .ok_or_else(|| ApiError::FunctionNotFound(name.to_string()))?;
+        if let Some(h) = d.hold() {
+            break h;
+        }
+    };
+    let d = hold.deployment().clone();
     let header = |h: &str| {
         req.headers()
             .get(h)
@@ -131,13 +135,7 @@ async fn handle_inner(
     let version = d.version.to_string();
     match invocation_type.as_str() {
         "RequestResponse" => {}
-        "DryRun" => {
-            return Ok(
-                with_version(Response::builder().status(StatusCode::NO_CONTENT), &version)
-                    .body(Full::default())
-                    .expect("valid"),
-            )
-        }
+        "DryRun" => return Ok(empty(StatusCode::NO_CONTENT, &version)),
         "Event" => {
             let (gw, d) = (Arc::clone(gw), Arc::clone(&d));
             let req = sandbox_request(parts, payload);
@@ -148,11 +146,7 @@ async fn handle_inner(
                 let _ = invoke(&gw, &d, req).await;
                 drop(hold);
             });
-            return Ok(
-                with_version(Response::builder().status(StatusCode::ACCEPTED), &version)
-                    .body(Full::default())
-                    .expect("valid"),
-            );
+            return Ok(empty(StatusCode::ACCEPTED, &version));
         }
         other => {
             return Err(ApiError::BadRequest(format!(
@@ -208,23 +202,30 @@ async fn handle_inner(
         }
         .into_response(Surface::Lambda),
     };
-    let h = resp.headers_mut();
-    if let Ok(v) = version.parse() {
-        h.insert("x-amz-executed-version", v);
-    }
+    executed_version(&mut resp, &version);
     if tail {
         if let Ok(v) = hv(protocol::LOG_TAIL).parse() {
-            h.insert("x-amz-log-result", v);
+            resp.headers_mut().insert("x-amz-log-result", v);
         }
     }
     Ok(resp)
 }
 
-fn with_version(
-    b: hyper::http::response::Builder,
-    version: &str,
-) -> hyper::http::response::Builder {
-    b.header("x-amz-executed-version", version)
+/// Lambda's `X-Amz-Executed-Version`: on every answer from a version (a reply, a function
+/// error, an accepted event, a dry run), not on host errors.
+fn executed_version(resp: &mut HttpResponse, version: &str) {
+    if let Ok(v) = version.parse() {
+        resp.headers_mut().insert("x-amz-executed-version", v);
+    }
+}
+
+fn empty(status: StatusCode, version: &str) -> HttpResponse {
+    let mut r = Response::builder()
+        .status(status)
+        .body(Full::default())
+        .expect("valid response");
+    executed_version(&mut r, version);
+    r
 }
 
 #[cfg(test)]

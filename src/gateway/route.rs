@@ -14,16 +14,21 @@ use super::errors::{ApiError, GuestFailure, HttpResponse};
 
 /// A function route: forward to the function whose route is the longest prefix.
 pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let routes = gw.registry.routes();
-    let d = routes
-        .lookup(req.uri().path())
-        .ok_or_else(|| ApiError::NoRoute(req.uri().path().to_string()))?
-        .clone();
-    drop(routes);
-    let _hold = d.hold();
+    // A version retired between the lookup and the hold refuses the hold; the table that
+    // replaced it is already published (a closed version is never in the current table).
+    let hold = loop {
+        let routes = gw.registry.routes();
+        let d = routes
+            .lookup(req.uri().path())
+            .ok_or_else(|| ApiError::NoRoute(req.uri().path().to_string()))?;
+        if let Some(h) = d.hold() {
+            break h;
+        }
+    };
+    let d = hold.deployment();
     let (parts, body) = req.into_parts();
-    let body = read_function_body(&d, &parts, body).await?;
-    let reply = invoke(gw, &d, sandbox_request(parts, body)).await?;
+    let body = read_function_body(d, &parts, body).await?;
+    let reply = invoke(gw, d, sandbox_request(parts, body)).await?;
     let (mut parts, body) = reply.response.into_parts();
     match reply.outcome {
         Outcome::Ok => {

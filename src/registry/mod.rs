@@ -132,9 +132,11 @@ impl Registry {
     /// Publish a new route table and the live set after a change of `live` (under its
     /// lock, so the two never disagree for long).
     fn publish(&self, routes: Routes, live: &HashMap<String, Supervised>) {
-        self.routes.send_replace(Arc::new(routes));
+        // The control loops see a version before any request can reach it, so a poke from
+        // its first request is decided in that round.
         let versions: Vec<_> = live.values().map(|s| s.control.clone()).collect();
         self.versions.send_replace(Arc::from(versions));
+        self.routes.send_replace(Arc::new(routes));
     }
 
     /// Deploy a manifest file from disk, reading its handler next to it.
@@ -202,10 +204,16 @@ impl Registry {
         // Hashing and compiling tens of MB run off the runtime's threads: the gateway may
         // have only one, and it serves every request meanwhile.
         let (sha, kind, artifact, wasm) = match (wasm, restore) {
-            (None, Some(r)) => {
-                let kind = r.kind;
-                let path = cache.path_for(&engine, kind, &r.wasm_sha256);
-                (r.wasm_sha256.clone(), kind, path, None)
+            (
+                None,
+                Some(StoredFunction {
+                    kind: Some(kind),
+                    wasm_sha256,
+                    ..
+                }),
+            ) => {
+                let path = cache.path_for(&engine, *kind, wasm_sha256);
+                (wasm_sha256.clone(), *kind, path, None)
             }
             (wasm, _) => {
                 let wasm = wasm.unwrap_or_default();
@@ -259,7 +267,7 @@ impl Registry {
                 manifest_file: file.to_string(),
                 manifest: manifest.to_string(),
                 wasm_sha256: sha.clone(),
-                kind,
+                kind: Some(kind),
                 deployed_at_unix: deployed_at,
             };
             let wasm = wasm.as_deref().unwrap_or_default();
@@ -332,18 +340,12 @@ impl Registry {
             Err(e) => return vec![e.to_string()],
         };
         for f in &stored {
-            let f = match f {
-                Ok(f) => f,
-                Err(e) => {
-                    errors.push(format!("restoring: {e}"));
-                    continue;
-                }
-            };
             let _t = self.transitions.lock().await;
-            let cached = self
-                .cache
-                .path_for(&self.engine, f.kind, &f.wasm_sha256)
-                .is_file();
+            let cached = f.kind.is_some_and(|k| {
+                self.cache
+                    .path_for(&self.engine, k, &f.wasm_sha256)
+                    .is_file()
+            });
             let wasm = if cached {
                 None
             } else {
@@ -387,7 +389,13 @@ impl Registry {
 
     /// Stop every sandbox (host shutdown). Deployments stay in the store.
     pub async fn shutdown(&self) {
-        let all: Vec<Supervised> = self.live.lock().await.drain().map(|(_, s)| s).collect();
+        let all: Vec<Supervised> = {
+            let mut live = self.live.lock().await;
+            let all = live.drain().map(|(_, s)| s).collect();
+            // Out of the table before they retire: a retired version is never routed to.
+            self.publish(Routes::default(), &live);
+            all
+        };
         for s in all {
             s.retire().await;
         }

@@ -2,7 +2,7 @@
 //! admin API's wire form.
 
 use crate::control::autoscale::decider::Mode;
-use crate::control::version::VersionControl;
+use crate::control::version::{Phase, VersionControl};
 use crate::control::vertical::state::VerticalState;
 
 /// A deployed version as `list` shows it.
@@ -28,6 +28,9 @@ pub struct FunctionInfo {
     pub rps: f64,
     pub mode: Mode,
     pub cold_starts: u64,
+    /// Where the version's supervisor is: zero, starting, running, stopping.
+    #[serde(default)]
+    pub phase: Phase,
     pub memory: String,
     pub cpu: String,
     pub timeout: String,
@@ -93,6 +96,7 @@ impl FunctionInfo {
             rps: (pool.rps * 100.0).round() / 100.0,
             mode: pool.mode,
             cold_starts: c.lifecycle.cold_starts.load(Relaxed),
+            phase: c.lifecycle.phase(),
             memory: d.spec.limits.memory.to_string(),
             cpu: d.spec.limits.cpu.to_string(),
             timeout: d.spec.limits.timeout.to_string(),

@@ -37,7 +37,9 @@ pub struct StoredFunction {
     pub manifest_file: String,
     pub manifest: String,
     pub wasm_sha256: String,
-    pub kind: Kind,
+    /// The kind detected at deploy: with the hash, it names the compiled artifact. None: a
+    /// kind this build does not know; the blob is compiled and its kind detected again.
+    pub kind: Option<Kind>,
     pub deployed_at_unix: i64,
 }
 
@@ -142,7 +144,7 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
              ON CONFLICT(name) DO UPDATE SET version = ?2, manifest_file = ?3, manifest = ?4,
                  wasm_sha256 = ?5, kind = ?6, deployed_at = ?7",
-            params![f.name, f.version as i64, f.manifest_file, f.manifest, f.wasm_sha256, f.kind.as_str(), f.deployed_at_unix],
+            params![f.name, f.version as i64, f.manifest_file, f.manifest, f.wasm_sha256, f.kind.map_or("", Kind::as_str), f.deployed_at_unix],
         )
         .map_err(|e| self.sql(e))?;
         tx.execute(
@@ -199,9 +201,7 @@ impl Store {
         Ok(())
     }
 
-    /// Every stored version. A row that does not decode is an error of its own, so one
-    /// corrupt row does not keep the others from being restored.
-    pub fn list(&self) -> Result<Vec<Result<StoredFunction, StoreError>>, StoreError> {
+    pub fn list(&self) -> Result<Vec<StoredFunction>, StoreError> {
         let conn = self.conn.lock();
         let mut stmt = conn
             .prepare(
@@ -211,33 +211,18 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         let rows = stmt
             .query_map([], |r| {
-                let name: String = r.get(0)?;
-                let kind: String = r.get(5)?;
-                let f = StoredFunction {
+                Ok(StoredFunction {
+                    name: r.get(0)?,
                     version: r.get::<_, i64>(1)? as u64,
                     manifest_file: r.get(2)?,
                     manifest: r.get(3)?,
                     wasm_sha256: r.get(4)?,
-                    kind: Kind::Http,
+                    kind: r.get::<_, String>(5)?.parse().ok(),
                     deployed_at_unix: r.get(6)?,
-                    name: name.clone(),
-                };
-                // A kind this build does not know is this row's error alone.
-                Ok(match kind.parse::<Kind>() {
-                    Ok(kind) => Ok(StoredFunction { kind, ..f }),
-                    Err(e) => Err(rusqlite::Error::FromSqlConversionFailure(
-                        5,
-                        rusqlite::types::Type::Text,
-                        format!("function {name}: {e}").into(),
-                    )),
                 })
             })
             .map_err(|e| self.sql(e))?;
-        let rows: Vec<_> = rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))?;
-        Ok(rows
-            .into_iter()
-            .map(|r| r.map_err(|e| self.sql(e)))
-            .collect())
+        rows.collect::<Result<_, _>>().map_err(|e| self.sql(e))
     }
 }
 
@@ -252,7 +237,7 @@ mod tests {
             manifest_file: "functions/a/function.toml".into(),
             manifest: "name = \"a\"".into(),
             wasm_sha256: "ab".repeat(32),
-            kind: Kind::Event,
+            kind: Some(Kind::Event),
             deployed_at_unix: 1,
         }
     }
@@ -273,12 +258,34 @@ mod tests {
             assert_eq!(std::fs::read(p).unwrap(), b"\0asm");
         }
         let s = Store::open(dir.path()).unwrap();
-        let listed: Vec<_> = s.list().unwrap().into_iter().map(Result::unwrap).collect();
-        assert_eq!(listed, vec![f("a", 2)]);
+        assert_eq!(s.list().unwrap(), vec![f("a", 2)]);
         assert_eq!(
             s.next_version("b").unwrap(),
             2,
             "a removed name keeps counting"
+        );
+    }
+
+    #[test]
+    fn a_kind_this_build_does_not_know_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.put(&f("a", 1)).unwrap();
+        s.put(&f("b", 1)).unwrap();
+        s.conn
+            .lock()
+            .execute("UPDATE functions SET kind = 'grpc' WHERE name = 'a'", [])
+            .unwrap();
+        let listed = s.list().unwrap();
+        assert_eq!(
+            listed,
+            vec![
+                StoredFunction {
+                    kind: None,
+                    ..f("a", 1)
+                },
+                f("b", 1)
+            ]
         );
     }
 }

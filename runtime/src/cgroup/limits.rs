@@ -1,5 +1,5 @@
-//! The limits one sandbox cgroup carries, and the pure conversions from quotas to the values
-//! the kernel files take. Units are in the names: `_bytes`, `_us`, `_millicores`.
+//! The limits one sandbox cgroup carries, and the pure conversions from them to the values
+//! the kernel files take (the host computes the limits of a pool: `control/node/fit.rs`). Units are in the names: `_bytes`, `_us`, `_millicores`.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,25 +17,6 @@ pub struct SandboxLimits {
 }
 
 impl SandboxLimits {
-    /// Memory: `quota × instances that can run at once + fixed overhead`. CPU:
-    /// `quota × pool instances`.
-    pub fn for_pool(
-        memory_per_instance_bytes: u64,
-        memory_instances: u64,
-        cpu_per_instance_millicores: u64,
-        cpu_instances: u64,
-        memory_overhead_bytes: u64,
-        pids_max: u64,
-    ) -> Self {
-        SandboxLimits {
-            memory_bytes: memory_per_instance_bytes
-                .saturating_mul(memory_instances)
-                .saturating_add(memory_overhead_bytes),
-            cpu_millicores: cpu_per_instance_millicores.saturating_mul(cpu_instances.max(1)),
-            pids_max,
-        }
-    }
-
     /// cgroup v1 `cpu.cfs_quota_us` for [`CPU_PERIOD_US`].
     pub fn cfs_quota_us(&self) -> u64 {
         millicores_to_quota_us(self.cpu_millicores, CPU_PERIOD_US)
@@ -74,9 +55,12 @@ mod tests {
             1_000,
             "clamped to the kernel minimum"
         );
-        let l = SandboxLimits::for_pool(128 << 20, 2, 250, 2, 64 << 20, 64);
-        assert_eq!(l.memory_bytes, (256 + 64) << 20);
-        assert_eq!(l.cpu_millicores, 500);
+        let l = SandboxLimits {
+            memory_bytes: 320 << 20,
+            cpu_millicores: 500,
+            pids_max: 64,
+        };
+        assert_eq!(l.cfs_quota_us(), 50_000);
         assert_eq!(l.cpu_max(), "50000 100000");
     }
 

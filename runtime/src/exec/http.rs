@@ -302,10 +302,6 @@ impl HttpHandler {
         self.instantiate(slot).await.map(drop)
     }
 
-    pub fn idle_instances(&self) -> usize {
-        self.idle.lock().len()
-    }
-
     async fn instantiate(&self, slot: Slot) -> wasmtime::Result<Warm> {
         let wasi = WasiCtxBuilder::new()
             .envs(&self.settings.env)

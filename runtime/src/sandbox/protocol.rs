@@ -145,13 +145,13 @@ pub struct SandboxSpec {
     /// The most instances the pool may ever hold (`max_instances`): sizes the pooling
     /// allocator and bounds the threads.
     pub instances: u32,
-    /// Instances to warm at start; [`POOL_COMMAND`] lines change it later.
+    /// Instances to warm at start; [`HostCommand::Pool`] lines change it later.
     pub initial: u32,
     /// Threads to serve on, each with its own single-threaded runtime.
     pub threads: u32,
     /// Requests an `http` instance serves before it is replaced.
     pub reuse: u32,
-    /// The memory quota of one instance at start; [`MEMORY_COMMAND`] changes it.
+    /// The memory quota of one instance at start; [`HostCommand::Memory`] changes it.
     pub memory_per_instance_bytes: u64,
     /// The most one instance's quota may ever be resized to (`vertical.memory.max`): the
     /// pooling allocator reserves memory slots this large.

@@ -92,10 +92,6 @@ impl Scaler {
         self.target.subscribe()
     }
 
-    pub fn mode(&self) -> Mode {
-        self.decider.lock().mode()
-    }
-
     pub fn status(&self, d: &Deployment, now: Instant) -> PoolStatus {
         let (mode, panic_window, stable_window) = {
             let decider = self.decider.lock();

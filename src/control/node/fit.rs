@@ -35,11 +35,7 @@ impl PoolDemand {
 
     /// What the whole demand asks of the node.
     pub fn resources(&self) -> Resources {
-        let l = self.limits(self.instances);
-        Resources {
-            memory_bytes: l.memory_bytes,
-            cpu_millicores: l.cpu_millicores,
-        }
+        self.limits(self.instances).into()
     }
 }
 

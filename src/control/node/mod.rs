@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use surge_runtime::cgroup::SandboxLimits;
 
 use crate::manifest::config::NodeConfig;
 use crate::manifest::CPU_MIN_MILLICORES;
@@ -28,6 +29,15 @@ use allocator::Claim;
 pub struct Resources {
     pub memory_bytes: u64,
     pub cpu_millicores: u64,
+}
+
+impl From<SandboxLimits> for Resources {
+    fn from(l: SandboxLimits) -> Self {
+        Resources {
+            memory_bytes: l.memory_bytes,
+            cpu_millicores: l.cpu_millicores,
+        }
+    }
 }
 
 /// One sandbox's standing with the node.
@@ -125,13 +135,7 @@ impl Node {
                 })
                 .collect();
             let fair = allocator::allocate(cap, &claims)[idx];
-            let others: u64 = all
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != idx)
-                .map(|(_, h)| pick(&h.committed))
-                .sum();
-            let free = cap.saturating_sub(others);
+            let free = cap.saturating_sub(held_by_others(&holders, key, pick));
             let floor = if cpu { 0 } else { pick(&mine.committed) };
             pick(&mine.demand).min(fair.max(floor)).min(free)
         };
@@ -165,13 +169,8 @@ impl Node {
     /// The memory `key` could hold: the capacity less what every other sandbox holds (or
     /// has been granted and not yet committed).
     pub fn memory_free_for(&self, key: &str) -> u64 {
-        let others: u64 = self
-            .holders
-            .lock()
-            .iter()
-            .filter(|(k, _)| k.as_str() != key)
-            .map(|(_, h)| h.committed.memory_bytes)
-            .sum();
+        let holders = self.holders.lock();
+        let others = held_by_others(&holders, key, |r| r.memory_bytes);
         self.capacity.memory_bytes.saturating_sub(others)
     }
 
@@ -200,6 +199,19 @@ impl Node {
             demand: sum(|h| h.demand),
         }
     }
+}
+
+/// What every sandbox but `key` holds (or has been granted and not yet committed).
+fn held_by_others(
+    holders: &HashMap<String, Holder>,
+    key: &str,
+    pick: fn(&Resources) -> u64,
+) -> u64 {
+    holders
+        .iter()
+        .filter(|(k, _)| k.as_str() != key)
+        .map(|(_, h)| pick(&h.committed))
+        .sum()
 }
 
 /// The machine's cores and memory, or the host's own cgroup limits where lower.

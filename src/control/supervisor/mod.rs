@@ -147,10 +147,17 @@ impl Supervised {
         &self.control.deployment
     }
 
-    /// Let in-flight requests finish, then stop the sandbox and remove its cgroup.
+    /// Let in-flight requests finish, then stop the sandbox and remove its cgroup. The
+    /// version must be out of the route table already.
     pub async fn retire(self) {
+        let d = &self.control.deployment;
         let _ = self.lifeline.send(Lifeline::Retiring);
-        self.control.deployment.drain().await;
+        d.drain().await;
+        // A request that looked the version up before the swap may take its hold only
+        // now: closing refuses it (it looks up again), and the second drain waits for any
+        // hold taken before the close.
+        d.close();
+        d.drain().await;
         let _ = self.lifeline.send(Lifeline::Stop);
         let _ = self.task.await;
     }
@@ -263,10 +270,7 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         lifeline: lifeline_rx,
     };
     inputs.target.mark_unchanged();
-    // A resize published before (a pin from an earlier version) is not applied yet.
-    if inputs.resize.borrow().generation > 0 {
-        inputs.resize.mark_changed();
-    }
+    inputs.resize.mark_unchanged();
     let first = match job.start_sandbox(initial).await {
         Ok(s) => s,
         Err(e) => {
@@ -370,12 +374,7 @@ impl Job {
     }
 
     fn held(&self) -> Resources {
-        self.applied
-            .map(|l| Resources {
-                memory_bytes: l.memory_bytes,
-                cpu_millicores: l.cpu_millicores,
-            })
-            .unwrap_or_default()
+        self.applied.map(Resources::from).unwrap_or_default()
     }
 
     async fn send(&self, sb: &mut Box<dyn Sandbox>, cmd: HostCommand) {
@@ -686,21 +685,25 @@ impl Job {
             Err(e) => {
                 tracing::warn!(function = %self.name(), error = %e, "sandbox start failed");
                 self.set_phase(Phase::Zero);
-                // A resize may be what lets the next start fit: take it meanwhile.
-                tokio::select! {
-                    r = inputs.lifeline.changed() => {
-                        if r.is_err() || *inputs.lifeline.borrow() == Lifeline::Stop {
-                            return State::Exit;
+                let retry = tokio::time::sleep(START_RETRY);
+                tokio::pin!(retry);
+                loop {
+                    // A resize may be what lets the next start fit: take it meanwhile. Only
+                    // the retry time or a stop ends the wait.
+                    tokio::select! {
+                        r = inputs.lifeline.changed() => {
+                            if r.is_err() || *inputs.lifeline.borrow() == Lifeline::Stop {
+                                return State::Exit;
+                            }
+                        }
+                        _ = &mut retry => return State::Zero,
+                        r = inputs.resize.changed() => {
+                            if r.is_err() { return State::Exit }
+                            let r = *inputs.resize.borrow_and_update();
+                            self.apply_resize(r, 0, None).await;
                         }
                     }
-                    _ = tokio::time::sleep(START_RETRY) => {}
-                    r = inputs.resize.changed() => {
-                        if r.is_err() { return State::Exit }
-                        let r = *inputs.resize.borrow_and_update();
-                        self.apply_resize(r, 0, None).await;
-                    }
                 }
-                State::Zero
             }
         }
     }

@@ -47,10 +47,10 @@ pub struct Started {
     pub child: Child,
     pub pid: u32,
     pub socket: PathBuf,
-    /// The write end of the sandbox's stdin: pool commands. Dropping it tells the sandbox
-    /// to exit.
+    /// The write end of the sandbox's stdin: `HostCommand` lines. Dropping it tells the
+    /// sandbox to exit.
     pub stdin: tokio::process::ChildStdin,
-    /// The sandbox's stdout after its ready line: `warm <n>` reports.
+    /// The sandbox's stdout after its ready line: `SandboxReport` lines.
     pub reports: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 

@@ -16,8 +16,9 @@ use super::driver::{BoxFuture, Sandbox, SandboxEvent, SpawnRequest, Spawner};
 use super::process::SpawnError;
 use super::*;
 use crate::control::node::{Node, Resources};
-use crate::control::version::Phase;
+use crate::control::version::{Phase, VersionControl};
 use crate::control::vertical::quota::QuotaUpdate;
+use crate::control::vertical::state::Applied;
 use crate::manifest::{FunctionSpec, HostConfig};
 
 const MI: u64 = 1 << 20;
@@ -285,6 +286,27 @@ async fn until(what: &str, f: impl Fn() -> bool) {
     }
 }
 
+/// A manual memory resize, as `surge resize --memory` makes it, and its acknowledgement.
+async fn resize_memory(c: &VersionControl, memory_bytes: u64) -> Applied {
+    let (next, pins) = c
+        .vertical
+        .prepare_manual(
+            &QuotaUpdate {
+                memory_bytes: Some(memory_bytes),
+                cpu_millicores: None,
+            },
+            false,
+            false,
+        )
+        .unwrap();
+    assert_eq!(next.memory_bytes, memory_bytes);
+    let generation = c.vertical.commit_manual(pins);
+    c.vertical
+        .wait_applied(generation, Duration::from_secs(10))
+        .await
+        .expect("applied")
+}
+
 fn limits(r: &Rig, memory_quota: u64, instances: u64) -> SandboxLimits {
     SandboxLimits {
         memory_bytes: memory_quota * instances + r.ctx.config.memory_overhead.0,
@@ -389,24 +411,7 @@ async fn a_resize_rewrites_the_limits_in_place() {
     w.report_warm(100, 2, 2);
     until("ready", || c.deployment.ready() == 2).await;
 
-    let (next, pins) = c
-        .vertical
-        .prepare_manual(
-            &QuotaUpdate {
-                memory_bytes: Some(128 * MI),
-                cpu_millicores: None,
-            },
-            false,
-            false,
-        )
-        .unwrap();
-    assert_eq!(next.memory_bytes, 128 * MI);
-    let generation = c.vertical.commit_manual(pins);
-    let applied = c
-        .vertical
-        .wait_applied(generation, Duration::from_secs(10))
-        .await
-        .expect("applied");
+    let applied = resize_memory(&c, 128 * MI).await;
     assert_eq!(applied.limits, Some(limits(&r, 128 * MI, 2)));
     assert_eq!(applied.quota.unwrap().memory_bytes, 128 * MI);
     assert_eq!(w.last_limits(), Some(limits(&r, 128 * MI, 2)));
@@ -420,23 +425,7 @@ async fn a_resize_rewrites_the_limits_in_place() {
 
     // A lower quota never writes the memory limit below what the cgroup uses.
     *w.memory_used.lock() = 300 * MI;
-    let (_, pins) = c
-        .vertical
-        .prepare_manual(
-            &QuotaUpdate {
-                memory_bytes: Some(32 * MI),
-                cpu_millicores: None,
-            },
-            false,
-            false,
-        )
-        .unwrap();
-    let generation = c.vertical.commit_manual(pins);
-    let applied = c
-        .vertical
-        .wait_applied(generation, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let applied = resize_memory(&c, 32 * MI).await;
     assert_eq!(applied.limits.unwrap().memory_bytes, 300 * MI);
     s.retire().await;
 }
@@ -483,22 +472,7 @@ async fn zero_holds_nothing_and_the_next_start_is_cold() {
     assert_eq!(c.vertical.applied().limits, None);
 
     // A resize at zero is taken now and applies at the next start.
-    let (_, pins) = c
-        .vertical
-        .prepare_manual(
-            &QuotaUpdate {
-                memory_bytes: Some(96 * MI),
-                cpu_millicores: None,
-            },
-            false,
-            false,
-        )
-        .unwrap();
-    let generation = c.vertical.commit_manual(pins);
-    c.vertical
-        .wait_applied(generation, Duration::from_secs(10))
-        .await
-        .unwrap();
+    resize_memory(&c, 96 * MI).await;
 
     c.scaler.set_target(2);
     until("cold start", || c.deployment.sandbox_pid() == Some(101)).await;
@@ -580,7 +554,7 @@ async fn a_retiring_version_at_zero_starts_for_requests_draining_in() {
     c.scaler.set_target(0);
     until("zero", || c.lifecycle.phase() == Phase::Zero).await;
     // A request looked its route up before the swap: it holds the version.
-    let hold = c.deployment.hold();
+    let hold = c.deployment.hold().expect("not retired yet");
     let retired = Arc::new(AtomicBool::new(false));
     let done = retired.clone();
     let task = tokio::spawn(async move {
@@ -595,6 +569,15 @@ async fn a_retiring_version_at_zero_starts_for_requests_draining_in() {
     drop(hold);
     task.await.unwrap();
     assert_eq!(c.lifecycle.phase(), Phase::Stopped);
+    assert!(
+        c.deployment.hold().is_none(),
+        "a retired version refuses holds: the caller looks the route up again"
+    );
+    assert_eq!(
+        c.deployment.inflight(),
+        0,
+        "the refused hold is not counted"
+    );
     assert_eq!(committed(&r), Resources::default());
     assert_eq!(r.world.seen().last(), Some(&Seen::Destroy));
 }
