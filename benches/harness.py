@@ -19,6 +19,10 @@ Scenarios (names are the JSON keys):
   cold_start  a request to a function scaled to zero (no sandbox process, no cgroup) until its
               answer, at the client, against the spawn of `wasmtime serve --allow-precompiled`
               to its first 200 (hello), and one whole `wasmtime run` (echo).
+  cold_start_busy
+              echo's cold start as above, on a busy node: a CPU hog (a Python busy loop, one
+              process) saturates a core the whole time, outside surge's cgroups, as a build
+              or a neighbour would; the reference `wasmtime run` meets the same hog.
   reaction    a 10x step in closed-loop clients on echo: how long until the pool serves the
               new load with no request queued for a whole second.
   memory      RSS and PSS from /proc of the host and every sandbox, with 1 and N copies of
@@ -48,8 +52,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = 3
-SCENARIOS = ("warm_http", "event", "cold_start", "reaction", "memory", "vertical")
+SCHEMA = 4
+SCENARIOS = ("warm_http", "event", "cold_start", "cold_start_busy", "reaction", "memory", "vertical")
+HOG = "a Python busy loop (`while True: pass`), one process, outside surge's cgroups"
 LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
 
 
@@ -499,7 +504,7 @@ def wait_at_zero(port, fn, host_pid, deadline_s=30):
         time.sleep(0.01)
 
 
-def cold_start(b):
+def cold_start(b, functions=("hello", "echo"), tag="cold"):
     """A cold start from zero: the function is deployed and stored, its artifact compiled,
     but it has no sandbox process and no cgroup. The clock runs at the client, from sending
     the request to the whole answer. References: a fresh `wasmtime serve` on a precompiled
@@ -507,10 +512,12 @@ def cold_start(b):
     a = b.args
     payload = b'{"cold":true}'
     out = {}
-    for fn, path, body in (("hello", "/hello", None), ("echo", LAMBDA_PATH.format("echo"), payload)):
-        fdir = b.functions_dir(f"cold-{fn}", [(fn, fn, {"min_instances": "min_instances = 0",
-                                                        "concurrency": FAST_ZERO})])
-        p, port, slog = b.start_surge(f"cold-{fn}", fdir, extra=FAST_TICK)
+    cases = [c for c in (("hello", "/hello", None), ("echo", LAMBDA_PATH.format("echo"), payload))
+             if c[0] in functions]
+    for fn, path, body in cases:
+        fdir = b.functions_dir(f"{tag}-{fn}", [(fn, fn, {"min_instances": "min_instances = 0",
+                                                         "concurrency": FAST_ZERO})])
+        p, port, slog = b.start_surge(f"{tag}-{fn}", fdir, extra=FAST_TICK)
         wait_for_line(slog, "ready:", p)
         surge, ref = [], []
         for r in range(a.cold_rounds):
@@ -548,6 +555,19 @@ def cold_start(b):
                       "max_ms": rs[-1], "samples_ms": ref},
             "ratio_median": ratio(statistics.median(ss), statistics.median(rs)),
         }
+    return out
+
+
+def cold_start_busy(b):
+    """echo's cold start from zero with a core saturated by a CPU hog outside surge's
+    cgroups, for the whole run (surge and the reference alike)."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        out = cold_start(b, functions=("echo",), tag="cold-busy")
+    finally:
+        hog.kill()
+        hog.wait()
+    out["hog"] = HOG
     return out
 
 
@@ -881,10 +901,15 @@ def markdown(res):
     L += ["## Cold start from zero (no process, no cgroup), at the client", "",
           "| function | surge p50 ms | surge p99 ms | reference | reference p50 ms | ratio p50 |",
           "| --- | --- | --- | --- | --- | --- |"]
-    for fn, cs in res["scenarios"]["cold_start"].items():
+    busy = res["scenarios"].get("cold_start_busy", {})
+    rows = [(fn, cs) for fn, cs in res["scenarios"]["cold_start"].items()]
+    rows += [(f"{fn}, busy node", cs) for fn, cs in busy.items() if fn != "hog"]
+    for fn, cs in rows:
         refk = next(k for k in cs if k.startswith("wasmtime"))
         L.append(f"| {fn} | {fmt(cs['surge']['median_ms'], 1)} | {fmt(cs['surge']['p99_ms'], 1)} | {refk} | "
                  f"{fmt(cs[refk]['median_ms'], 1)} | {cs['ratio_median']} |")
+    if busy:
+        L += ["", f"Busy node: {busy.get('hog', HOG)} saturates a core for the whole run."]
     rx = res["scenarios"]["reaction"]
     L += ["", "## Reaction to a 10x load step (echo, 2 -> 20 clients)", "",
           "| reaction s | ready before | ready after | requests queued after the step | p99 ms after the step |",
@@ -960,14 +985,15 @@ def check(res):
         if e[k]["errors"]:
             problems.append(f"event.{k}: {e[k]['errors']} errors")
     num("event.ratios.rps", e["ratios"]["rps"])
-    for fn in ("hello", "echo"):
-        cs = sc["cold_start"].get(fn)
-        if cs is None:
-            problems.append(f"cold_start.{fn} missing")
-            continue
-        num(f"cold_start.{fn}.surge.median_ms", cs["surge"]["median_ms"])
-        num(f"cold_start.{fn}.surge.p99_ms", cs["surge"]["p99_ms"])
-        num(f"cold_start.{fn}.ratio_median", cs["ratio_median"])
+    for scenario, fns in (("cold_start", ("hello", "echo")), ("cold_start_busy", ("echo",))):
+        for fn in fns:
+            cs = sc[scenario].get(fn)
+            if cs is None:
+                problems.append(f"{scenario}.{fn} missing")
+                continue
+            num(f"{scenario}.{fn}.surge.median_ms", cs["surge"]["median_ms"])
+            num(f"{scenario}.{fn}.surge.p99_ms", cs["surge"]["p99_ms"])
+            num(f"{scenario}.{fn}.ratio_median", cs["ratio_median"])
     rx = sc["reaction"]
     if rx["reaction_s"] is not None:
         num("reaction.reaction_s", rx["reaction_s"], positive=False)
@@ -1038,8 +1064,9 @@ def main():
         "scenarios": {},
     }
     b = Bench(a, tools)
-    runs = {"warm_http": warm_http, "event": event, "cold_start": cold_start, "reaction": reaction,
-            "memory": memory, "vertical": vertical}
+    runs = {"warm_http": warm_http, "event": event, "cold_start": cold_start,
+            "cold_start_busy": cold_start_busy, "reaction": reaction, "memory": memory,
+            "vertical": vertical}
     try:
         for name in a.only or SCENARIOS:
             log(f"== {name}")

@@ -217,3 +217,42 @@ fn bad_manifests_are_refused_with_their_exact_errors_and_change_nothing() {
     }
     assert_eq!(deployed(), before, "the registry is unchanged");
 }
+
+#[test]
+fn a_function_still_deploying_at_start_is_waited_for_never_404() {
+    // A compile cache of its own: hello (an 18 MB component) compiles after `listening on`.
+    let h = Host::start_listening(&["hello", "echo"]);
+    assert!(
+        !h.ready.load(Ordering::Acquire),
+        "the host must still be deploying when the first requests go out"
+    );
+    let mut seen = std::collections::BTreeMap::new();
+    loop {
+        let ready = h.ready.load(Ordering::Acquire);
+        for (what, r) in [
+            ("/hello", h.get("/hello")),
+            ("invoke echo", h.invoke("echo", b"{}")),
+        ] {
+            assert!(
+                r.status == 200 || r.status == 503 || r.status == 429,
+                "{what} while the host deploys: {} {}",
+                r.status,
+                r.text()
+            );
+            if r.status == 503 {
+                assert_eq!(r.header("retry-after"), Some("1"), "{what}");
+            }
+            *seen.entry((what, r.status)).or_insert(0) += 1;
+        }
+        if ready {
+            break;
+        }
+    }
+    // Once ready, both answer.
+    assert_eq!(h.get("/hello").status, 200);
+    assert_eq!(h.invoke("echo", b"{}").status, 200);
+    // What is not a function is still 404.
+    assert_eq!(h.get("/nowhere").status, 404);
+    assert_eq!(h.invoke("nope", b"{}").status, 404);
+    eprintln!("answers while deploying: {seen:?}");
+}

@@ -156,6 +156,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state_dir = cfg.state_dir.clone();
     let registry = Arc::new(Registry::new(cfg, store, cache, sandboxes)?);
 
+    // Known before the host listens: a request for a function still deploying waits for it.
+    let plan = registry.plan_start().await;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen {listen}"))?;
@@ -194,7 +196,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     ));
 
-    let errors = registry.restore_and_scan().await;
+    let errors = registry.restore_and_scan(plan).await;
     for e in &errors {
         eprintln!("error: {e}");
     }

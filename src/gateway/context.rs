@@ -8,7 +8,8 @@ use http_body_util::Full;
 use hyper::Request;
 
 use super::errors::ApiError;
-use crate::dispatch::{Deployment, DispatchError, Reply};
+use crate::dispatch::routes::Routes;
+use crate::dispatch::{Deployment, DispatchError, Hold, Reply};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -16,6 +17,69 @@ pub struct Gateway {
     pub registry: Arc<Registry>,
     pub admin_token: String,
     pub metrics: Metrics,
+}
+
+/// What a request names: a route's path, or a function (the Invoke API).
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    Path(&'a str),
+    Name(&'a str),
+}
+
+impl Target<'_> {
+    fn live(&self, routes: &Routes) -> Option<Arc<Deployment>> {
+        match *self {
+            Target::Path(p) => routes.lookup(p).cloned(),
+            Target::Name(n) => routes.get(n),
+        }
+    }
+
+    fn not_found(&self) -> ApiError {
+        match *self {
+            Target::Path(p) => ApiError::NoRoute(p.to_string()),
+            Target::Name(n) => ApiError::FunctionNotFound(n.to_string()),
+        }
+    }
+}
+
+/// Hold the live version that serves `target`.
+///
+/// - A version retired between the lookup and the hold refuses the hold; the table that
+///   replaced it is already published (a closed version is never in the current table), so
+///   the next lookup finds its successor, or nothing.
+/// - A function the host is still deploying at start is waited for, up to its
+///   `queue_timeout`, as in the activator queue; then 503 (429 on the Invoke API), never 404.
+pub async fn hold(gw: &Gateway, target: Target<'_>) -> Result<Hold, ApiError> {
+    let routes = gw.registry.routes();
+    if let Some(h) = target.live(&routes).and_then(|d| d.hold()) {
+        return Ok(h);
+    }
+    // The slow path: subscribe, then look again in every table published from here on.
+    let mut rx = gw.registry.watch_routes();
+    let mut deadline = None;
+    loop {
+        let routes = rx.borrow_and_update().clone();
+        if let Some(d) = target.live(&routes) {
+            match d.hold() {
+                Some(h) => return Ok(h),
+                None => continue,
+            }
+        }
+        let pending = match target {
+            Target::Path(p) => routes.pending_route(p),
+            Target::Name(n) => routes.pending_named(n),
+        };
+        let Some(p) = pending else {
+            return Err(target.not_found());
+        };
+        let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + p.wait);
+        if !matches!(tokio::time::timeout_at(at, rx.changed()).await, Ok(Ok(()))) {
+            return Err(ApiError::Dispatch(DispatchError::Unavailable {
+                function: p.name.clone(),
+                reason: "it is still being deployed".into(),
+            }));
+        }
+    }
 }
 
 /// Send a request to a deployment, recording metrics: every invocation, synchronous or

@@ -20,7 +20,7 @@ use surge_runtime::sandbox::protocol;
 use surge_runtime::Kind;
 
 use super::body::{read_function_body, sandbox_request};
-use super::context::{invoke, Gateway};
+use super::context::{self, invoke, Gateway, Target};
 use super::errors::{ApiError, GuestFailure, HttpResponse, Surface};
 
 pub const PREFIX: &str = "/2015-03-31/functions/";
@@ -99,17 +99,7 @@ async fn handle_inner(
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed(req.method().to_string()).into());
     }
-    // As on routes: a version retired between the lookup and the hold is looked up again.
-    let hold = loop {
-        let d = gw
-            .registry
-            .routes()
-            .get(name)
-            .ok_or_else(|| ApiError::FunctionNotFound(name.to_string()))?;
-        if let Some(h) = d.hold() {
-            break h;
-        }
-    };
+    let hold = context::hold(gw, Target::Name(name)).await?;
     let d = hold.deployment().clone();
     let header = |h: &str| {
         req.headers()

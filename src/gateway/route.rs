@@ -9,22 +9,12 @@ use surge_runtime::sandbox::protocol;
 use surge_runtime::Kind;
 
 use super::body::{read_function_body, sandbox_request, strip_protocol_headers, HOP_BY_HOP};
-use super::context::{invoke, Gateway};
+use super::context::{self, invoke, Gateway, Target};
 use super::errors::{ApiError, GuestFailure, HttpResponse};
 
 /// A function route: forward to the function whose route is the longest prefix.
 pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    // A version retired between the lookup and the hold refuses the hold; the table that
-    // replaced it is already published (a closed version is never in the current table).
-    let hold = loop {
-        let routes = gw.registry.routes();
-        let d = routes
-            .lookup(req.uri().path())
-            .ok_or_else(|| ApiError::NoRoute(req.uri().path().to_string()))?;
-        if let Some(h) = d.hold() {
-            break h;
-        }
-    };
+    let hold = context::hold(gw, Target::Path(req.uri().path())).await?;
     let d = hold.deployment();
     let (parts, body) = req.into_parts();
     let body = read_function_body(d, &parts, body).await?;

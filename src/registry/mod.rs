@@ -17,7 +17,7 @@ use tokio::sync::{watch, Mutex as AsyncMutex};
 use crate::control::supervisor::{self, SandboxCtx, StartError, Supervised};
 use crate::control::version::{LiveVersions, VersionControl};
 use crate::control::vertical::quota::QuotaError;
-use crate::dispatch::routes::Routes;
+use crate::dispatch::routes::{Pending, Routes};
 use crate::manifest::{FileError, FunctionSpec, HostConfig};
 use status::FunctionInfo;
 use store::{Store, StoreError, StoredFunction};
@@ -68,6 +68,16 @@ pub enum DeployError {
     CompilerPanicked { file: String },
 }
 
+/// What the host deploys at start ([`Registry::plan_start`]).
+#[derive(Default)]
+pub struct StartPlan {
+    stored: Vec<StoredFunction>,
+    manifests: Vec<PathBuf>,
+    /// Names published as pending.
+    pending: Vec<String>,
+    errors: Vec<String>,
+}
+
 pub struct Registry {
     pub config: HostConfig,
     store: Store,
@@ -113,6 +123,12 @@ impl Registry {
     /// The current route table (cheap: one Arc clone).
     pub fn routes(&self) -> Arc<Routes> {
         self.routes.borrow().clone()
+    }
+
+    /// Every route table from now on (the gateway waits on it for a function still
+    /// deploying at start).
+    pub fn watch_routes(&self) -> watch::Receiver<Arc<Routes>> {
+        self.routes.subscribe()
     }
 
     /// The live versions, for the control loops: they follow this instead of the registry.
@@ -330,15 +346,75 @@ impl Registry {
         v
     }
 
-    /// Start: bring back every stored deployment, then deploy the manifests in
-    /// `functions_dir` (a changed one becomes a new version). Errors are reported, not fatal:
-    /// one bad function must not keep the others down.
-    pub async fn restore_and_scan(&self) -> Vec<String> {
+    /// Start, first step (before the host listens): find what it will deploy, every stored
+    /// version and the manifests in `functions_dir`, and publish them as pending, so that a
+    /// request for one waits for it instead of getting 404.
+    pub async fn plan_start(&self) -> StartPlan {
         let mut errors = Vec::new();
         let stored = match self.store.list() {
             Ok(s) => s,
-            Err(e) => return vec![e.to_string()],
+            Err(e) => {
+                return StartPlan {
+                    errors: vec![e.to_string()],
+                    ..StartPlan::default()
+                }
+            }
         };
+        let dir = &self.config.functions_dir;
+        let mut manifests: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("function.toml"))
+                .filter(|p| p.is_file())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                errors.push(format!("{}: {e}", dir.display()));
+                Vec::new()
+            }
+        };
+        manifests.sort();
+        // Every function about to be deployed is known from here on: its requests wait for
+        // it rather than being told it does not exist.
+        let mut pending = Vec::new();
+        let known = stored
+            .iter()
+            .map(|f| (PathBuf::from(&f.manifest_file), Some(f.manifest.clone())))
+            .chain(manifests.iter().map(|m| (m.clone(), None)));
+        for (file, text) in known {
+            let text = text.or_else(|| std::fs::read_to_string(&file).ok());
+            let spec =
+                text.and_then(|t| FunctionSpec::parse(&file, &t, &self.config.defaults).ok());
+            if let Some(s) = spec {
+                if !pending.iter().any(|p: &Pending| p.name == s.name.as_str()) {
+                    pending.push(Pending::new(
+                        s.name.as_str(),
+                        s.route.as_deref(),
+                        s.scaling.queue_timeout.0,
+                    ));
+                }
+            }
+        }
+        let pending_names: Vec<String> = pending.iter().map(|p| p.name.clone()).collect();
+        self.update_routes(|r| r.with_pending(pending)).await;
+        StartPlan {
+            stored,
+            manifests,
+            pending: pending_names,
+            errors,
+        }
+    }
+
+    /// Start, second step: bring back every stored deployment, then deploy the manifests in
+    /// `functions_dir` (a changed one becomes a new version). Errors are reported, not fatal:
+    /// one bad function must not keep the others down.
+    pub async fn restore_and_scan(&self, plan: StartPlan) -> Vec<String> {
+        let StartPlan {
+            stored,
+            manifests,
+            pending: names,
+            mut errors,
+        } = plan;
         for f in &stored {
             let _t = self.transitions.lock().await;
             let cached = f.kind.is_some_and(|k| {
@@ -365,26 +441,24 @@ impl Registry {
                 errors.push(format!("restoring {}: {e}", f.name));
             }
         }
-        let dir = &self.config.functions_dir;
-        let mut manifests: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(rd) => rd
-                .filter_map(|e| e.ok())
-                .map(|e| e.path().join("function.toml"))
-                .filter(|p| p.is_file())
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                errors.push(format!("{}: {e}", dir.display()));
-                Vec::new()
-            }
-        };
-        manifests.sort();
         for m in manifests {
             if let Err(e) = self.deploy_file(&m).await {
                 errors.push(e.to_string());
             }
         }
+        // Whatever did not deploy is not pending any more: 404 from here on.
+        for name in &names {
+            self.update_routes(|r| r.without_pending(name)).await;
+        }
         errors
+    }
+
+    /// Publish a route table derived from the current one (under the live lock, so it
+    /// cannot race a deploy's publication).
+    async fn update_routes(&self, f: impl FnOnce(&Routes) -> Routes) {
+        let _live = self.live.lock().await;
+        let next = f(&self.routes());
+        self.routes.send_replace(Arc::new(next));
     }
 
     /// Stop every sandbox (host shutdown). Deployments stay in the store.

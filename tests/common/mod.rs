@@ -6,7 +6,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const SURGE: &str = env!("CARGO_BIN_EXE_surge");
@@ -64,6 +65,10 @@ static HOSTS: AtomicU32 = AtomicU32::new(0);
 
 pub struct Host {
     child: Option<Child>,
+    /// Whether `spawn` waits for the `ready:` line (else only for `listening on`).
+    wait_ready: bool,
+    /// Set once the host printed `ready:` (a host started without waiting for it).
+    pub ready: Arc<AtomicBool>,
     pub url: String,
     pub addr: String,
     pub dir: tempfile::TempDir,
@@ -130,11 +135,30 @@ impl Host {
         Self::start_edited(functions, extra_config, subtree, &|m| m)
     }
 
+    /// A host serving copies of the named functions, returned as soon as it listens, with a
+    /// compile cache of its own: its functions are still compiling and deploying. `ready`
+    /// turns true at its `ready:` line.
+    pub fn start_listening(functions: &[&str]) -> Host {
+        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
+        let subtree = format!("surge-test-{}-{n}", std::process::id());
+        Self::build(functions, "", subtree, &|m| m, false)
+    }
+
     fn start_edited(
         functions: &[&str],
         extra_config: &str,
         subtree: String,
         edit: &dyn Fn(String) -> String,
+    ) -> Host {
+        Self::build(functions, extra_config, subtree, edit, true)
+    }
+
+    fn build(
+        functions: &[&str],
+        extra_config: &str,
+        subtree: String,
+        edit: &dyn Fn(String) -> String,
+        wait_ready: bool,
     ) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         let fdir = dir.path().join("functions");
@@ -146,15 +170,22 @@ impl Host {
             std::fs::write(&m, edit(text)).unwrap();
         }
         let required = cgroups_writable().is_ok();
+        let cache = if wait_ready {
+            shared_cache()
+        } else {
+            dir.path().join("cache")
+        };
         let config = format!(
             "listen = \"127.0.0.1:0\"\nfunctions_dir = {:?}\nstate_dir = {:?}\ncache_dir = {:?}\n{extra_config}\n[cgroup]\nsubtree = {subtree:?}\nrequired = {required}\n",
             fdir,
             dir.path().join("state"),
-            shared_cache(),
+            cache,
         );
         std::fs::write(dir.path().join("surge.toml"), config).unwrap();
         let mut h = Host {
             child: None,
+            wait_ready,
+            ready: Arc::new(AtomicBool::new(false)),
             url: String::new(),
             addr: String::new(),
             dir,
@@ -177,18 +208,30 @@ impl Host {
             .expect("spawn surge serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut url = None;
+        let ready = self.ready.clone();
+        ready.store(false, Ordering::Release);
         for line in lines.by_ref() {
             let line = line.expect("read serve output");
             if let Some(u) = line.strip_prefix("listening on ") {
                 url = Some(u.trim().to_string());
+                if !self.wait_ready {
+                    break;
+                }
             }
             if line.starts_with("ready:") {
                 assert!(line.ends_with(", 0 failed"), "host start: {line}");
+                ready.store(true, Ordering::Release);
                 break;
             }
         }
         // Keep draining stdout so the host never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if line.starts_with("ready:") {
+                    ready.store(true, Ordering::Release);
+                }
+            }
+        });
         let url = url.expect("surge serve printed its address");
         self.addr = url.trim_start_matches("http://").to_string();
         self.url = url;

@@ -60,6 +60,21 @@ const RESTART_BACKOFF: Duration = Duration::from_millis(100);
 const START_RETRY: Duration = Duration::from_millis(1000);
 /// How long a stopping sandbox gets to exit on its own before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// The CPU limit of a starting sandbox until its ready line, whatever its quota. Exec, the
+/// engine's and the pool's set-up and the first instantiation are start-up, not the
+/// function's load: under a 250m quota they were throttled across CFS periods, and a 5 ms
+/// start took up to a second (BENCHMARKS.md, "Cold start under its own quota"). The time is
+/// still charged to the function's cgroup; the node's ledger counts the quota, as CPU above
+/// it is compressible and this lasts until the ready line (or the start timeout).
+const STARTUP_CPU_MILLICORES: u64 = 1000;
+
+/// `l` with the start-up allowance: at least [`STARTUP_CPU_MILLICORES`] of CPU.
+fn startup_limits(l: SandboxLimits) -> SandboxLimits {
+    SandboxLimits {
+        cpu_millicores: l.cpu_millicores.max(STARTUP_CPU_MILLICORES),
+        ..l
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -259,6 +274,7 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         applied: None,
         applied_for: 0,
         quota,
+        lifted: false,
         endpoint: ep_tx,
     };
     // Subscribed before the first start, which is for `initial`: a target or quota published
@@ -333,6 +349,9 @@ struct Job {
     applied_for: u32,
     /// The per-instance quota the limits are computed from.
     quota: Quota,
+    /// The cgroup's CPU limit is the start-up allowance, above `applied`'s (from the cgroup's
+    /// creation or a restart until the sandbox's first report).
+    lifted: bool,
     endpoint: watch::Sender<Option<Arc<Endpoint>>>,
 }
 
@@ -406,12 +425,15 @@ impl Job {
         if self.cgroup.is_none() {
             if let Some(driver) = self.ctx.cgroups.clone() {
                 let name = self.cgroup_name.clone();
-                let limits = fitted.limits;
+                let limits = startup_limits(fitted.limits);
                 let created = tokio::task::spawn_blocking(move || driver.create(&name, &limits))
                     .await
                     .expect("cgroup creation does not panic");
                 let cg = match created {
-                    Ok(cg) => cg,
+                    Ok(cg) => {
+                        self.lifted = startup_limits(fitted.limits) != fitted.limits;
+                        cg
+                    }
                     Err(source) => {
                         self.ctx.node.release(&self.cgroup_name);
                         return Err(StartError::Cgroup {
@@ -428,7 +450,10 @@ impl Job {
             self.applied_for = instances;
             self.record_held();
         } else {
+            // A restart in the cgroup the dead sandbox left: the limits for the new pool,
+            // then the start-up allowance on top.
             self.fit_limits(instances).await;
+            self.write_limits(self.applied.map(startup_limits)).await;
         }
         let t_cgroup = t0.elapsed();
         let mut spec = self.sandbox_spec.clone();
@@ -450,7 +475,17 @@ impl Job {
                 gid: self.ctx.config.gid,
                 start_timeout: self.ctx.config.start_timeout.0,
             })
-            .await?;
+            .await;
+        let started = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // No sandbox to start up: the quota holds again at once.
+                self.write_limits(self.applied).await;
+                return Err(e.into());
+            }
+        };
+        // Ready. The quota is written back at the sandbox's first report, after the gate
+        // opened: the request that woke the function does not wait for a cgroup write.
         tracing::debug!(
             function = %self.name(),
             cgroup_us = t_cgroup.as_micros() as u64,
@@ -462,6 +497,27 @@ impl Job {
             started.pid(),
         ))));
         Ok(started)
+    }
+
+    /// Write `limits` to the cgroup as they are: the start-up allowance (`applied` lifted)
+    /// or its end (`applied`). What the node and status know stays `applied`.
+    async fn write_limits(&mut self, limits: Option<SandboxLimits>) {
+        let (Some(cg), Some(l)) = (self.cgroup.clone(), limits) else {
+            return;
+        };
+        if self.applied.map(startup_limits) == self.applied {
+            // The quota is at or above the allowance: nothing is lifted, nothing to restore.
+            return;
+        }
+        let written = tokio::task::spawn_blocking(move || cg.apply(&l))
+            .await
+            .expect("cgroup writes do not panic");
+        match written {
+            Ok(()) => self.lifted = Some(l) != self.applied,
+            Err(e) => {
+                tracing::warn!(function = %self.name(), error = %e, "writing the sandbox's start-up limits")
+            }
+        }
     }
 
     /// Write the limits for a pool of `instances` (as far as the node grants them) if they
@@ -488,11 +544,15 @@ impl Job {
         if fitted == 0 {
             // Not even one instance fits at this quota (a raise on a full node): keep what
             // the cgroup holds rather than write more than the grant.
+            if self.lifted {
+                self.write_limits(self.applied).await;
+            }
             self.record_held();
             return self.applied_for;
         }
         let old = self.applied;
-        if old == Some(wanted) {
+        // While the start-up allowance is on, the files differ from `applied`: write.
+        if old == Some(wanted) && !self.lifted {
             self.record_held();
             return fitted;
         }
@@ -515,6 +575,7 @@ impl Job {
             Ok(w) => {
                 self.applied = Some(w);
                 self.applied_for = fitted;
+                self.lifted = false;
             }
             Err(e) => {
                 tracing::warn!(function = %self.name(), error = %e, "resizing the sandbox cgroup")
@@ -594,6 +655,7 @@ impl Job {
 
     async fn remove_cgroup(&mut self) {
         self.ctx.node.release(&self.cgroup_name);
+        self.lifted = false;
         self.applied = None;
         self.applied_for = 0;
         self.vertical().set_limits(None, self.quota);

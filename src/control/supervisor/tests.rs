@@ -326,16 +326,26 @@ async fn starts_grows_first_and_shrinks_on_report() {
     let c = s.control.clone();
     let w = &r.world;
     assert_eq!(c.lifecycle.phase(), Phase::Running);
+    // The start runs under the start-up allowance...
+    let lifted = SandboxLimits {
+        cpu_millicores: STARTUP_CPU_MILLICORES,
+        ..limits(&r, 64 * MI, 1)
+    };
     assert_eq!(
         w.seen(),
         vec![
-            Seen::Create(limits(&r, 64 * MI, 1)),
+            Seen::Create(lifted),
             Seen::Spawn {
                 pid: 100,
                 initial: 1,
                 memory: 64 * MI
-            }
+            },
         ]
+    );
+    assert_eq!(
+        committed(&r).cpu_millicores,
+        250,
+        "the ledger counts the quota"
     );
     assert_eq!(c.deployment.sandbox_pid(), Some(100));
     assert_eq!(
@@ -343,10 +353,15 @@ async fn starts_grows_first_and_shrinks_on_report() {
         limits(&r, 64 * MI, 1).memory_bytes
     );
 
-    // The sandbox reports its instance warm: the gate opens to it.
+    // ... until its first report: the gate opens to it, then the quota is written back.
     w.report_warm(100, 1, 1);
     until("ready", || c.deployment.ready() == 1).await;
     assert_eq!(c.deployment.gate.capacity(), 1);
+    until("the quota back", || {
+        w.last_limits() == Some(limits(&r, 64 * MI, 1))
+    })
+    .await;
+    assert_eq!(w.count(|s| matches!(s, Seen::Apply(_))), 1);
 
     // Growth: the limits for 3 first, then the pool command.
     c.scaler.set_target(3);
@@ -439,15 +454,32 @@ async fn a_dead_sandbox_is_restarted_in_the_same_cgroup() {
     w.report_warm(100, 1, 1);
     until("ready", || c.deployment.ready() == 1).await;
 
+    let before = w.seen().len();
     w.event(100, SandboxEvent::Exited("signal: 9 (SIGKILL)".into()));
     until("a new sandbox", || c.deployment.sandbox_pid() == Some(101)).await;
+    w.report_warm(101, 1, 1);
+    until("the quota back", || w.seen().len() == before + 3).await;
+    assert_eq!(
+        &w.seen()[before..],
+        &[
+            Seen::Apply(SandboxLimits {
+                cpu_millicores: STARTUP_CPU_MILLICORES,
+                ..limits(&r, 64 * MI, 1)
+            }),
+            Seen::Spawn {
+                pid: 101,
+                initial: 1,
+                memory: 64 * MI
+            },
+            Seen::Apply(limits(&r, 64 * MI, 1)),
+        ],
+        "a restart gets the start-up allowance too"
+    );
     assert_eq!(c.lifecycle.phase(), Phase::Running);
     assert_eq!(c.lifecycle.restarts.load(Ordering::Relaxed), 1);
     assert_eq!(c.lifecycle.cold_starts.load(Ordering::Relaxed), 0);
-    assert_eq!(c.deployment.ready(), 0, "not ready until it reports");
     assert_eq!(w.count(|s| matches!(s, Seen::Create(_))), 1, "same cgroup");
     assert_eq!(w.count(|s| *s == Seen::Destroy), 0);
-    w.report_warm(101, 1, 1);
     until("ready again", || c.deployment.ready() == 1).await;
     s.retire().await;
     assert_eq!(w.count(|s| *s == Seen::Destroy), 1);
@@ -485,7 +517,11 @@ async fn zero_holds_nothing_and_the_next_start_is_cold() {
         initial: 2,
         memory: 96 * MI
     }));
-    assert_eq!(w.last_limits(), Some(limits(&r, 96 * MI, 2)));
+    w.report_warm(101, 2, 2);
+    until("the quota for 2 at 96Mi", || {
+        w.last_limits() == Some(limits(&r, 96 * MI, 2))
+    })
+    .await;
     s.retire().await;
 }
 
@@ -497,7 +533,14 @@ async fn a_failed_first_start_leaves_nothing() {
     assert!(e.to_string().contains("the fake refused"), "{e}");
     assert_eq!(
         r.world.seen(),
-        vec![Seen::Create(limits(&r, 64 * MI, 1)), Seen::Destroy]
+        vec![
+            Seen::Create(SandboxLimits {
+                cpu_millicores: STARTUP_CPU_MILLICORES,
+                ..limits(&r, 64 * MI, 1)
+            }),
+            Seen::Apply(limits(&r, 64 * MI, 1)),
+            Seen::Destroy
+        ]
     );
     assert_eq!(committed(&r), Resources::default());
     assert_eq!(r.ctx.node.status().demand, Resources::default());
