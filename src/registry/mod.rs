@@ -263,6 +263,9 @@ impl Registry {
         };
         let deployed_at = restore.map(|r| r.deployed_at_unix).unwrap_or_else(now_unix);
         let pins = tokio::task::block_in_place(|| self.store.pins(&name))?;
+        // A restored version that may idle at zero comes back with no process: it was proven
+        // at its first deploy, and its first request cold-starts it.
+        let at_zero = restore.is_some() && spec.scaling.min_instances == 0;
         let sup = supervisor::start(
             self.sandboxes.clone(),
             supervisor::Version {
@@ -273,6 +276,7 @@ impl Registry {
                 deployed_at_unix: deployed_at,
                 artifact,
                 pins,
+                at_zero,
             },
         )
         .await?;

@@ -188,11 +188,14 @@ pub struct Version {
     pub artifact: PathBuf,
     /// Dimensions a manual resize pinned (kept across versions).
     pub pins: QuotaUpdate,
+    /// Start with no process (a restored version at `min_instances = 0`, proven at its first
+    /// deploy): its first request cold-starts it.
+    pub at_zero: bool,
 }
 
 /// Start a version's first sandbox and its supervisor. The first start is the deploy's
 /// proof that the handler loads and instantiates: its failure is the deploy's error, and
-/// nothing is left behind.
+/// nothing is left behind. A version `at_zero` starts with no sandbox.
 pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, StartError> {
     let Version {
         spec,
@@ -202,6 +205,7 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         deployed_at_unix,
         artifact,
         pins,
+        at_zero,
     } = v;
     let name = spec.name.to_string();
     // The manifest's quota, with the dimensions a manual resize pinned (kept inside the
@@ -244,7 +248,10 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         .map(|d| d.dirs_of(&cgroup_name))
         .unwrap_or_default();
     let (ep_tx, ep_rx) = watch::channel(None);
-    let scaler = Scaler::new(scaler::params(&spec, kind), initial);
+    let scaler = Scaler::new(
+        scaler::params(&spec, kind),
+        if at_zero { 0 } else { initial },
+    );
     let vertical = VerticalState::new(spec.vertical.clone(), quota, pins, &ctx.vertical);
     let deployment = Arc::new(Deployment::new(
         spec,
@@ -261,7 +268,11 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         cgroup_dirs,
         scaler,
         vertical,
-        lifecycle: Lifecycle::new(Phase::Starting),
+        lifecycle: Lifecycle::new(if at_zero {
+            Phase::Zero
+        } else {
+            Phase::Starting
+        }),
     });
     let mut job = Job {
         ctx: ctx.clone(),
@@ -287,15 +298,21 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
     };
     inputs.target.mark_unchanged();
     inputs.resize.mark_unchanged();
-    let first = match job.start_sandbox(initial).await {
-        Ok(s) => s,
-        Err(e) => {
-            job.remove_cgroup().await;
-            job.control.lifecycle.set_phase(Phase::Stopped);
-            return Err(e);
+    let first = if at_zero {
+        None
+    } else {
+        match job.start_sandbox(initial).await {
+            Ok(s) => {
+                job.set_phase(Phase::Running);
+                Some(s)
+            }
+            Err(e) => {
+                job.remove_cgroup().await;
+                job.control.lifecycle.set_phase(Phase::Stopped);
+                return Err(e);
+            }
         }
     };
-    job.set_phase(Phase::Running);
     let task = tokio::spawn(job.supervise(first, inputs));
     Ok(Supervised {
         control,
@@ -679,10 +696,10 @@ impl Job {
         self.control.lifecycle.set_phase(p);
     }
 
-    async fn supervise(mut self, first: Box<dyn Sandbox>, mut inputs: Inputs) {
+    async fn supervise(mut self, first: Option<Box<dyn Sandbox>>, mut inputs: Inputs) {
         // The next start is a cold start (from zero), not a restart after a crash.
-        let mut cold = false;
-        let mut state = State::Running(first);
+        let mut cold = first.is_none();
+        let mut state = first.map_or(State::Zero, State::Running);
         loop {
             state = match state {
                 State::Zero => self.at_zero(&mut inputs, &mut cold).await,

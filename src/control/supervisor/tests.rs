@@ -269,6 +269,7 @@ async fn start_version(r: &Rig, min_instances: u32) -> Result<Supervised, StartE
             deployed_at_unix: 0,
             artifact: PathBuf::from("/fake/artifact"),
             pins: QuotaUpdate::default(),
+            at_zero: false,
         },
     )
     .await
@@ -623,4 +624,36 @@ async fn a_retiring_version_at_zero_starts_for_requests_draining_in() {
     );
     assert_eq!(committed(&r), Resources::default());
     assert_eq!(r.world.seen().last(), Some(&Seen::Destroy));
+}
+
+#[tokio::test]
+async fn a_version_restored_at_zero_holds_nothing_until_its_first_request() {
+    let r = rig(64 << 30);
+    let s = start(
+        r.ctx.clone(),
+        Version {
+            spec: spec(0),
+            kind: Kind::Event,
+            version: 3,
+            wasm_sha256: "ab".repeat(32),
+            deployed_at_unix: 0,
+            artifact: PathBuf::from("/fake/artifact"),
+            pins: QuotaUpdate::default(),
+            at_zero: true,
+        },
+    )
+    .await
+    .unwrap();
+    let c = s.control.clone();
+    let w = &r.world;
+    assert_eq!(c.lifecycle.phase(), Phase::Zero);
+    assert_eq!(c.scaler.target(), 0);
+    assert!(w.seen().is_empty(), "no cgroup, no process: {:?}", w.seen());
+    assert_eq!(committed(&r), Resources::default());
+    // The first request's poke raises the target: a cold start.
+    c.scaler.set_target(1);
+    until("cold start", || c.deployment.sandbox_pid() == Some(100)).await;
+    assert_eq!(c.lifecycle.cold_starts.load(Ordering::Relaxed), 1);
+    assert_eq!(w.count(|s| matches!(s, Seen::Create(_))), 1);
+    s.retire().await;
 }
