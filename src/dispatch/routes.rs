@@ -18,6 +18,15 @@ pub struct Routes {
     pending: Vec<Pending>,
 }
 
+/// What a path or a name resolves to.
+pub enum Resolved<'a> {
+    Live(&'a Arc<Deployment>),
+    /// A function still deploying owns it (by the longest prefix, or by name with no live
+    /// version).
+    Pending(&'a Pending),
+    Unknown,
+}
+
 /// A function the host is deploying and does not serve yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pending {
@@ -39,25 +48,42 @@ impl Pending {
 }
 
 impl Routes {
-    /// The pending function `name`, if it is not live yet.
-    pub fn pending_named(&self, name: &str) -> Option<&Pending> {
-        self.pending.iter().find(|p| p.name == name)
-    }
-
-    /// The pending function whose route is the longest prefix of `path`, if no live one
-    /// serves it.
-    pub fn pending_route(&self, path: &str) -> Option<&Pending> {
-        self.pending
+    /// Who serves `path`: the longest route among live and pending functions. A pending
+    /// function with a longer route than the live match owns the path (a live `/` must not
+    /// answer for a `/hello` still deploying).
+    pub fn resolve_path(&self, path: &str) -> Resolved<'_> {
+        let live = self.by_prefix.iter().find(|(p, _)| prefix_matches(p, path));
+        let pending = self
+            .pending
             .iter()
             .filter(|p| p.route.as_deref().is_some_and(|r| prefix_matches(r, path)))
-            .max_by_key(|p| p.route.as_ref().map_or(0, String::len))
+            .max_by_key(|p| p.route.as_ref().map_or(0, String::len));
+        match (live, pending) {
+            (Some((lp, _)), Some(p)) if p.route.as_ref().map_or(0, String::len) > lp.len() => {
+                Resolved::Pending(p)
+            }
+            (Some((_, d)), _) => Resolved::Live(d),
+            (None, Some(p)) => Resolved::Pending(p),
+            (None, None) => Resolved::Unknown,
+        }
     }
 
-    /// A table that also knows `pending` (functions not live yet).
+    /// Who serves the name `name`: its live version, or a pending deploy of it.
+    pub fn resolve_name(&self, name: &str) -> Resolved<'_> {
+        match self.by_name.get(name) {
+            Some(d) => Resolved::Live(d),
+            None => self
+                .pending
+                .iter()
+                .find(|p| p.name == name)
+                .map_or(Resolved::Unknown, Resolved::Pending),
+        }
+    }
+
+    /// A table that also knows `pending` (functions about to be deployed, live or not).
     pub fn with_pending(&self, pending: Vec<Pending>) -> Routes {
         let mut next = self.clone();
         next.pending = pending;
-        next.pending.retain(|p| !next.by_name.contains_key(&p.name));
         next
     }
 
@@ -101,7 +127,6 @@ impl Routes {
             next.by_prefix
                 .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.0.cmp(&b.0)));
         }
-        next.pending.retain(|p| p.name != d.name());
         next.by_name.insert(d.name().to_string(), d);
         next
     }
@@ -131,6 +156,13 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn pending(r: Resolved<'_>) -> Option<&str> {
+        match r {
+            Resolved::Pending(p) => Some(p.name.as_str()),
+            _ => None,
+        }
+    }
+
     #[test]
     fn pending_functions_by_name_and_longest_route() {
         let w = Duration::from_secs(3);
@@ -138,14 +170,61 @@ mod tests {
             Pending::new("a", Some("/a/"), w),
             Pending::new("ab", Some("/a/b"), w),
             Pending::new("c", None, w),
+            // Two routes for one name: its stored version's and its new manifest's.
+            Pending::new("d", Some("/old"), w),
+            Pending::new("d", Some("/new"), w),
         ]);
-        assert_eq!(r.pending_route("/a/b/c").unwrap().name, "ab");
-        assert_eq!(r.pending_route("/a/x").unwrap().name, "a");
-        assert!(r.pending_route("/ax").is_none());
-        assert_eq!(r.pending_named("c").unwrap().wait, w);
-        let r = r.without_pending("ab");
-        assert_eq!(r.pending_route("/a/b/c").unwrap().name, "a");
-        assert!(r.pending_named("ab").is_none());
+        assert_eq!(pending(r.resolve_path("/a/b/c")), Some("ab"));
+        assert_eq!(pending(r.resolve_path("/a/x")), Some("a"));
+        assert!(matches!(r.resolve_path("/ax"), Resolved::Unknown));
+        assert_eq!(pending(r.resolve_name("c")), Some("c"));
+        assert_eq!(pending(r.resolve_path("/new")), Some("d"));
+        assert_eq!(pending(r.resolve_path("/old/x")), Some("d"));
+        let r = r.without_pending("ab").without_pending("d");
+        assert_eq!(pending(r.resolve_path("/a/b/c")), Some("a"));
+        assert!(matches!(r.resolve_name("ab"), Resolved::Unknown));
+        assert!(matches!(r.resolve_path("/new"), Resolved::Unknown));
+    }
+
+    fn live(name: &str, route: &str) -> Arc<Deployment> {
+        let text = format!("name = \"{name}\"\nhandler = \"h.wasm\"\nroute = \"{route}\"\n");
+        let spec = crate::manifest::FunctionSpec::parse(
+            std::path::Path::new("f/function.toml"),
+            &text,
+            &crate::manifest::HostConfig::embedded().defaults,
+        )
+        .unwrap();
+        Arc::new(Deployment::new(
+            spec,
+            surge_runtime::Kind::Event,
+            1,
+            String::new(),
+            0,
+            tokio::sync::watch::channel(None).1,
+            Arc::new(tokio::sync::Notify::new()),
+            Duration::from_secs(1),
+        ))
+    }
+
+    #[test]
+    fn a_longer_pending_route_wins_over_a_shorter_live_one() {
+        let w = Duration::from_secs(3);
+        let r = Routes::default()
+            .with(live("root", "/"))
+            .with(live("api", "/api"))
+            .with_pending(vec![
+                Pending::new("hello", Some("/hello"), w),
+                Pending::new("api", Some("/api"), w),
+            ]);
+        // A live `/` must not answer for `/hello` while hello deploys.
+        assert_eq!(pending(r.resolve_path("/hello/x")), Some("hello"));
+        assert!(matches!(r.resolve_path("/other"), Resolved::Live(d) if d.name() == "root"));
+        // Same length: the live version serves (a redeploy at start keeps its route).
+        assert!(matches!(r.resolve_path("/api/v1"), Resolved::Live(d) if d.name() == "api"));
+        assert!(matches!(r.resolve_name("api"), Resolved::Live(_)));
+        assert_eq!(pending(r.resolve_name("hello")), Some("hello"));
+        let r = r.without_pending("hello");
+        assert!(matches!(r.resolve_path("/hello"), Resolved::Live(d) if d.name() == "root"));
     }
 
     #[test]

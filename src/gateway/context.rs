@@ -8,7 +8,7 @@ use http_body_util::Full;
 use hyper::Request;
 
 use super::errors::ApiError;
-use crate::dispatch::routes::Routes;
+use crate::dispatch::routes::{Resolved, Routes};
 use crate::dispatch::{Deployment, DispatchError, Hold, Reply};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -27,10 +27,10 @@ pub enum Target<'a> {
 }
 
 impl Target<'_> {
-    fn live(&self, routes: &Routes) -> Option<Arc<Deployment>> {
+    fn resolve<'r>(&self, routes: &'r Routes) -> Resolved<'r> {
         match *self {
-            Target::Path(p) => routes.lookup(p).cloned(),
-            Target::Name(n) => routes.get(n),
+            Target::Path(p) => routes.resolve_path(p),
+            Target::Name(n) => routes.resolve_name(n),
         }
     }
 
@@ -51,26 +51,23 @@ impl Target<'_> {
 ///   `queue_timeout`, as in the activator queue; then 503 (429 on the Invoke API), never 404.
 pub async fn hold(gw: &Gateway, target: Target<'_>) -> Result<Hold, ApiError> {
     let routes = gw.registry.routes();
-    if let Some(h) = target.live(&routes).and_then(|d| d.hold()) {
-        return Ok(h);
+    if let Resolved::Live(d) = target.resolve(&routes) {
+        if let Some(h) = d.hold() {
+            return Ok(h);
+        }
     }
     // The slow path: subscribe, then look again in every table published from here on.
     let mut rx = gw.registry.watch_routes();
     let mut deadline = None;
     loop {
         let routes = rx.borrow_and_update().clone();
-        if let Some(d) = target.live(&routes) {
-            match d.hold() {
+        let p = match target.resolve(&routes) {
+            Resolved::Live(d) => match d.hold() {
                 Some(h) => return Ok(h),
                 None => continue,
-            }
-        }
-        let pending = match target {
-            Target::Path(p) => routes.pending_route(p),
-            Target::Name(n) => routes.pending_named(n),
-        };
-        let Some(p) = pending else {
-            return Err(target.not_found());
+            },
+            Resolved::Unknown => return Err(target.not_found()),
+            Resolved::Pending(p) => p,
         };
         let at = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + p.wait);
         if !matches!(tokio::time::timeout_at(at, rx.changed()).await, Ok(Ok(()))) {

@@ -73,8 +73,8 @@ pub enum DeployError {
 pub struct StartPlan {
     stored: Vec<StoredFunction>,
     manifests: Vec<PathBuf>,
-    /// Names published as pending.
-    pending: Vec<String>,
+    /// The function each planned deploy is for, in order (stored, then manifests).
+    names: Vec<Option<String>>,
     errors: Vec<String>,
 }
 
@@ -264,8 +264,11 @@ impl Registry {
         let deployed_at = restore.map(|r| r.deployed_at_unix).unwrap_or_else(now_unix);
         let pins = tokio::task::block_in_place(|| self.store.pins(&name))?;
         // A restored version that may idle at zero comes back with no process: it was proven
-        // at its first deploy, and its first request cold-starts it.
-        let at_zero = restore.is_some() && spec.scaling.min_instances == 0;
+        // at its first deploy, and its first request cold-starts it. Its artifact must still
+        // read as this engine's (a cheap header check); if not, it is started as a proof.
+        let at_zero = restore.is_some()
+            && spec.scaling.min_instances == 0
+            && artifact_is_precompiled(&artifact, kind);
         let sup = supervisor::start(
             self.sandboxes.clone(),
             supervisor::Version {
@@ -380,31 +383,36 @@ impl Registry {
         manifests.sort();
         // Every function about to be deployed is known from here on: its requests wait for
         // it rather than being told it does not exist.
-        let mut pending = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
         let known = stored
             .iter()
             .map(|f| (PathBuf::from(&f.manifest_file), Some(f.manifest.clone())))
             .chain(manifests.iter().map(|m| (m.clone(), None)));
+        // The name each planned deploy is for (None: its manifest does not parse; its deploy
+        // reports why), in deploy order: stored versions, then functions_dir.
+        let mut names = Vec::new();
         for (file, text) in known {
             let text = text.or_else(|| std::fs::read_to_string(&file).ok());
             let spec =
                 text.and_then(|t| FunctionSpec::parse(&file, &t, &self.config.defaults).ok());
+            names.push(spec.as_ref().map(|s| s.name.to_string()));
             if let Some(s) = spec {
-                if !pending.iter().any(|p: &Pending| p.name == s.name.as_str()) {
-                    pending.push(Pending::new(
-                        s.name.as_str(),
-                        s.route.as_deref(),
-                        s.scaling.queue_timeout.0,
-                    ));
+                // One entry per route: a manifest may move its function to another route.
+                let p = Pending::new(
+                    s.name.as_str(),
+                    s.route.as_deref(),
+                    s.scaling.queue_timeout.0,
+                );
+                if !pending.contains(&p) {
+                    pending.push(p);
                 }
             }
         }
-        let pending_names: Vec<String> = pending.iter().map(|p| p.name.clone()).collect();
         self.update_routes(|r| r.with_pending(pending)).await;
         StartPlan {
             stored,
             manifests,
-            pending: pending_names,
+            names,
             errors,
         }
     }
@@ -416,10 +424,10 @@ impl Registry {
         let StartPlan {
             stored,
             manifests,
-            pending: names,
+            names,
             mut errors,
         } = plan;
-        for f in &stored {
+        for (i, f) in stored.iter().enumerate() {
             let _t = self.transitions.lock().await;
             let cached = f.kind.is_some_and(|k| {
                 self.cache
@@ -434,6 +442,8 @@ impl Registry {
                     Ok(w) => Some(w),
                     Err(e) => {
                         errors.push(format!("restoring {}: blob {}: {e}", f.name, f.wasm_sha256));
+                        drop(_t);
+                        self.planned_done(&names, i).await;
                         continue;
                     }
                 }
@@ -444,17 +454,26 @@ impl Registry {
             {
                 errors.push(format!("restoring {}: {e}", f.name));
             }
+            drop(_t);
+            self.planned_done(&names, i).await;
         }
-        for m in manifests {
-            if let Err(e) = self.deploy_file(&m).await {
+        for (j, m) in manifests.iter().enumerate() {
+            if let Err(e) = self.deploy_file(m).await {
                 errors.push(e.to_string());
             }
-        }
-        // Whatever did not deploy is not pending any more: 404 from here on.
-        for name in &names {
-            self.update_routes(|r| r.without_pending(name)).await;
+            self.planned_done(&names, stored.len() + j).await;
         }
         errors
+    }
+
+    /// Planned deploy `i` of the start ended, whatever came of it. After a name's last one
+    /// it is no longer pending: what is live serves it, and what is not is 404.
+    async fn planned_done(&self, names: &[Option<String>], i: usize) {
+        if let Some(Some(name)) = names.get(i) {
+            if !names[i + 1..].iter().any(|n| n.as_ref() == Some(name)) {
+                self.update_routes(|r| r.without_pending(name)).await;
+            }
+        }
     }
 
     /// Publish a route table derived from the current one (under the live lock, so it
@@ -485,6 +504,22 @@ impl Registry {
             d.remove_root();
         }
     }
+}
+
+/// Whether `path` holds a precompiled `kind` artifact (its header only; the cache's path
+/// already names the engine it was compiled for).
+fn artifact_is_precompiled(path: &Path, kind: surge_runtime::Kind) -> bool {
+    let found = tokio::task::block_in_place(|| wasmtime::Engine::detect_precompiled_file(path));
+    matches!(
+        (found, kind),
+        (
+            Ok(Some(wasmtime::Precompiled::Component)),
+            surge_runtime::Kind::Http
+        ) | (
+            Ok(Some(wasmtime::Precompiled::Module)),
+            surge_runtime::Kind::Event
+        )
+    )
 }
 
 fn now_unix() -> i64 {

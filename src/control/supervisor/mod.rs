@@ -60,12 +60,13 @@ const RESTART_BACKOFF: Duration = Duration::from_millis(100);
 const START_RETRY: Duration = Duration::from_millis(1000);
 /// How long a stopping sandbox gets to exit on its own before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-/// The CPU limit of a starting sandbox until its ready line, whatever its quota. Exec, the
+/// The CPU limit of a starting sandbox until its first report (right after its ready line),
+/// whatever its quota. Exec, the
 /// engine's and the pool's set-up and the first instantiation are start-up, not the
 /// function's load: under a 250m quota they were throttled across CFS periods, and a 5 ms
 /// start took up to a second (BENCHMARKS.md, "Cold start under its own quota"). The time is
 /// still charged to the function's cgroup; the node's ledger counts the quota, as CPU above
-/// it is compressible and this lasts until the ready line (or the start timeout).
+/// it is compressible and this lasts until that report (or the start timeout).
 const STARTUP_CPU_MILLICORES: u64 = 1000;
 
 /// `l` with the start-up allowance: at least [`STARTUP_CPU_MILLICORES`] of CPU.
@@ -303,6 +304,8 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
     } else {
         match job.start_sandbox(initial).await {
             Ok(s) => {
+                // No request waits on a deploy: the quota holds from its return on.
+                job.write_limits(job.applied).await;
                 job.set_phase(Phase::Running);
                 Some(s)
             }

@@ -327,7 +327,8 @@ async fn starts_grows_first_and_shrinks_on_report() {
     let c = s.control.clone();
     let w = &r.world;
     assert_eq!(c.lifecycle.phase(), Phase::Running);
-    // The start runs under the start-up allowance...
+    // The start runs under the start-up allowance; a deploy returns with the quota written
+    // (no request waits on it).
     let lifted = SandboxLimits {
         cpu_millicores: STARTUP_CPU_MILLICORES,
         ..limits(&r, 64 * MI, 1)
@@ -341,6 +342,7 @@ async fn starts_grows_first_and_shrinks_on_report() {
                 initial: 1,
                 memory: 64 * MI
             },
+            Seen::Apply(limits(&r, 64 * MI, 1)),
         ]
     );
     assert_eq!(
@@ -354,14 +356,10 @@ async fn starts_grows_first_and_shrinks_on_report() {
         limits(&r, 64 * MI, 1).memory_bytes
     );
 
-    // ... until its first report: the gate opens to it, then the quota is written back.
+    // The sandbox reports its instance warm: the gate opens to it; nothing to rewrite.
     w.report_warm(100, 1, 1);
     until("ready", || c.deployment.ready() == 1).await;
     assert_eq!(c.deployment.gate.capacity(), 1);
-    until("the quota back", || {
-        w.last_limits() == Some(limits(&r, 64 * MI, 1))
-    })
-    .await;
     assert_eq!(w.count(|s| matches!(s, Seen::Apply(_))), 1);
 
     // Growth: the limits for 3 first, then the pool command.
@@ -454,6 +452,11 @@ async fn a_dead_sandbox_is_restarted_in_the_same_cgroup() {
     let w = &r.world;
     w.report_warm(100, 1, 1);
     until("ready", || c.deployment.ready() == 1).await;
+    // The first report ends the start-up allowance (a write on a blocking thread).
+    until("the quota back", || {
+        w.last_limits() == Some(limits(&r, 64 * MI, 1))
+    })
+    .await;
 
     let before = w.seen().len();
     w.event(100, SandboxEvent::Exited("signal: 9 (SIGKILL)".into()));
@@ -646,14 +649,28 @@ async fn a_version_restored_at_zero_holds_nothing_until_its_first_request() {
     .unwrap();
     let c = s.control.clone();
     let w = &r.world;
+    // Let the supervisor run into its wait at zero before looking.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(c.lifecycle.phase(), Phase::Zero);
     assert_eq!(c.scaler.target(), 0);
     assert!(w.seen().is_empty(), "no cgroup, no process: {:?}", w.seen());
     assert_eq!(committed(&r), Resources::default());
-    // The first request's poke raises the target: a cold start.
+    assert_eq!(c.deployment.sandbox_pid(), None);
+    // The first request's poke raises the target: a cold start, under the allowance.
     c.scaler.set_target(1);
     until("cold start", || c.deployment.sandbox_pid() == Some(100)).await;
+    assert_eq!(c.lifecycle.phase(), Phase::Running);
     assert_eq!(c.lifecycle.cold_starts.load(Ordering::Relaxed), 1);
-    assert_eq!(w.count(|s| matches!(s, Seen::Create(_))), 1);
+    assert_eq!(
+        w.seen()[0],
+        Seen::Create(SandboxLimits {
+            cpu_millicores: STARTUP_CPU_MILLICORES,
+            ..limits(&r, 64 * MI, 1)
+        })
+    );
+    assert_eq!(
+        committed(&r).memory_bytes,
+        limits(&r, 64 * MI, 1).memory_bytes
+    );
     s.retire().await;
 }
