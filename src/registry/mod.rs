@@ -427,43 +427,128 @@ impl Registry {
             names,
             mut errors,
         } = plan;
-        for (i, f) in stored.iter().enumerate() {
-            let _t = self.transitions.lock().await;
-            let cached = f.kind.is_some_and(|k| {
-                self.cache
-                    .path_for(&self.engine, k, &f.wasm_sha256)
-                    .is_file()
-            });
-            let wasm = if cached {
-                None
-            } else {
-                let blob = self.store.blob_path(&f.wasm_sha256);
-                match tokio::task::block_in_place(|| std::fs::read(blob)) {
-                    Ok(w) => Some(w),
-                    Err(e) => {
-                        errors.push(format!("restoring {}: blob {}: {e}", f.name, f.wasm_sha256));
-                        drop(_t);
-                        self.planned_done(&names, i).await;
-                        continue;
-                    }
+        let planned = stored.len() + manifests.len();
+        // Compiling is the slow part (seconds for an 18 MB component), and it needs no lock:
+        // every handler that is not compiled yet compiles now, up to the cores at once, into
+        // the cache. The deploys below stay one at a time, in the order their compiles end,
+        // so a small function is not held back behind a large one. A deploy of a name waits
+        // for the earlier deploys of that name (a stored version before its new manifest).
+        let (compiled_tx, mut compiled) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let mut queue = Vec::new();
+        for i in 0..planned {
+            let source = match i.checked_sub(stored.len()) {
+                None => {
+                    let f = &stored[i];
+                    let cached = f.kind.is_some_and(|k| {
+                        self.cache
+                            .path_for(&self.engine, k, &f.wasm_sha256)
+                            .is_file()
+                    });
+                    (!cached).then(|| {
+                        (
+                            self.store.blob_path(&f.wasm_sha256),
+                            f.manifest_file.clone(),
+                        )
+                    })
+                }
+                Some(j) => {
+                    let m = &manifests[j];
+                    let spec = std::fs::read_to_string(m)
+                        .ok()
+                        .and_then(|t| FunctionSpec::parse(m, &t, &self.config.defaults).ok());
+                    spec.map(|s| {
+                        let handler = crate::manifest::handler_path(m, &s);
+                        (handler.clone(), handler.display().to_string())
+                    })
                 }
             };
-            if let Err(e) = self
-                .deploy_locked(&f.manifest_file, &f.manifest, wasm, Some(f))
-                .await
-            {
-                errors.push(format!("restoring {}: {e}", f.name));
+            match source {
+                Some((path, file)) => {
+                    let size = std::fs::metadata(&path).map_or(u64::MAX, |m| m.len());
+                    queue.push((size, i, path, file));
+                }
+                None => {
+                    let _ = compiled_tx.send(i);
+                }
             }
-            drop(_t);
-            self.planned_done(&names, i).await;
         }
-        for (j, m) in manifests.iter().enumerate() {
-            if let Err(e) = self.deploy_file(m).await {
-                errors.push(e.to_string());
+        // Smallest first: the compiler spreads one module over every core, so a small module
+        // queued behind a large one waits for all of it.
+        queue.sort_by_key(|(size, i, _, _)| (*size, *i));
+        let queue = Arc::new(parking_lot::Mutex::new(std::collections::VecDeque::from(
+            queue,
+        )));
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for _ in 0..workers {
+            let (engine, cache, tx, queue) = (
+                self.engine.clone(),
+                self.cache.clone(),
+                compiled_tx.clone(),
+                queue.clone(),
+            );
+            // Errors are the deploy's to report, when it reads and compiles again.
+            tokio::task::spawn_blocking(move || {
+                while let Some((_, i, path, file)) = queue.lock().pop_front() {
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        let _ = cache.get_or_compile(&engine, &file, &bytes, None);
+                    }
+                    let _ = tx.send(i);
+                }
+            });
+        }
+        drop(compiled_tx);
+        let mut ready = vec![false; planned];
+        let mut done = vec![false; planned];
+        while let Some(i) = compiled.recv().await {
+            ready[i] = true;
+            // Deploy every ready one whose earlier deploys of the same name are done.
+            while let Some(j) = (0..planned).find(|&j| {
+                ready[j]
+                    && !done[j]
+                    && (0..j).all(|k| done[k] || names[k].is_none() || names[k] != names[j])
+            }) {
+                done[j] = true;
+                match j.checked_sub(stored.len()) {
+                    None => self.restore_one(&stored[j], &mut errors).await,
+                    Some(m) => {
+                        if let Err(e) = self.deploy_file(&manifests[m]).await {
+                            errors.push(e.to_string());
+                        }
+                    }
+                }
+                self.planned_done(&names, j).await;
             }
-            self.planned_done(&names, stored.len() + j).await;
         }
         errors
+    }
+
+    /// Bring back one stored version (its blob is read only when its artifact is not in the
+    /// compile cache).
+    async fn restore_one(&self, f: &StoredFunction, errors: &mut Vec<String>) {
+        let _t = self.transitions.lock().await;
+        let cached = f.kind.is_some_and(|k| {
+            self.cache
+                .path_for(&self.engine, k, &f.wasm_sha256)
+                .is_file()
+        });
+        let wasm = if cached {
+            None
+        } else {
+            let blob = self.store.blob_path(&f.wasm_sha256);
+            match tokio::task::block_in_place(|| std::fs::read(blob)) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    errors.push(format!("restoring {}: blob {}: {e}", f.name, f.wasm_sha256));
+                    return;
+                }
+            }
+        };
+        if let Err(e) = self
+            .deploy_locked(&f.manifest_file, &f.manifest, wasm, Some(f))
+            .await
+        {
+            errors.push(format!("restoring {}: {e}", f.name));
+        }
     }
 
     /// Planned deploy `i` of the start ended, whatever came of it. After a name's last one
