@@ -102,14 +102,6 @@ impl Routes {
         self.by_name.values()
     }
 
-    /// The function whose route is the longest prefix of `path`.
-    pub fn lookup(&self, path: &str) -> Option<&Arc<Deployment>> {
-        self.by_prefix
-            .iter()
-            .find(|(p, _)| prefix_matches(p, path))
-            .map(|(_, d)| d)
-    }
-
     /// Which function, if any, already has exactly this route.
     pub fn owner_of(&self, route: &str) -> Option<&Arc<Deployment>> {
         let want = normalize(route);

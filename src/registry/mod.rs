@@ -73,6 +73,8 @@ pub enum DeployError {
 pub struct StartPlan {
     stored: Vec<StoredFunction>,
     manifests: Vec<PathBuf>,
+    /// Each manifest's handler (None: the manifest does not parse).
+    handlers: Vec<Option<PathBuf>>,
     /// The function each planned deploy is for, in order (stored, then manifests).
     names: Vec<Option<String>>,
     errors: Vec<String>,
@@ -391,11 +393,20 @@ impl Registry {
         // The name each planned deploy is for (None: its manifest does not parse; its deploy
         // reports why), in deploy order: stored versions, then functions_dir.
         let mut names = Vec::new();
+        // Each manifest's handler, for the compiles that run before the deploys.
+        let mut handlers = Vec::new();
         for (file, text) in known {
+            let from_disk = text.is_none();
             let text = text.or_else(|| std::fs::read_to_string(&file).ok());
             let spec =
                 text.and_then(|t| FunctionSpec::parse(&file, &t, &self.config.defaults).ok());
             names.push(spec.as_ref().map(|s| s.name.to_string()));
+            if from_disk {
+                handlers.push(
+                    spec.as_ref()
+                        .map(|s| crate::manifest::handler_path(&file, s)),
+                );
+            }
             if let Some(s) = spec {
                 // One entry per route: a manifest may move its function to another route.
                 let p = Pending::new(
@@ -412,6 +423,7 @@ impl Registry {
         StartPlan {
             stored,
             manifests,
+            handlers,
             names,
             errors,
         }
@@ -424,6 +436,7 @@ impl Registry {
         let StartPlan {
             stored,
             manifests,
+            handlers,
             names,
             mut errors,
         } = plan;
@@ -451,16 +464,9 @@ impl Registry {
                         )
                     })
                 }
-                Some(j) => {
-                    let m = &manifests[j];
-                    let spec = std::fs::read_to_string(m)
-                        .ok()
-                        .and_then(|t| FunctionSpec::parse(m, &t, &self.config.defaults).ok());
-                    spec.map(|s| {
-                        let handler = crate::manifest::handler_path(m, &s);
-                        (handler.clone(), handler.display().to_string())
-                    })
-                }
+                Some(j) => handlers[j]
+                    .clone()
+                    .map(|h| (h.clone(), h.display().to_string())),
             };
             match source {
                 Some((path, file)) => {

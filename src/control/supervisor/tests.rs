@@ -316,6 +316,14 @@ fn limits(r: &Rig, memory_quota: u64, instances: u64) -> SandboxLimits {
     }
 }
 
+/// The limits under the start-up allowance.
+fn lifted(r: &Rig, memory_quota: u64, instances: u64) -> SandboxLimits {
+    SandboxLimits {
+        cpu_millicores: STARTUP_CPU_MILLICORES,
+        ..limits(r, memory_quota, instances)
+    }
+}
+
 fn committed(r: &Rig) -> Resources {
     r.ctx.node.status().committed
 }
@@ -329,14 +337,10 @@ async fn starts_grows_first_and_shrinks_on_report() {
     assert_eq!(c.lifecycle.phase(), Phase::Running);
     // The start runs under the start-up allowance; a deploy returns with the quota written
     // (no request waits on it).
-    let lifted = SandboxLimits {
-        cpu_millicores: STARTUP_CPU_MILLICORES,
-        ..limits(&r, 64 * MI, 1)
-    };
     assert_eq!(
         w.seen(),
         vec![
-            Seen::Create(lifted),
+            Seen::Create(lifted(&r, 64 * MI, 1)),
             Seen::Spawn {
                 pid: 100,
                 initial: 1,
@@ -466,10 +470,7 @@ async fn a_dead_sandbox_is_restarted_in_the_same_cgroup() {
     assert_eq!(
         &w.seen()[before..],
         &[
-            Seen::Apply(SandboxLimits {
-                cpu_millicores: STARTUP_CPU_MILLICORES,
-                ..limits(&r, 64 * MI, 1)
-            }),
+            Seen::Apply(lifted(&r, 64 * MI, 1)),
             Seen::Spawn {
                 pid: 101,
                 initial: 1,
@@ -538,10 +539,7 @@ async fn a_failed_first_start_leaves_nothing() {
     assert_eq!(
         r.world.seen(),
         vec![
-            Seen::Create(SandboxLimits {
-                cpu_millicores: STARTUP_CPU_MILLICORES,
-                ..limits(&r, 64 * MI, 1)
-            }),
+            Seen::Create(lifted(&r, 64 * MI, 1)),
             Seen::Apply(limits(&r, 64 * MI, 1)),
             Seen::Destroy
         ]
@@ -661,13 +659,7 @@ async fn a_version_restored_at_zero_holds_nothing_until_its_first_request() {
     until("cold start", || c.deployment.sandbox_pid() == Some(100)).await;
     assert_eq!(c.lifecycle.phase(), Phase::Running);
     assert_eq!(c.lifecycle.cold_starts.load(Ordering::Relaxed), 1);
-    assert_eq!(
-        w.seen()[0],
-        Seen::Create(SandboxLimits {
-            cpu_millicores: STARTUP_CPU_MILLICORES,
-            ..limits(&r, 64 * MI, 1)
-        })
-    );
+    assert_eq!(w.seen()[0], Seen::Create(lifted(&r, 64 * MI, 1)));
     assert_eq!(
         committed(&r).memory_bytes,
         limits(&r, 64 * MI, 1).memory_bytes
