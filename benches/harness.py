@@ -12,6 +12,8 @@ Scenarios (names are the JSON keys):
   warm_http   hello (Python wasi:http) with wrk at 16 connections (closed loop), then oha at a
               fixed offered rate of half the reference's peak (open loop, latency measured from
               each request's scheduled time, so no coordinated omission).
+              surge twice: the tuned manifest (min_instances = 2, cpu = 1000m), and every example
+              function deployed with the manifests as shipped (surge_shipped: what a user gets).
               References: `wasmtime serve -S cli=y` with --max-instance-reuse-count 1000, and
               with its default of one instance per request.
   event       echo (C, WASI preview1) through the Lambda Invoke API at 16 connections, against
@@ -52,7 +54,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = 4
+SCHEMA = 5
 SCENARIOS = ("warm_http", "event", "cold_start", "cold_start_busy", "reaction", "memory", "vertical")
 HOG = "a Python busy loop (`while True: pass`), one process, outside surge's cgroups"
 LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
@@ -330,7 +332,7 @@ class Bench:
         with open(self.lua, "w") as f:
             f.write(WRK_LUA)
         self.wasm = {n: os.path.join(ROOT, "functions", n, f"{n}.wasm")
-                     for n in ("hello", "echo", "spin")}
+                     for n in ("hello", "echo", "spin", "loop", "memhog")}
         self.cwasm = {}
         for n in ("hello", "echo"):
             w = self.wasm[n]
@@ -365,7 +367,7 @@ class Bench:
             # The compile cache outlives the run: a restart of the harness never recompiles.
             # A cgroup subtree of its own: a `surge serve` already running on this machine
             # (the default subtree) must not meet the harness's sandboxes.
-            f.write(f'cache_dir = "{self.cache}"\n{extra}\n[cgroup]\nsubtree = "surge-bench-{os.getpid()}"\n')
+            f.write(f'cache_dir = "{self.cache}"\n{extra}\n[cgroup]\nsubtree = "surge-bench-{os.getpid()}-{tag}"\n')
         log = os.path.join(base, f"surge-{len(os.listdir(base))}.log")
         p = Proc([self.surge, "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
                   "--state-dir", state, "--functions-dir", functions], log)
@@ -377,6 +379,10 @@ class Bench:
         p = Proc([self.tools["wasmtime"], "serve", "-S", "cli=y", *extra,
                   "--addr", f"127.0.0.1:{port}", component], log)
         return p, port, log
+
+
+# The example functions, deployed as they ship for the "what a user gets" figures.
+SHIPPED = ("hello", "echo", "spin", "loop", "memhog")
 
 
 def hello_bench_specs(name="hello"):
@@ -394,10 +400,15 @@ def warm_http(b):
     fdir = b.functions_dir("warm", hello_bench_specs())
     surge, sport, slog = b.start_surge("warm", fdir)
     wait_for_line(slog, "ready:", surge)
+    # What a user gets: every example function deployed with the manifests as shipped.
+    shipped_dir = b.functions_dir("shipped", [(n, n, {}) for n in SHIPPED])
+    shipped, hport, hlog = b.start_surge("shipped", shipped_dir)
+    wait_for_line(hlog, "ready:", shipped)
     wt, wport, _ = b.start_wasmtime_serve("wt-reuse", b.cwasm["hello"],
                                           ["--allow-precompiled", "--max-instance-reuse-count", "1000"])
     wd, dport, _ = b.start_wasmtime_serve("wt-default", b.cwasm["hello"], ["--allow-precompiled"])
-    targets = {"surge": sport, "wasmtime_serve_reuse1000": wport, "wasmtime_serve_default": dport}
+    targets = {"surge": sport, "surge_shipped": hport, "wasmtime_serve_reuse1000": wport,
+               "wasmtime_serve_default": dport}
     for port in targets.values():
         wait_for_200(port, "/hello")
     closed = {k: [] for k in targets}
@@ -416,7 +427,7 @@ def warm_http(b):
             opened[who].append(res)
             log(f"warm_http open loop {rate}/s round {r + 1} {who}: p99 {res['p99_ms']:.2f} ms")
     opened = {k: medians(v) for k, v in opened.items()}
-    for p in (surge, wt, wd):
+    for p in (surge, shipped, wt, wd):
         p.stop()
     s, ref = closed["surge"], closed["wasmtime_serve_reuse1000"]
     return {
@@ -426,6 +437,7 @@ def warm_http(b):
                       "offered_rps": rate, **opened},
         "ratios": {
             "rps_vs_reuse1000": ratio(s["rps"], ref["rps"]),
+            "shipped_rps_vs_reuse1000": ratio(closed["surge_shipped"]["rps"], ref["rps"]),
             "rps_vs_default": ratio(s["rps"], closed["wasmtime_serve_default"]["rps"]),
             "p99_vs_reuse1000": ratio(s["p99_ms"], ref["p99_ms"]),
             "open_loop_p99_vs_reuse1000": ratio(opened["surge"]["p99_ms"],
@@ -773,7 +785,8 @@ def vertical(b):
     a = b.args
     n_resizes = 10 if a.smoke else 100
     run_s = 8 if a.smoke else 16
-    edits = {"cpu": 'cpu = "100m"', "min_instances": "min_instances = 1",
+    # A hard cap (cpu_burst = false): a bursting spin would use the idle node, not throttle.
+    edits = {"cpu": 'cpu = "100m"\ncpu_burst = false', "min_instances": "min_instances = 1",
              "max_instances": "max_instances = 1"}
     fdir = b.functions_dir("vertical", [("spin", "spin", edits)])
     state = os.path.join(b.work, "vertical", "state")
@@ -877,7 +890,7 @@ def markdown(res):
     c = w["closed_loop"]
     L += ["## Warm `hello` (wasi:http), 16 connections, closed loop", "",
           "| host | req/s | p50 ms | p99 ms | p99.9 ms | errors |", "| --- | --- | --- | --- | --- | --- |"]
-    for k in ("surge", "wasmtime_serve_reuse1000", "wasmtime_serve_default"):
+    for k in ("surge", "surge_shipped", "wasmtime_serve_reuse1000", "wasmtime_serve_default"):
         r = c[k]
         L.append(f"| {k} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | "
                  f"{fmt(r['p999_ms'], 2)} | {r['errors']} |")
@@ -890,6 +903,7 @@ def markdown(res):
                  f"{fmt(r['p999_ms'], 2)} | {r['errors']} |")
     rt = w["ratios"]
     L += ["", f"Ratios: req/s {rt['rps_vs_reuse1000']}× reuse=1000, {rt['rps_vs_default']}× default; "
+              f"with the shipped manifests {rt['shipped_rps_vs_reuse1000']}× reuse=1000; "
               f"p99 {rt['p99_vs_reuse1000']}× closed loop, {rt['open_loop_p99_vs_reuse1000']}× open loop.", ""]
     e = res["scenarios"]["event"]
     L += ["## Events: `echo` through the Invoke API, 16 at a time", "",
@@ -967,7 +981,7 @@ def check(res):
     if problems:
         return problems
     w = sc["warm_http"]
-    for k in ("surge", "wasmtime_serve_reuse1000", "wasmtime_serve_default"):
+    for k in ("surge", "surge_shipped", "wasmtime_serve_reuse1000", "wasmtime_serve_default"):
         for f in ("rps", "p50_ms", "p99_ms", "p999_ms"):
             num(f"warm_http.closed_loop.{k}.{f}", w["closed_loop"][k][f])
         if w["closed_loop"][k]["errors"]:

@@ -31,8 +31,13 @@ const VERTICAL_GAUGES: &[(&str, &str, IntFigure)] = &[
         |f| f.memory_limit_bytes.unwrap_or(0) as i64,
     ),
     (
+        "surge_function_cpu_guaranteed_millicores",
+        "CPU the node guarantees the sandbox: its cgroup weight (0 at zero).",
+        |f| f.cpu_guaranteed_millicores.unwrap_or(0) as i64,
+    ),
+    (
         "surge_function_cpu_limit_millicores",
-        "The sandbox cgroup's CPU limit (0 at zero).",
+        "The sandbox cgroup's CPU limit, its CFS quota: the guarantee and what it may burst to (0 at zero).",
         |f| f.cpu_limit_millicores.unwrap_or(0) as i64,
     ),
     (

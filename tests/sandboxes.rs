@@ -49,13 +49,16 @@ fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove()
             d.display()
         );
     }
-    // echo: memory 64Mi × 1 instance + 96Mi sandbox overhead; cpu 250m; pids 64.
+    // echo: memory 64Mi × 1 instance + 96Mi sandbox overhead; cpu 250m guaranteed (the
+    // weight: 256 shares, or v2's weight 1 + 254 × 9999 / 262142), bursting to one core (the
+    // CFS quota); pids 64.
     let want_mem = (64u64 + 96) << 20;
     let v2 = dirs.len() == 1;
     if v2 {
         let d = &dirs[0];
         assert_eq!(read(&d.join("memory.max")), want_mem.to_string());
-        assert_eq!(read(&d.join("cpu.max")), "25000 100000");
+        assert_eq!(read(&d.join("cpu.max")), "100000 100000");
+        assert_eq!(read(&d.join("cpu.weight")), "10");
         assert_eq!(read(&d.join("pids.max")), "64");
     } else {
         let find = |file: &str| {
@@ -65,7 +68,8 @@ fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove()
                 .unwrap_or_else(|| panic!("{file} in {dirs:?}"))
         };
         assert_eq!(read(&find("memory.limit_in_bytes")), want_mem.to_string());
-        assert_eq!(read(&find("cpu.cfs_quota_us")), "25000");
+        assert_eq!(read(&find("cpu.cfs_quota_us")), "100000");
+        assert_eq!(read(&find("cpu.shares")), "256");
         assert_eq!(read(&find("cpu.cfs_period_us")), "100000");
         assert_eq!(read(&find("pids.max")), "64");
     }

@@ -237,7 +237,7 @@ fn print_vertical(s: &StatusReport) {
     let n = &s.node;
     println!();
     println!(
-        "node: memory {} of {} committed ({} asked), cpu {}m of {}m committed ({}m asked)",
+        "node: memory {} of {} committed ({} asked), cpu {}m of {}m guaranteed ({}m asked)",
         human_bytes(n.committed.memory_bytes),
         human_bytes(n.capacity.memory_bytes),
         human_bytes(n.demand.memory_bytes),
@@ -246,14 +246,14 @@ fn print_vertical(s: &StatusReport) {
         n.demand.cpu_millicores,
     );
     println!(
-        "{:<20} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9} {:>8} {:>6} {:>4} {:>8} {:>5} {:>9}",
+        "{:<20} {:>10} {:>9} {:>8} {:>9} {:>9} {:>12} {:>8} {:>6} {:>4} {:>8} {:>5} {:>9}",
         "NAME",
         "MEM/INST",
         "MEM-LIMIT",
         "MEM-USED",
         "WASM-PEAK",
         "CPU/INST",
-        "CPU-LIMIT",
+        "CPU-GUAR/LIM",
         "CPU-USED",
         "THROT",
         "OOM",
@@ -264,7 +264,7 @@ fn print_vertical(s: &StatusReport) {
     for f in &s.functions {
         let pin = |p: bool| if p { "*" } else { "" };
         println!(
-            "{:<20} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9} {:>8} {:>5.0}% {:>4} {:>8} {:>5} {:>9}",
+            "{:<20} {:>10} {:>9} {:>8} {:>9} {:>9} {:>12} {:>8} {:>5.0}% {:>4} {:>8} {:>5} {:>9}",
             f.name,
             format!(
                 "{}{}",
@@ -277,9 +277,10 @@ fn print_vertical(s: &StatusReport) {
             human_bytes(f.memory_usage_bytes),
             human_bytes(f.wasm_memory_peak_bytes),
             format!("{}m{}", f.cpu_quota_millicores, pin(f.cpu_pinned)),
-            f.cpu_limit_millicores
-                .map(|c| format!("{c}m"))
-                .unwrap_or_else(|| "-".into()),
+            match (f.cpu_guaranteed_millicores, f.cpu_limit_millicores) {
+                (Some(g), Some(l)) => format!("{g}/{l}m"),
+                _ => "-".into(),
+            },
             format!("{}m", f.cpu_usage_millicores),
             f.throttled_fraction * 100.0,
             f.oom_events,
@@ -358,7 +359,7 @@ pub async fn resize(
         println!("accepted: the sandbox is starting or stopping; the resize applies when it is up");
     }
     println!(
-        "resized {}: memory {}{} cpu {}m{}; cgroup limits: memory {} cpu {}",
+        "resized {}: memory {}{} cpu {}m{}; cgroup limits: memory {} cpu {} (guaranteed {})",
         f.name,
         human_bytes(f.memory_quota_bytes),
         pin(f.memory_pinned),
@@ -368,6 +369,9 @@ pub async fn resize(
             .map(human_bytes)
             .unwrap_or_else(|| "- (at zero)".into()),
         f.cpu_limit_millicores
+            .map(|c| format!("{c}m"))
+            .unwrap_or_else(|| "-".into()),
+        f.cpu_guaranteed_millicores
             .map(|c| format!("{c}m"))
             .unwrap_or_else(|| "-".into()),
     );

@@ -123,6 +123,7 @@ impl FunctionSpec {
         let limits = Limits {
             memory: raw.limits.memory.unwrap_or(d.limits.memory),
             cpu: raw.limits.cpu.unwrap_or(d.limits.cpu),
+            cpu_burst: raw.limits.cpu_burst.unwrap_or(d.limits.cpu_burst),
             timeout: raw.limits.timeout.unwrap_or(d.limits.timeout),
             max_body: raw.limits.max_body.unwrap_or(d.limits.max_body),
         };

@@ -47,6 +47,7 @@ impl Bounds {
 pub struct LimitsToml {
     pub memory: Option<Bytes>,
     pub cpu: Option<Millicores>,
+    pub cpu_burst: Option<bool>,
     pub timeout: Option<Span>,
     pub max_body: Option<Bytes>,
 }
@@ -75,7 +76,11 @@ pub struct ScalingToml {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Limits {
     pub memory: Bytes,
+    /// The CPU guaranteed to one instance (the quota the vertical scaler moves).
     pub cpu: Millicores,
+    /// Whether an instance may use CPU the node leaves idle, up to `[vertical] cpu.max`;
+    /// `false` caps it at `cpu` (a fixed share, as on Lambda).
+    pub cpu_burst: bool,
     pub timeout: Span,
     pub max_body: Bytes,
 }

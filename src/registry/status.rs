@@ -46,8 +46,10 @@ pub struct FunctionInfo {
     pub cpu_quota_millicores: u64,
     pub memory_pinned: bool,
     pub cpu_pinned: bool,
-    /// The sandbox cgroup's limits now (absent at zero).
+    /// The sandbox cgroup's limits now (absent at zero). CPU: the guarantee (the cgroup's
+    /// weight, counted by the node) and the limit (its CFS quota, the burst ceiling).
     pub memory_limit_bytes: Option<u64>,
+    pub cpu_guaranteed_millicores: Option<u64>,
     pub cpu_limit_millicores: Option<u64>,
     /// The cgroup's memory now and its peak; the highest wasm linear memory of one instance.
     pub memory_usage_bytes: u64,
@@ -129,7 +131,10 @@ impl FunctionInfo {
             memory_pinned: pins.memory_bytes.is_some(),
             cpu_pinned: pins.cpu_millicores.is_some(),
             memory_limit_bytes: applied.limits.map(|l| l.memory_bytes),
-            cpu_limit_millicores: applied.limits.map(|l| l.cpu_millicores),
+            cpu_guaranteed_millicores: applied.limits.map(|l| l.cpu_millicores),
+            cpu_limit_millicores: applied
+                .limits
+                .map(|l| l.cpu_ceiling_millicores.max(l.cpu_millicores)),
             memory_usage_bytes: u.memory_bytes,
             memory_peak_bytes: u.memory_peak_bytes,
             wasm_memory_peak_bytes: v.wasm_peak_bytes.load(Relaxed),

@@ -262,6 +262,7 @@ impl Driver for CgroupRoot {
         }
         let sc = CgroupsRs {
             groups,
+            v2: self.v2,
             dirs: self.dirs_for(name),
         };
         if let Err(e) = sc.apply(limits) {
@@ -298,6 +299,8 @@ impl Driver for CgroupRoot {
 /// A sandbox cgroup through cgroups-rs: one `Cgroup` per hierarchy on v1, one on v2.
 struct CgroupsRs {
     groups: Vec<(String, Cgroup)>,
+    /// v2 takes `cpu.weight` (1..=10000) where v1 takes `cpu.shares`.
+    v2: bool,
     dirs: Vec<PathBuf>,
 }
 
@@ -329,6 +332,13 @@ impl SandboxCgroup for CgroupsRs {
                 Some(limits::CPU_PERIOD_US),
             )
             .map_err(|e| op(p, format!("cpu quota {}: {e}", l.cpu_max())))?;
+            let weight = if self.v2 {
+                l.cpu_weight()
+            } else {
+                l.cpu_shares()
+            };
+            cpu.set_shares(weight)
+                .map_err(|e| op(p, format!("cpu weight {weight}: {e}")))?;
         }
         if let Some((p, pids)) = self.find::<PidController>() {
             pids.set_pid_max(MaxValue::Value(l.pids_max as i64))

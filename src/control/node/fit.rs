@@ -10,7 +10,13 @@ use crate::manifest::CPU_MIN_MILLICORES;
 pub struct PoolDemand {
     /// The memory quota × the executions one instance runs at once.
     pub memory_per_instance_bytes: u64,
+    /// The guaranteed CPU per instance: the quota.
     pub cpu_per_instance_millicores: u64,
+    /// The most CPU one instance may burst to with CPU the others leave idle (the quota
+    /// itself when the function does not burst).
+    pub cpu_ceiling_per_instance_millicores: u64,
+    /// The node's CPU: no ceiling is above it.
+    pub node_cpu_millicores: u64,
     /// The sandbox process's own memory, beside its instances.
     pub overhead_bytes: u64,
     pub pids_max: u64,
@@ -29,11 +35,22 @@ impl PoolDemand {
                 .saturating_mul(n)
                 .saturating_add(self.overhead_bytes),
             cpu_millicores: self.cpu_per_instance_millicores.saturating_mul(n),
+            cpu_ceiling_millicores: self.ceiling(n),
             pids_max: self.pids_max,
         }
     }
 
-    /// What the whole demand asks of the node.
+    /// The CPU ceiling of `n` instances: theirs (never below their guarantee), at most the
+    /// node's.
+    fn ceiling(&self, n: u64) -> u64 {
+        self.cpu_ceiling_per_instance_millicores
+            .max(self.cpu_per_instance_millicores)
+            .saturating_mul(n)
+            .min(self.node_cpu_millicores)
+    }
+
+    /// What the whole demand asks of the node (the ceiling is not asked: CPU above the
+    /// guarantee is only what others leave idle).
     pub fn resources(&self) -> Resources {
         self.limits(self.instances).into()
     }
@@ -50,7 +67,8 @@ pub struct Fitted {
 
 /// Fit `demand` into `grant`: memory decides how many instances fit (memory cannot be
 /// taken back from a running guest, so a pool is cut rather than squeezed); CPU is cut to
-/// the grant instead, never below the kernel's minimum CFS quota.
+/// the grant instead, never below the kernel's minimum CFS quota. The ceiling is not cut:
+/// a guarantee cut under contention still bursts into CPU the others do not use.
 pub fn fit(grant: Resources, demand: &PoolDemand) -> Fitted {
     let mut instances = demand.instances;
     let mut limits = demand.limits(instances);
@@ -65,6 +83,7 @@ pub fn fit(grant: Resources, demand: &PoolDemand) -> Fitted {
         .cpu_millicores
         .min(grant.cpu_millicores)
         .max(CPU_MIN_MILLICORES);
+    limits.cpu_ceiling_millicores = limits.cpu_ceiling_millicores.max(limits.cpu_millicores);
     Fitted { limits, instances }
 }
 
@@ -84,6 +103,8 @@ mod tests {
         PoolDemand {
             memory_per_instance_bytes: 100 * MI,
             cpu_per_instance_millicores: 250,
+            cpu_ceiling_per_instance_millicores: 1000,
+            node_cpu_millicores: 1900,
             overhead_bytes: 20 * MI,
             pids_max: 64,
             instances,
@@ -104,7 +125,34 @@ mod tests {
         assert_eq!(f.instances, 4);
         assert_eq!(f.limits.memory_bytes, 420 * MI);
         assert_eq!(f.limits.cpu_millicores, 1000);
+        assert_eq!(
+            f.limits.cpu_ceiling_millicores, 1900,
+            "4 × 1000m, cut to the node"
+        );
         assert_eq!(f.limits.pids_max, 64);
+        assert_eq!(demand(1).limits(1).cpu_ceiling_millicores, 1000);
+        let over = PoolDemand {
+            cpu_per_instance_millicores: 1000,
+            ..demand(4)
+        };
+        assert_eq!(
+            fit(r(over.resources().memory_bytes, 650), &over).limits,
+            SandboxLimits {
+                cpu_millicores: 650,
+                cpu_ceiling_millicores: 1900,
+                ..over.limits(4)
+            },
+            "a guarantee above the node is cut to the grant, its ceiling to the node"
+        );
+        let hard = PoolDemand {
+            cpu_ceiling_per_instance_millicores: 250,
+            ..demand(4)
+        };
+        assert_eq!(
+            fit(hard.resources(), &hard).limits.cpu_ceiling_millicores,
+            1000,
+            "no burst: the ceiling is the guarantee"
+        );
     }
 
     #[test]
@@ -141,6 +189,10 @@ mod tests {
         let f = fit(r(d.resources().memory_bytes, 300), &d);
         assert_eq!(f.instances, 4);
         assert_eq!(f.limits.cpu_millicores, 300);
+        assert_eq!(
+            f.limits.cpu_ceiling_millicores, 1900,
+            "the guarantee is cut, the ceiling is not"
+        );
         let f = fit(r(d.resources().memory_bytes, 0), &d);
         assert_eq!(
             f.limits.cpu_millicores, CPU_MIN_MILLICORES,

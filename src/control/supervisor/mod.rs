@@ -69,10 +69,10 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// it is compressible and this lasts until that report (or the start timeout).
 const STARTUP_CPU_MILLICORES: u64 = 1000;
 
-/// `l` with the start-up allowance: at least [`STARTUP_CPU_MILLICORES`] of CPU.
+/// `l` with the start-up allowance: a CPU ceiling of at least [`STARTUP_CPU_MILLICORES`].
 fn startup_limits(l: SandboxLimits) -> SandboxLimits {
     SandboxLimits {
-        cpu_millicores: l.cpu_millicores.max(STARTUP_CPU_MILLICORES),
+        cpu_ceiling_millicores: l.cpu_ceiling_millicores.max(STARTUP_CPU_MILLICORES),
         ..l
     }
 }
@@ -117,7 +117,8 @@ pub struct SandboxCtx {
 impl SandboxCtx {
     /// What a pool of `instances` at `quota` asks of its cgroup: memory for every execution
     /// that can run at once, plus the process's overhead; CPU for the instances (concurrent
-    /// events on one instance share its CPU).
+    /// events on one instance share its CPU), guaranteed at the quota and bursting up to
+    /// the `[vertical]` CPU ceiling unless the manifest says `cpu_burst = false`.
     pub fn demand(
         &self,
         spec: &FunctionSpec,
@@ -130,6 +131,12 @@ impl SandboxCtx {
                 .memory_bytes
                 .saturating_mul(per_instance(spec, kind) as u64),
             cpu_per_instance_millicores: quota.cpu_millicores,
+            cpu_ceiling_per_instance_millicores: if spec.limits.cpu_burst {
+                spec.vertical.bounds.cpu_max_millicores
+            } else {
+                quota.cpu_millicores
+            },
+            node_cpu_millicores: self.node.capacity().cpu_millicores,
             overhead_bytes: self.config.memory_overhead.0,
             pids_max: self.config.pids_max as u64,
             instances,

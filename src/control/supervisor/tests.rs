@@ -243,10 +243,16 @@ fn rig(node_memory: u64) -> Rig {
     }
 }
 
+/// A hard-capped function (`cpu_burst = false`): its CPU ceiling is its quota, so the
+/// start-up allowance shows.
 fn spec(min_instances: u32) -> FunctionSpec {
+    spec_with(min_instances, false)
+}
+
+fn spec_with(min_instances: u32, cpu_burst: bool) -> FunctionSpec {
     let text = format!(
         "name = \"f\"\nhandler = \"f.wasm\"\nkind = \"event\"\n\
-         [limits]\nmemory = \"64Mi\"\ncpu = \"250m\"\n\
+         [limits]\nmemory = \"64Mi\"\ncpu = \"250m\"\ncpu_burst = {cpu_burst}\n\
          [scaling]\nmin_instances = {min_instances}\nmax_instances = 8\n\
          [vertical]\nenabled = false\nmemory = {{ min = \"16Mi\", max = \"256Mi\" }}\n"
     );
@@ -259,10 +265,14 @@ fn spec(min_instances: u32) -> FunctionSpec {
 }
 
 async fn start_version(r: &Rig, min_instances: u32) -> Result<Supervised, StartError> {
+    start_spec(r, spec(min_instances)).await
+}
+
+async fn start_spec(r: &Rig, spec: FunctionSpec) -> Result<Supervised, StartError> {
     start(
         r.ctx.clone(),
         Version {
-            spec: spec(min_instances),
+            spec,
             kind: Kind::Event,
             version: 1,
             wasm_sha256: "ab".repeat(32),
@@ -312,6 +322,7 @@ fn limits(r: &Rig, memory_quota: u64, instances: u64) -> SandboxLimits {
     SandboxLimits {
         memory_bytes: memory_quota * instances + r.ctx.config.memory_overhead.0,
         cpu_millicores: 250 * instances,
+        cpu_ceiling_millicores: 250 * instances,
         pids_max: r.ctx.config.pids_max as u64,
     }
 }
@@ -319,7 +330,7 @@ fn limits(r: &Rig, memory_quota: u64, instances: u64) -> SandboxLimits {
 /// The limits under the start-up allowance.
 fn lifted(r: &Rig, memory_quota: u64, instances: u64) -> SandboxLimits {
     SandboxLimits {
-        cpu_millicores: STARTUP_CPU_MILLICORES,
+        cpu_ceiling_millicores: STARTUP_CPU_MILLICORES,
         ..limits(r, memory_quota, instances)
     }
 }
@@ -664,5 +675,30 @@ async fn a_version_restored_at_zero_holds_nothing_until_its_first_request() {
         committed(&r).memory_bytes,
         limits(&r, 64 * MI, 1).memory_bytes
     );
+    s.retire().await;
+}
+
+#[tokio::test]
+async fn a_bursting_function_guarantees_its_quota_and_may_use_up_to_its_ceiling() {
+    let r = rig(64 << 30);
+    let s = start_spec(&r, spec_with(1, true)).await.unwrap();
+    let c = s.control.clone();
+    let w = &r.world;
+    let burst = |instances: u64, ceiling: u64| SandboxLimits {
+        cpu_ceiling_millicores: ceiling,
+        ..limits(&r, 64 * MI, instances)
+    };
+    // One instance: guaranteed 250m, up to one core ([vertical] cpu.max), which is the
+    // start-up allowance already: nothing is lifted, nothing rewritten after the start.
+    assert_eq!(w.seen()[0], Seen::Create(burst(1, 1000)));
+    assert_eq!(w.count(|s| matches!(s, Seen::Apply(_))), 0);
+    w.report_warm(100, 1, 1);
+    c.scaler.set_target(3);
+    until("limits for 3", || w.last_limits() == Some(burst(3, 3000))).await;
+    // Eight instances would burst to 8 cores: the ceiling stops at the node's 4. The ledger
+    // counts only the guarantee.
+    c.scaler.set_target(8);
+    until("limits for 8", || w.last_limits() == Some(burst(8, 4000))).await;
+    assert_eq!(committed(&r).cpu_millicores, 8 * 250);
     s.retire().await;
 }
