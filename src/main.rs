@@ -91,9 +91,20 @@ enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Try everything a sandbox must never do (open a host file, connect, ptrace, mount,
+    /// exec, signal the host) from inside a process locked down as a sandbox is; fails if
+    /// any of them succeeds.
+    SandboxCheck {
+        /// A config file (its [sandbox] uid and gid), as for `serve`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Internal: run as a function's sandbox process.
     #[command(name = "__sandbox", hide = true)]
     Sandbox,
+    /// Internal: apply a sandbox's walls, try one forbidden action, print the outcome.
+    #[command(name = "__sandbox-probe", hide = true)]
+    SandboxProbe { action: String },
 }
 
 fn main() {
@@ -101,6 +112,9 @@ fn main() {
     if let Command::Sandbox = cli.command {
         init_tracing();
         surge_runtime::sandbox::run();
+    }
+    if let Command::SandboxProbe { action } = &cli.command {
+        surge_runtime::sandbox::probe::run(action);
     }
     init_tracing();
     // `serve` reads its config first: the config says how many threads the runtime gets.
@@ -163,7 +177,11 @@ fn main() {
             Command::Status { client: c } => {
                 client::status(&client::find_target(c.server, &c.state_dir)?).await
             }
-            Command::Sandbox => unreachable!("handled above"),
+            Command::SandboxCheck { config } => {
+                let cfg = cli::serve::load_config(config.as_deref())?;
+                cli::check::run(&cfg.sandbox).await
+            }
+            Command::Sandbox | Command::SandboxProbe { .. } => unreachable!("handled above"),
         }
     });
     if let Err(e) = result {

@@ -92,6 +92,21 @@ fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove()
             .any(|l| l.starts_with("CapEff:") && l.ends_with("0000000000000000")),
         "no capabilities"
     );
+    // Behind its own namespaces, with the system-call filter on every thread.
+    assert!(
+        status.lines().any(|l| l == "Seccomp:\t2"),
+        "seccomp filter mode: {status}"
+    );
+    for ns in ["user", "mnt", "net", "ipc", "uts"] {
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
+        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        assert_ne!(theirs, ours, "the sandbox has a {ns} namespace of its own");
+    }
+    // Its root is empty: nothing of the host's filesystem is there to name.
+    let root: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/root"))
+        .unwrap()
+        .collect();
+    assert!(root.is_empty(), "an empty root: {root:?}");
 
     let (code, out, err) = h.cli(&["remove", "echo"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -198,5 +213,47 @@ fn a_second_host_on_the_same_cgroup_subtree_is_refused_not_mixed_in() {
     assert!(
         b.function("echo").is_none(),
         "nothing half-deployed on the second host"
+    );
+}
+
+/// Each forbidden thing, tried from inside a process spawned and locked down as a sandbox
+/// is: it fails (refused by the filter, or the process killed by SIGSYS), and the command
+/// says so line by line.
+#[test]
+fn forbidden_calls_fail_inside_the_sandbox_walls() {
+    let out = std::process::Command::new(common::SURGE)
+        .arg("sandbox-check")
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for action in [
+        "open-host-file",
+        "connect",
+        "ptrace",
+        "mount",
+        "execve",
+        "kill-host",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(action))
+            .unwrap_or_else(|| panic!("no line for {action}: {text}"));
+        assert!(
+            line.contains("refused") || line.contains("killed by SIGSYS"),
+            "{action} must fail: {line}"
+        );
+    }
+    assert!(
+        text.contains(
+            "walls: namespaces (user, mount, network, ipc, uts), empty read-only root, seccomp"
+        ),
+        "every wall up on this machine: {text}"
     );
 }

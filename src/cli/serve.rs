@@ -128,6 +128,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(c) = &cgroups {
         tracing::info!("sandboxes go under {}", c.describe());
     }
+    // Once, at start: the walls this kernel lets a sandbox raise, and what it lacks.
+    let walls = super::check::walls(&cfg.sandbox).await?;
+    if walls.starts_with("missing") {
+        tracing::warn!("sandbox walls: {walls}");
+    } else {
+        tracing::info!("sandbox walls: {walls}");
+    }
     let store = Store::open(&cfg.state_dir)?;
     let cache = CompileCache::new(cfg.cache_dir())?;
     let poke = Arc::new(tokio::sync::Notify::new());

@@ -2,6 +2,10 @@
 //! unprivileged user. It maps the precompiled artifact, instantiates the pool ahead of
 //! traffic, prints [`protocol::READY_LINE`], and serves the host over the inherited socket.
 
+// Namespaces, the empty root, capabilities (capset, prctl) and the seccomp filters.
+pub mod lockdown;
+// Tries forbidden calls from inside the walls.
+pub mod probe;
 pub mod protocol;
 // Maps the host's precompiled artifact and takes over the inherited listening fd.
 #[allow(unsafe_code)]

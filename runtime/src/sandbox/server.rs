@@ -61,7 +61,6 @@ fn start() -> wasmtime::Result<()> {
         spec.memory_per_instance_bytes
             .min(spec.memory_ceiling_bytes),
     ));
-    read_host_commands(target.clone(), memory.clone(), spec.memory_ceiling_bytes);
     let workers = spec.threads.clamp(1, spec.instances.max(1)) as usize;
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
@@ -70,7 +69,25 @@ fn start() -> wasmtime::Result<()> {
             .build()
     };
     let main = runtime()?;
-    let handler = Arc::new(main.block_on(load(&spec, memory.clone()))?);
+    let (engine, handler) = load(&spec, memory.clone())?;
+    // The walls go up before any guest code runs (the first instantiation is in the warm-up)
+    // and before the sandbox starts a thread: a user namespace can only be entered by a
+    // process with one thread, and capabilities are dropped per thread.
+    let walls = super::lockdown::apply()?;
+    tracing::debug!(function = %spec.function, %walls, "sandbox locked down");
+    read_host_commands(target.clone(), memory.clone(), spec.memory_ceiling_bytes);
+    // The epoch clock behind every timeout. It runs on its own OS thread: a guest spinning
+    // on every executor thread must not be able to stop the clock that interrupts it.
+    std::thread::Builder::new()
+        .name("epoch".into())
+        .spawn(move || loop {
+            std::thread::park_timeout(Duration::from_millis(EPOCH_TICK_MS));
+            engine.increment_epoch();
+        })?;
+    if let Handler::Http(h) = &handler {
+        main.block_on(h.warm_up())?;
+    }
+    let handler = Arc::new(handler);
     let max_body = spec.max_body_bytes as usize;
 
     // SAFETY: the host placed the listening socket at LISTEN_FD before exec (dup2 in its
@@ -131,8 +148,11 @@ fn start() -> wasmtime::Result<()> {
     })
 }
 
-/// Load the artifact, build the handler, start the epoch clock and warm the pool.
-async fn load(spec: &SandboxSpec, memory: Arc<MemoryLedger>) -> wasmtime::Result<Handler> {
+/// Load the artifact and build the handler. No guest code runs here, and no thread starts.
+fn load(
+    spec: &SandboxSpec,
+    memory: Arc<MemoryLedger>,
+) -> wasmtime::Result<(wasmtime::Engine, Handler)> {
     // Memory slots are sized for the ceiling, so the quota can be raised in place.
     let engine = pooled_engine(PoolShape {
         instances: spec.instances,
@@ -178,20 +198,7 @@ async fn load(spec: &SandboxSpec, memory: Arc<MemoryLedger>) -> wasmtime::Result
         }
     };
 
-    // The epoch clock behind every timeout. It runs on its own OS thread: a guest spinning
-    // on every executor thread must not be able to stop the clock that interrupts it.
-    let ticker = engine.clone();
-    std::thread::Builder::new()
-        .name("epoch".into())
-        .spawn(move || loop {
-            std::thread::park_timeout(Duration::from_millis(EPOCH_TICK_MS));
-            ticker.increment_epoch();
-        })?;
-
-    if let Handler::Http(h) = &handler {
-        h.warm_up().await?;
-    }
-    Ok(handler)
+    Ok((engine, handler))
 }
 
 /// One kept-alive connection from the host, served on the current thread until it closes.

@@ -84,64 +84,12 @@ pub async fn spawn(
         .and_then(|f| above_targets(f.into()).map_err(io("duplicating the artifact fd")))?;
 
     let mut cmd = Command::new(&placement.exe);
-    cmd.arg("__sandbox")
-        .env_clear()
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .current_dir("/")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-
-    // Everything the child needs is prepared here, before fork: pre_exec runs between fork
-    // and exec, where only async-signal-safe calls are allowed (no allocation, no locks).
-    let procs: Vec<std::ffi::CString> = placement
-        .procs_files
-        .iter()
-        .map(|p| {
-            std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
-                .expect("cgroup path has no NUL")
-        })
-        .collect();
-    let (lfd, afd) = (listen_fd.as_raw_fd(), artifact_fd.as_raw_fd());
-    let drop_to = (nix::unistd::geteuid().is_root()).then_some((placement.uid, placement.gid));
-    // SAFETY: the closure only makes raw syscalls (open, write, close, dup2, close_range, setgroups,
-    // setgid, setuid, prctl) on values prepared above; it allocates nothing and takes no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            for p in &procs {
-                let fd = libc_open(p)?;
-                // "0" is the writer itself: its only thread (`tasks`), or its process.
-                let r = nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0");
-                let _ = nix::unistd::close(fd);
-                r.map_err(std::io::Error::from)?;
-            }
-            // dup2 clears CLOEXEC on the target; the sources stay CLOEXEC and vanish at exec.
-            nix::unistd::dup2(lfd, LISTEN_FD).map_err(std::io::Error::from)?;
-            nix::unistd::dup2(afd, ARTIFACT_FD).map_err(std::io::Error::from)?;
-            // Nothing else crosses into the sandbox, CLOEXEC or not (close_range, Linux 5.9+;
-            // on older kernels this fails with ENOSYS and CLOEXEC alone applies).
-            // SAFETY: a raw syscall on integers; fds 0-4 are kept.
-            let _ = nix::libc::syscall(
-                nix::libc::SYS_close_range,
-                ARTIFACT_FD as u32 + 1,
-                u32::MAX,
-                0u32,
-            );
-            if let Some((uid, gid)) = drop_to {
-                nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
-                nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))
-                    .map_err(std::io::Error::from)?;
-                nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
-                    .map_err(std::io::Error::from)?;
-            }
-            nix::sys::prctl::set_no_new_privs().map_err(std::io::Error::from)?;
-            Ok(())
-        });
-    }
+    cmd.arg("__sandbox");
+    confine(
+        &mut cmd,
+        placement,
+        Some((listen_fd.as_raw_fd(), artifact_fd.as_raw_fd())),
+    );
     let mut child = cmd.spawn().map_err(io("spawning"))?;
     drop(listen_fd);
     drop(artifact_fd);
@@ -190,6 +138,126 @@ pub async fn spawn(
         socket,
         stdin,
         reports: reader.lines(),
+    })
+}
+
+/// Set `cmd` up as a sandbox: no environment but RUST_LOG, `/` as its directory, piped
+/// stdin and stdout, and between fork and exec: its cgroup, the inherited fds (`fds`: the
+/// listener and the artifact, dup2'd to LISTEN_FD and ARTIFACT_FD; nothing else above
+/// stderr survives), the uid drop when the host is root, and no-new-privs. The sandbox
+/// raises the rest of its walls itself (`surge_runtime::sandbox::lockdown`).
+fn confine(cmd: &mut Command, placement: &Placement, fds: Option<(i32, i32)>) {
+    cmd.env_clear()
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+
+    // Everything the child needs is prepared here, before fork: pre_exec runs between fork
+    // and exec, where only async-signal-safe calls are allowed (no allocation, no locks).
+    let procs: Vec<std::ffi::CString> = placement
+        .procs_files
+        .iter()
+        .map(|p| {
+            std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+                .expect("cgroup path has no NUL")
+        })
+        .collect();
+    let keep_below = if fds.is_some() { ARTIFACT_FD + 1 } else { 3 };
+    let drop_to = (nix::unistd::geteuid().is_root()).then_some((placement.uid, placement.gid));
+    // SAFETY: the closure only makes raw syscalls (open, write, close, dup2, close_range, setgroups,
+    // setgid, setuid, prctl) on values prepared above; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            for p in &procs {
+                let fd = libc_open(p)?;
+                // "0" is the writer itself: its only thread (`tasks`), or its process.
+                let r = nix::unistd::write(std::os::fd::BorrowedFd::borrow_raw(fd), b"0");
+                let _ = nix::unistd::close(fd);
+                r.map_err(std::io::Error::from)?;
+            }
+            if let Some((lfd, afd)) = fds {
+                // dup2 clears CLOEXEC on the target; the sources stay CLOEXEC and vanish at
+                // exec.
+                nix::unistd::dup2(lfd, LISTEN_FD).map_err(std::io::Error::from)?;
+                nix::unistd::dup2(afd, ARTIFACT_FD).map_err(std::io::Error::from)?;
+            }
+            // Nothing else crosses into the sandbox, CLOEXEC or not (close_range, Linux 5.9+;
+            // on older kernels this fails with ENOSYS and CLOEXEC alone applies).
+            // SAFETY: a raw syscall on integers; the fds below `keep_below` are kept.
+            let _ = nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                keep_below as u32,
+                u32::MAX,
+                0u32,
+            );
+            if let Some((uid, gid)) = drop_to {
+                nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(nix::unistd::Gid::from_raw(gid))
+                    .map_err(std::io::Error::from)?;
+                nix::unistd::setuid(nix::unistd::Uid::from_raw(uid))
+                    .map_err(std::io::Error::from)?;
+            }
+            nix::sys::prctl::set_no_new_privs().map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+}
+
+/// What one probe (`surge __sandbox-probe <action>`) came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub action: String,
+    /// The walls it stood behind, as it described them (`walls …` line).
+    pub walls: String,
+    /// `refused <errno>`, `killed by <signal>` (the filter's kill-list), or `allowed …`.
+    pub result: String,
+}
+
+impl ProbeOutcome {
+    /// Whether the forbidden thing failed.
+    pub fn held(&self) -> bool {
+        !self.result.starts_with("allowed")
+    }
+}
+
+/// Spawn a probe as a sandbox is spawned (`placement`, without a cgroup) and wait for it.
+pub async fn probe(placement: &Placement, action: &str) -> std::io::Result<ProbeOutcome> {
+    use std::os::unix::process::ExitStatusExt;
+    let mut cmd = Command::new(&placement.exe);
+    cmd.arg("__sandbox-probe").arg(action);
+    let placement = Placement {
+        procs_files: Vec::new(),
+        ..placement.clone()
+    };
+    confine(&mut cmd, &placement, None);
+    let out = tokio::time::timeout(Duration::from_secs(30), cmd.output())
+        .await
+        .map_err(|_| std::io::Error::new(ErrorKind::TimedOut, "the probe did not end"))??;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let walls = lines.next().unwrap_or("").to_string();
+    if let Some(e) = walls.strip_prefix("error ") {
+        return Err(std::io::Error::other(e.to_string()));
+    }
+    let walls = walls.strip_prefix("walls ").unwrap_or(&walls).to_string();
+    let result = match (lines.next(), out.status.signal()) {
+        (Some(r), _) => r.to_string(),
+        (None, Some(sig)) => format!(
+            "killed by {}",
+            nix::sys::signal::Signal::try_from(sig).map_or(sig.to_string(), |s| s.to_string())
+        ),
+        (None, None) => format!("exited ({}) without an answer", out.status),
+    };
+    Ok(ProbeOutcome {
+        action: action.to_string(),
+        walls,
+        result,
     })
 }
 

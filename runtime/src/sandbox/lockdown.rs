@@ -1,0 +1,456 @@
+//! The sandbox's walls beyond wasm: namespaces, an empty read-only root, no capabilities and
+//! a system-call filter, applied by the sandbox itself after its engine and artifact are
+//! loaded and before any guest code runs (the first instantiation).
+//!
+//! Order matters:
+//! 1. `unshare` a new user namespace together with new mount, network, IPC and UTS
+//!    namespaces. The sandbox is unprivileged (the host dropped it to `sandbox.uid` before
+//!    exec, with no-new-privs): the user namespace is what lets it own the others. Its only
+//!    network interface is a loopback that is down; the host's sockets, abstract Unix
+//!    sockets and SysV IPC are out of reach. Its listening socket was inherited as an fd and
+//!    keeps working.
+//! 2. The root becomes an empty tmpfs, mounted read-only, no exec, no devices: no host file
+//!    can be named (the artifact was inherited as an fd and is already mapped).
+//! 3. Every capability the new user namespace granted is dropped.
+//! 4. Two seccomp filters on every thread (TSYNC). An allow-list answers ENOSYS to every
+//!    call not on it, as runc's default profile does: libc takes ENOSYS for "this kernel
+//!    has no such call" and falls back where it can (glibc's `clone3` → `clone`; a filter
+//!    cannot read clone3's flags, so clone3 stays off the list), and a rare path of our own,
+//!    of the runtime or of wasmtime that makes an unforeseen call fails like any refused
+//!    call rather than killing a healthy sandbox. A kill-list ends the process at once on
+//!    calls that only an escape would make (exec, ptrace, mount, namespaces, sockets,
+//!    kernel modules, bpf, identity changes): when filters are stacked, the kernel takes
+//!    the strictest answer.
+//!
+//! A PID namespace is not entered: `unshare(CLONE_NEWPID)` moves only later children, and
+//! the sandbox has none. Its view of other processes is cut instead: no `/proc` in its root,
+//! `ptrace` kills it, and `kill`/`tgkill` may only name its own process.
+
+#![allow(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+
+/// What the kernel let the sandbox enter, for the host's one start-up line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Walls {
+    /// Namespaces entered: user, mount, network, ipc, uts.
+    pub namespaces: bool,
+    /// The root is an empty read-only tmpfs.
+    pub empty_root: bool,
+    pub seccomp: bool,
+    /// What could not be set up, each with the kernel's reason.
+    pub missing: Vec<String>,
+}
+
+impl std::fmt::Display for Walls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.missing.is_empty() {
+            write!(
+                f,
+                "namespaces (user, mount, network, ipc, uts), empty read-only root, seccomp"
+            )
+        } else {
+            write!(f, "missing: {}", self.missing.join("; "))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LockdownError {
+    #[error("sandbox lockdown: {what}: {source}")]
+    Sys {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("sandbox lockdown: seccomp: {0}")]
+    Seccomp(String),
+}
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> LockdownError {
+    move |source| LockdownError::Sys { what, source }
+}
+
+/// Apply every wall the kernel allows. Namespaces and the empty root are best effort (a
+/// kernel without unprivileged user namespaces says so in `missing`); the seccomp filter is
+/// not: a sandbox that cannot install it does not start.
+pub fn apply() -> Result<Walls, LockdownError> {
+    let mut walls = Walls::default();
+    match enter_namespaces() {
+        Ok(()) => {
+            walls.namespaces = true;
+            match empty_root() {
+                Ok(()) => walls.empty_root = true,
+                Err(e) => walls.missing.push(format!("empty root: {e}")),
+            }
+            drop_capabilities()?;
+        }
+        Err(e) => walls.missing.push(format!(
+            "user, mount, network, ipc and uts namespaces: {e} (unprivileged user \
+             namespaces disabled? see user.max_user_namespaces)"
+        )),
+    }
+    install_filters()?;
+    walls.seccomp = true;
+    Ok(walls)
+}
+
+fn enter_namespaces() -> Result<(), LockdownError> {
+    let (uid, gid) = (nix::unistd::getuid(), nix::unistd::getgid());
+    unshare(
+        CloneFlags::CLONE_NEWUSER
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWNET
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS,
+    )
+    .map_err(sys("unshare"))?;
+    // The same ids inside as outside: files it could still reach keep their owners.
+    let write = |path: &str, text: String| {
+        std::fs::write(path, text).map_err(|e| LockdownError::Sys {
+            what: "writing the id maps",
+            source: nix::Error::from_raw(e.raw_os_error().unwrap_or(nix::libc::EIO)),
+        })
+    };
+    write("/proc/self/setgroups", "deny".into())?;
+    write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
+    write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
+    Ok(())
+}
+
+/// Replace the root with an empty tmpfs: mount it over a directory every system has,
+/// pivot into it, detach the old root, and make it read-only.
+fn empty_root() -> Result<(), LockdownError> {
+    let none: Option<&str> = None;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(sys("making mounts private"))?;
+    let dir = ["/tmp", "/mnt", "/dev", "/var"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).is_dir())
+        .unwrap_or("/tmp");
+    let locked = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        locked,
+        Some("size=4k,mode=0555"),
+    )
+    .map_err(sys("mounting the empty root"))?;
+    nix::unistd::chdir(dir).map_err(sys("entering the empty root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(sys("detaching the old root"))?;
+    nix::unistd::chdir("/").map_err(sys("chdir /"))?;
+    mount(
+        none,
+        "/",
+        none,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | locked,
+        none,
+    )
+    .map_err(sys("making the root read-only"))?;
+    Ok(())
+}
+
+/// Clear the capabilities the user namespace gave (effective, permitted, inheritable,
+/// ambient and the bounding set): without exec they would stay.
+fn drop_capabilities() -> Result<(), LockdownError> {
+    for cap in 0..=nix::libc::c_ulong::from(63u8) {
+        // EINVAL past the kernel's last capability: done.
+        // SAFETY: prctl on integers.
+        if unsafe { nix::libc::prctl(nix::libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
+            break;
+        }
+    }
+    // SAFETY: prctl on integers.
+    unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_CAP_AMBIENT,
+            nix::libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads one header and two data structs, laid out as the kernel's
+    // `__user_cap_header_struct` / `__user_cap_data_struct` (version 3).
+    let r = unsafe { nix::libc::syscall(nix::libc::SYS_capset, &header, data.as_ptr()) };
+    if r != 0 {
+        return Err(LockdownError::Sys {
+            what: "capset",
+            source: nix::Error::last(),
+        });
+    }
+    Ok(())
+}
+
+fn install_filters() -> Result<(), LockdownError> {
+    let arch: TargetArch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| LockdownError::Seccomp(format!("{e:?}")))?;
+    let allow: BpfProgram = SeccompFilter::new(
+        allowed(),
+        SeccompAction::Errno(nix::libc::ENOSYS as u32),
+        SeccompAction::Allow,
+        arch,
+    )
+    .and_then(TryInto::try_into)
+    .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
+    let kill: BpfProgram = SeccompFilter::new(
+        killed().into_iter().map(|n| (n, vec![])).collect(),
+        SeccompAction::Allow,
+        SeccompAction::KillProcess,
+        arch,
+    )
+    .and_then(TryInto::try_into)
+    .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
+    // The kill-list first: installing a filter takes prctl and seccomp, which the
+    // allow-list refuses once it is in.
+    for p in [&kill, &allow] {
+        seccompiler::apply_filter_all_threads(p)
+            .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn eq(arg: u8, value: u64) -> SeccompCondition {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, value)
+        .expect("a valid condition")
+}
+
+fn masked(arg: u8, mask: u64, value: u64) -> SeccompCondition {
+    SeccompCondition::new(
+        arg,
+        SeccompCmpArgLen::Qword,
+        SeccompCmpOp::MaskedEq(mask),
+        value,
+    )
+    .expect("a valid condition")
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
+    SeccompRule::new(conditions).expect("a rule has conditions")
+}
+
+/// Every call the sandbox makes once it serves: the tokio runtimes, Unix-socket I/O,
+/// wasmtime's memory management and traps, threads, time and randomness. The rules on a
+/// call narrow its arguments; an empty list allows it whole.
+fn allowed() -> BTreeMap<i64, Vec<SeccompRule>> {
+    use nix::libc::*;
+    let pid = u64::from(std::process::id());
+    let mut m: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let whole = [
+        // I/O on the fds it holds.
+        SYS_read,
+        SYS_write,
+        SYS_readv,
+        SYS_writev,
+        SYS_pread64,
+        SYS_pwrite64,
+        SYS_close,
+        SYS_lseek,
+        SYS_fstat,
+        SYS_recvfrom,
+        SYS_recvmsg,
+        SYS_sendto,
+        SYS_sendmsg,
+        SYS_accept4,
+        SYS_shutdown,
+        SYS_getsockopt,
+        SYS_setsockopt,
+        SYS_getsockname,
+        SYS_getpeername,
+        SYS_fcntl,
+        SYS_dup,
+        SYS_dup3,
+        // Readiness.
+        SYS_epoll_create1,
+        SYS_epoll_ctl,
+        SYS_epoll_pwait,
+        SYS_epoll_pwait2,
+        SYS_eventfd2,
+        SYS_ppoll,
+        SYS_pselect6,
+        SYS_pipe2,
+        // Memory: the pooling allocator, copy-on-write images, the allocator.
+        SYS_mmap,
+        SYS_munmap,
+        SYS_mprotect,
+        SYS_madvise,
+        SYS_mremap,
+        SYS_brk,
+        SYS_msync,
+        SYS_mincore,
+        SYS_membarrier,
+        SYS_memfd_create,
+        SYS_ftruncate,
+        // Threads and their synchronisation.
+        SYS_futex,
+        SYS_set_robust_list,
+        SYS_get_robust_list,
+        SYS_rseq,
+        SYS_sched_yield,
+        SYS_sched_getaffinity,
+        SYS_gettid,
+        SYS_getpid,
+        SYS_getppid,
+        SYS_set_tid_address,
+        SYS_exit,
+        SYS_exit_group,
+        SYS_restart_syscall,
+        // Signals: wasmtime's trap handlers, per-thread alternate stacks.
+        SYS_rt_sigaction,
+        SYS_rt_sigprocmask,
+        SYS_rt_sigreturn,
+        SYS_sigaltstack,
+        // Time and randomness.
+        SYS_clock_gettime,
+        SYS_clock_getres,
+        SYS_clock_nanosleep,
+        SYS_nanosleep,
+        SYS_gettimeofday,
+        SYS_getrandom,
+        // Identity and limits (read only).
+        SYS_getuid,
+        SYS_geteuid,
+        SYS_getgid,
+        SYS_getegid,
+        SYS_getrlimit,
+        SYS_prlimit64,
+        SYS_getrusage,
+        SYS_uname,
+        SYS_sysinfo,
+    ];
+    for n in whole {
+        m.insert(n, vec![]);
+    }
+    #[cfg(target_arch = "x86_64")]
+    for n in [
+        SYS_epoll_wait,
+        SYS_poll,
+        SYS_select,
+        SYS_pipe,
+        SYS_dup2,
+        SYS_arch_prctl,
+        SYS_time,
+        SYS_getrlimit,
+    ] {
+        m.insert(n, vec![]);
+    }
+    // New threads only: a process (no CLONE_THREAD) or a new namespace is refused. clone3
+    // passes its flags in memory a filter cannot read, so it is not listed (ENOSYS) and
+    // libc falls back to clone.
+    m.insert(
+        SYS_clone,
+        vec![rule(vec![masked(
+            0,
+            (CLONE_THREAD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID) as u64,
+            CLONE_THREAD as u64,
+        )])],
+    );
+    // Signals to itself only.
+    m.insert(SYS_kill, vec![rule(vec![eq(0, pid)])]);
+    m.insert(SYS_tgkill, vec![rule(vec![eq(0, pid)])]);
+    // Thread names, and reading its own state.
+    m.insert(
+        SYS_prctl,
+        [PR_SET_NAME, PR_GET_NAME, PR_GET_DUMPABLE, PR_SET_VMA]
+            .into_iter()
+            .map(|op| rule(vec![eq(0, op as u64)]))
+            .collect(),
+    );
+    // Non-blocking and close-on-exec flags: std sets them through ioctl. (The request's type
+    // is c_ulong on glibc and c_int on musl: the cast is needed on one of them.)
+    #[allow(clippy::unnecessary_cast)]
+    m.insert(
+        SYS_ioctl,
+        [FIONBIO, FIOCLEX]
+            .into_iter()
+            .map(|op| rule(vec![eq(1, op as u64)]))
+            .collect(),
+    );
+    m
+}
+
+/// Calls that only an escape would make: the process dies on the spot.
+fn killed() -> Vec<i64> {
+    use nix::libc::*;
+    let mut v = vec![
+        SYS_execve,
+        SYS_execveat,
+        SYS_ptrace,
+        SYS_process_vm_readv,
+        SYS_process_vm_writev,
+        SYS_mount,
+        SYS_umount2,
+        SYS_pivot_root,
+        SYS_chroot,
+        SYS_unshare,
+        SYS_setns,
+        SYS_fsopen,
+        SYS_fsmount,
+        SYS_move_mount,
+        SYS_open_tree,
+        SYS_bpf,
+        SYS_perf_event_open,
+        SYS_init_module,
+        SYS_finit_module,
+        SYS_delete_module,
+        SYS_kexec_load,
+        SYS_kexec_file_load,
+        SYS_keyctl,
+        SYS_add_key,
+        SYS_request_key,
+        SYS_userfaultfd,
+        SYS_open_by_handle_at,
+        SYS_name_to_handle_at,
+        SYS_socket,
+        SYS_socketpair,
+        SYS_connect,
+        SYS_bind,
+        SYS_listen,
+        SYS_setuid,
+        SYS_setgid,
+        SYS_setreuid,
+        SYS_setregid,
+        SYS_setresuid,
+        SYS_setresgid,
+        SYS_setgroups,
+        SYS_capset,
+        SYS_pidfd_open,
+        SYS_pidfd_getfd,
+        SYS_io_uring_setup,
+    ];
+    v.sort_unstable();
+    v.dedup();
+    v
+}
