@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use http_body_util::Full;
 use surge::control::node::Node;
 use surge::control::supervisor::driver::ProcessSpawner;
 use surge::control::supervisor::SandboxCtx;
@@ -20,11 +19,11 @@ use surge_runtime::artifact::CompileCache;
 use surge_runtime::cgroup::{CgroupRoot, Driver};
 use surge_runtime::exec::Outcome;
 
-fn request() -> hyper::Request<Full<Bytes>> {
+fn request() -> hyper::Request<Bytes> {
     hyper::Request::builder()
         .uri("/hello")
         .header("host", "localhost")
-        .body(Full::new(Bytes::new()))
+        .body(Bytes::new())
         .unwrap()
 }
 

@@ -316,3 +316,34 @@ fn a_full_queue_answers_429_and_503_instead_of_hanging() {
     assert_eq!(h.post("/echo", b"fine").text(), "fine");
     assert_eq!(num(&h, "loop", "queued"), 0, "nothing left queued");
 }
+
+/// A cold start while a CPU hog outside surge's cgroups saturates a core completes, and the
+/// host counts it. The time is printed, not asserted (BENCHMARKS.md, `cold_start_busy`).
+#[test]
+fn a_cold_start_beside_a_cpu_hog_completes_and_is_counted() {
+    let h = Host::start_scaled(&["echo"], FAST_TICK, &fast_scaling(0, 4, ""));
+    wait_until("echo idle to zero", Duration::from_secs(15), || {
+        at_zero(&h, "echo")
+    });
+    // The hog: a busy loop in this test process, which is outside the host's subtree.
+    let stop = Arc::new(AtomicBool::new(false));
+    let hog = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut x = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    let r = h.invoke("echo", br#"{"busy":true}"#);
+    let took = t.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    hog.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), r#"{"busy":true}"#);
+    assert_eq!(num(&h, "echo", "cold_starts"), 1);
+    eprintln!("cold start beside a CPU hog: {took:?} at the client");
+}

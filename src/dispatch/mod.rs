@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Request, Response};
 use parking_lot::Mutex;
 use surge_runtime::exec::Outcome;
@@ -296,7 +295,7 @@ impl Deployment {
     }
 
     /// Run one request through the sandbox.
-    pub async fn call(&self, req: Request<Full<Bytes>>) -> Result<Reply, DispatchError> {
+    pub async fn call(&self, req: Request<Bytes>) -> Result<Reply, DispatchError> {
         let _guard = InflightGuard::enter(self);
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let r = self.call_inner(req).await;
@@ -306,7 +305,7 @@ impl Deployment {
         r
     }
 
-    async fn call_inner(&self, req: Request<Full<Bytes>>) -> Result<Reply, DispatchError> {
+    async fn call_inner(&self, req: Request<Bytes>) -> Result<Reply, DispatchError> {
         let name = || self.name().to_string();
         // The request counts in the function's concurrency from arrival (queued or not)
         // until it is answered: that is the level the autoscaler averages.

@@ -1,15 +1,16 @@
-//! The gateway↔sandbox transport: HTTP/1.1 over the sandbox's Unix socket, with a pool of
-//! kept-alive connections. A connection goes back to the pool only after its response body
-//! has been read, so a pooled connection is always ready for the next request.
+//! The gateway↔sandbox transport: one frame each way per request on the sandbox's Unix
+//! socket (`surge_runtime::sandbox::frame`), written and read by the calling task, with a
+//! pool of kept-alive connections. A connection goes back to the pool only after its whole
+//! response was read, so a pooled connection is always ready for the next request.
 
+use std::io::ErrorKind;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use surge_runtime::sandbox::frame;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 #[derive(Debug, thiserror::Error)]
@@ -19,7 +20,7 @@ pub enum TransportError {
     #[error("the sandbox is not reachable: {reason}")]
     NotDelivered {
         reason: String,
-        request: Box<Request<Full<Bytes>>>,
+        request: Box<Request<Bytes>>,
     },
     #[error("the sandbox closed the connection: {0}")]
     Broken(String),
@@ -30,7 +31,7 @@ pub enum TransportError {
 pub struct Endpoint {
     pub socket: PathBuf,
     pub pid: u32,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<UnixStream>>,
 }
 
 impl Endpoint {
@@ -42,23 +43,10 @@ impl Endpoint {
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| e.to_string())?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        Ok(sender)
-    }
-
-    /// Send one request and read the whole response, up to `max_response` bytes.
+    /// Send one request and read the whole response, up to `max_response` bytes of body.
     pub async fn send(
         &self,
-        req: Request<Full<Bytes>>,
+        req: Request<Bytes>,
         max_response: usize,
     ) -> Result<Response<Bytes>, TransportError> {
         self.send_on(req, max_response, true).await
@@ -68,67 +56,65 @@ impl Endpoint {
     /// closed, this tells a sandbox that closed one connection from one that is gone.
     pub async fn send_fresh(
         &self,
-        req: Request<Full<Bytes>>,
+        req: Request<Bytes>,
         max_response: usize,
     ) -> Result<Response<Bytes>, TransportError> {
         self.send_on(req, max_response, false).await
     }
 
+    /// An idle connection the sandbox has not closed. An idle connection has nothing to
+    /// read: readable means closed (or a sandbox speaking out of turn), and it is dropped.
+    fn pooled(&self) -> Option<UnixStream> {
+        let mut idle = self.idle.lock();
+        while let Some(s) = idle.pop() {
+            let mut probe = [0u8; 1];
+            if matches!(s.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock) {
+                return Some(s);
+            }
+        }
+        None
+    }
+
     async fn send_on(
         &self,
-        req: Request<Full<Bytes>>,
+        req: Request<Bytes>,
         max_response: usize,
         pooled: bool,
     ) -> Result<Response<Bytes>, TransportError> {
-        let pooled = pooled
-            .then(|| {
-                let mut idle = self.idle.lock();
-                let mut found = None;
-                while let Some(s) = idle.pop() {
-                    if s.is_ready() {
-                        found = Some(s);
-                        break;
-                    }
-                }
-                found
+        let not_delivered = |reason: String, req: Request<Bytes>| {
+            Err(TransportError::NotDelivered {
+                reason,
+                request: Box::new(req),
             })
-            .flatten();
-        let mut sender = match pooled {
+        };
+        let mut stream = match pooled.then(|| self.pooled()).flatten() {
             Some(s) => s,
-            None => match self.connect().await {
+            None => match UnixStream::connect(&self.socket).await {
                 Ok(s) => s,
-                Err(reason) => {
-                    return Err(TransportError::NotDelivered {
-                        reason,
-                        request: Box::new(req),
-                    })
-                }
+                Err(e) => return not_delivered(e.to_string(), req),
             },
         };
-        let resp = match sender.try_send_request(req).await {
-            Ok(r) => r,
-            Err(mut e) => {
-                return Err(match e.take_message() {
-                    Some(request) => TransportError::NotDelivered {
-                        reason: e.into_error().to_string(),
-                        request: Box::new(request),
-                    },
-                    None => TransportError::Broken(e.into_error().to_string()),
-                })
+        let out = frame::encode_request(&req);
+        // A write that fails left the sandbox without a whole frame, and it acts only on
+        // whole frames: the request was not delivered.
+        if let Err(e) = stream.write_all(&out).await {
+            return not_delivered(e.to_string(), req);
+        }
+        let payload = match frame::read(&mut stream, max_response + frame::MAX_HEAD_BYTES).await {
+            Ok(Some(Ok(p))) => p,
+            Ok(Some(Err(frame::FrameError::TooLarge(..)))) => {
+                return Err(TransportError::TooLarge(max_response))
             }
-        };
-        let (parts, body) = resp.into_parts();
-        let bytes = match Limited::new(body, max_response).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e)
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
-                return Err(TransportError::TooLarge(max_response));
-            }
+            Ok(Some(Err(e))) => return Err(TransportError::Broken(e.to_string())),
+            Ok(None) => return Err(TransportError::Broken("closed before answering".into())),
             Err(e) => return Err(TransportError::Broken(e.to_string())),
         };
-        self.idle.lock().push(sender);
-        Ok(Response::from_parts(parts, bytes))
+        let resp =
+            frame::decode_response(payload).map_err(|e| TransportError::Broken(e.to_string()))?;
+        if resp.body().len() > max_response {
+            return Err(TransportError::TooLarge(max_response));
+        }
+        self.idle.lock().push(stream);
+        Ok(resp)
     }
 }

@@ -1,7 +1,7 @@
 //! Request bodies and the request as the sandbox gets it.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::Request;
@@ -55,10 +55,7 @@ pub async fn read_function_body(
 }
 
 /// The request as the sandbox gets it: origin-form URI, end-to-end headers, a Host.
-pub fn sandbox_request(
-    mut parts: hyper::http::request::Parts,
-    body: Bytes,
-) -> Request<Full<Bytes>> {
+pub fn sandbox_request(mut parts: hyper::http::request::Parts, body: Bytes) -> Request<Bytes> {
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         parts.uri = parts
             .uri
@@ -76,7 +73,7 @@ pub fn sandbox_request(
             .headers
             .insert(HOST, HeaderValue::from_static("localhost"));
     }
-    Request::from_parts(parts, Full::new(body))
+    Request::from_parts(parts, body)
 }
 
 /// Headers that describe one connection, not the message; bodies are re-framed by hyper.

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::Request;
 
 use super::errors::ApiError;
@@ -81,11 +80,7 @@ pub async fn hold(gw: &Gateway, target: Target<'_>) -> Result<Hold, ApiError> {
 
 /// Send a request to a deployment, recording metrics: every invocation, synchronous or
 /// not, on any surface, goes through here.
-pub async fn invoke(
-    gw: &Gateway,
-    d: &Deployment,
-    req: Request<Full<Bytes>>,
-) -> Result<Reply, ApiError> {
+pub async fn invoke(gw: &Gateway, d: &Deployment, req: Request<Bytes>) -> Result<Reply, ApiError> {
     let started = tokio::time::Instant::now();
     let r = d.call(req).await;
     let outcome = match &r {

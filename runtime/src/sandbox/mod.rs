@@ -2,6 +2,7 @@
 //! unprivileged user. It maps the precompiled artifact, instantiates the pool ahead of
 //! traffic, prints [`protocol::READY_LINE`], and serves the host over the inherited socket.
 
+pub mod frame;
 // Namespaces, the empty root, capabilities (capset, prctl) and the seccomp filters.
 pub mod lockdown;
 // Tries forbidden calls from inside the walls.

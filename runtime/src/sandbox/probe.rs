@@ -5,7 +5,6 @@
 //! before it can print. The host runs it once at start (action `none`) to say which walls
 //! the kernel allows, and `surge sandbox-check` runs every action.
 
-
 use std::io::Write;
 
 use super::lockdown;

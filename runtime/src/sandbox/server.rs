@@ -1,4 +1,3 @@
-use std::convert::Infallible;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -7,22 +6,20 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use wasmtime::component::Component;
 use wasmtime::Module;
 
+use super::frame;
 use super::protocol::{self, HostCommand, SandboxReport, SandboxSpec};
 use crate::engine::{pooled_engine, PoolShape, EPOCH_TICK_MS};
 use crate::exec::event::{EventHandler, EventSettings};
 use crate::exec::http::{HttpHandler, HttpSettings};
 use crate::exec::{MemoryLedger, Outcome};
 use crate::Kind;
-
-type Body = Full<Bytes>;
 
 enum Handler {
     Http(Arc<HttpHandler>),
@@ -201,41 +198,64 @@ fn load(
     Ok((engine, handler))
 }
 
-/// One kept-alive connection from the host, served on the current thread until it closes.
-async fn serve_connection(stream: UnixStream, handler: Arc<Handler>, max_body: usize) {
-    let svc = hyper::service::service_fn(move |req| {
-        let handler = handler.clone();
-        async move { Ok::<_, Infallible>(dispatch(&handler, req, max_body).await) }
-    });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc)
-        .await;
+/// One kept-alive connection from the host, served on the current thread until it closes:
+/// a request frame in, the guest, a response frame out (`frame.rs`).
+async fn serve_connection(mut stream: UnixStream, handler: Arc<Handler>, max_body: usize) {
+    loop {
+        let payload = match frame::read(&mut stream, max_body + frame::MAX_HEAD_BYTES).await {
+            Ok(Some(Ok(p))) => p,
+            // The host's gateway bounds bodies by max_body before they get here: a frame
+            // over the limit, or one that does not parse, ends the connection.
+            Ok(Some(Err(e))) => {
+                tracing::warn!(error = %e, "refusing a request frame");
+                return;
+            }
+            Ok(None) | Err(_) => return,
+        };
+        let resp = match frame::decode_request(payload) {
+            Ok(req) => dispatch(&handler, req, max_body).await,
+            Err(e) => failure(Outcome::Error, &format!("bad request frame: {e}"), None),
+        };
+        if stream
+            .write_all(&frame::encode_response(&resp))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
 }
 
-async fn dispatch(handler: &Handler, req: Request<Incoming>, max_body: usize) -> Response<Body> {
+async fn dispatch(handler: &Handler, req: Request<Bytes>, max_body: usize) -> Response<Bytes> {
     match handler {
-        Handler::Http(h) => match h.handle(req, max_body).await {
-            Ok(mut resp) => {
-                // The host reads these as the sandbox's own verdict: a guest must not set them.
-                for name in protocol::RESERVED {
-                    resp.headers_mut().remove(*name);
-                }
-                resp.map(full)
+        Handler::Http(h) => {
+            let mut req = req;
+            // As an HTTP/1.1 client would have sent it: the body's length, when it has one.
+            if !req.body().is_empty() {
+                let n = req.body().len();
+                req.headers_mut()
+                    .insert(http::header::CONTENT_LENGTH, n.into());
             }
-            Err(f) => failure(f.outcome, &f.message, None),
-        },
-        Handler::Event(h) => {
-            let event = match Limited::new(req.into_body(), max_body).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(_) => {
-                    return failure(
-                        Outcome::Error,
-                        "request body over the function's max_body",
-                        None,
-                    )
+            match h.handle(req.map(Full::new), max_body).await {
+                Ok(mut resp) => {
+                    // The host reads these as the sandbox's own verdict: a guest must not set them.
+                    for name in protocol::RESERVED {
+                        resp.headers_mut().remove(*name);
+                    }
+                    resp
                 }
-            };
+                Err(f) => failure(f.outcome, &f.message, None),
+            }
+        }
+        Handler::Event(h) => {
+            let event = req.into_body();
+            if event.len() > max_body {
+                return failure(
+                    Outcome::Error,
+                    "request body over the function's max_body",
+                    None,
+                );
+            }
             let r = h.invoke(event).await;
             let tail_start = r.stderr.len().saturating_sub(protocol::LOG_TAIL_BYTES);
             let log = base64::engine::general_purpose::STANDARD.encode(&r.stderr[tail_start..]);
@@ -248,12 +268,12 @@ async fn dispatch(handler: &Handler, req: Request<Incoming>, max_body: usize) ->
             if let Some(m) = &r.message {
                 b = b.header(protocol::MESSAGE, protocol::header_safe(m));
             }
-            b.body(full(r.stdout)).expect("valid response")
+            b.body(r.stdout).expect("valid response")
         }
     }
 }
 
-fn failure(outcome: Outcome, message: &str, log: Option<String>) -> Response<Body> {
+fn failure(outcome: Outcome, message: &str, log: Option<String>) -> Response<Bytes> {
     let status = if outcome == Outcome::Timeout {
         StatusCode::GATEWAY_TIMEOUT
     } else {
@@ -266,11 +286,7 @@ fn failure(outcome: Outcome, message: &str, log: Option<String>) -> Response<Bod
     if let Some(l) = log {
         b = b.header(protocol::LOG_TAIL, l);
     }
-    b.body(full(Bytes::new())).expect("valid response")
-}
-
-fn full(b: Bytes) -> Body {
-    Full::new(b)
+    b.body(Bytes::new()).expect("valid response")
 }
 
 /// The pool size the host asked for, and the thread that applies it.

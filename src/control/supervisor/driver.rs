@@ -109,7 +109,12 @@ impl Sandbox for Process {
                 // Both are cancel-safe: a line half read stays buffered in `reports`.
                 tokio::select! {
                     status = s.child.wait() => {
+                        use std::os::unix::process::ExitStatusExt;
                         return SandboxEvent::Exited(match status {
+                            // Only an escape makes the calls on the filter's kill-list.
+                            Ok(st) if st.signal() == Some(nix::libc::SIGSYS) => format!(
+                                "{st}: killed by its seccomp filter (a forbidden system call)"
+                            ),
                             Ok(st) => st.to_string(),
                             Err(e) => e.to_string(),
                         })
