@@ -565,6 +565,13 @@ fn cpu_flows_to_the_loaded_function_and_guarantees_hold() {
         expected_weight(v2, guaranteed),
         "the weight is the guarantee"
     );
+    // spin's events cost milliseconds of CPU each: its sandbox takes new connections on
+    // more threads while it keeps them busy, up to a core each (control/vertical/threads.rs).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let want_threads = cores.min(4).min(limit.div_ceil(1000));
+    let threads_took = wait_until("spin's threads follow its load", 4 * interval, || {
+        h.function("spin").unwrap()["threads"].as_u64() >= Some(want_threads)
+    });
     let used = |name| {
         let (c0, t0) = (cpu_used_ns(&h, name), Instant::now());
         std::thread::sleep(Duration::from_secs(2));
@@ -573,7 +580,8 @@ fn cpu_flows_to_the_loaded_function_and_guarantees_hold() {
     let spin_alone = used("spin");
     eprintln!(
         "spin alone: CPU limit {limit}m of the node's {node}m after {took:?}; guaranteed \
-         {guaranteed}m; used {spin_alone:.0}m over 2 s"
+         {guaranteed}m; {want_threads} threads after {threads_took:?}; used {spin_alone:.0}m \
+         over 2 s"
     );
     if guaranteed < 800 {
         // A limit at the guarantee would hold spin to it exactly (CFS enforces quotas

@@ -5,6 +5,7 @@
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use hyper::{Request, Response};
@@ -31,7 +32,11 @@ pub enum TransportError {
 pub struct Endpoint {
     pub socket: PathBuf,
     pub pid: u32,
-    idle: Mutex<Vec<UnixStream>>,
+    /// Idle connections, each with the generation it was opened in.
+    idle: Mutex<Vec<(UnixStream, u64)>>,
+    /// Bumped by [`Endpoint::drop_idle`]: a connection of an older generation is closed when
+    /// its request ends instead of going back to the pool.
+    generation: AtomicU64,
 }
 
 impl Endpoint {
@@ -40,6 +45,7 @@ impl Endpoint {
             socket,
             pid,
             idle: Mutex::new(Vec::new()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -62,14 +68,21 @@ impl Endpoint {
         self.send_on(req, max_response, false).await
     }
 
+    /// Close every connection once it is idle: the next requests connect anew, and the
+    /// sandbox spreads new connections over the threads it takes them on now.
+    pub fn drop_idle(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.idle.lock().clear();
+    }
+
     /// An idle connection the sandbox has not closed. An idle connection has nothing to
     /// read: readable means closed (or a sandbox speaking out of turn), and it is dropped.
-    fn pooled(&self) -> Option<UnixStream> {
+    fn pooled(&self) -> Option<(UnixStream, u64)> {
         let mut idle = self.idle.lock();
-        while let Some(s) = idle.pop() {
+        while let Some((s, g)) = idle.pop() {
             let mut probe = [0u8; 1];
             if matches!(s.try_read(&mut probe), Err(e) if e.kind() == ErrorKind::WouldBlock) {
-                return Some(s);
+                return Some((s, g));
             }
         }
         None
@@ -87,12 +100,15 @@ impl Endpoint {
                 request: Box::new(req),
             })
         };
-        let mut stream = match pooled.then(|| self.pooled()).flatten() {
+        let (mut stream, generation) = match pooled.then(|| self.pooled()).flatten() {
             Some(s) => s,
-            None => match UnixStream::connect(&self.socket).await {
-                Ok(s) => s,
-                Err(e) => return not_delivered(e.to_string(), req),
-            },
+            None => {
+                let generation = self.generation.load(Ordering::Relaxed);
+                match UnixStream::connect(&self.socket).await {
+                    Ok(s) => (s, generation),
+                    Err(e) => return not_delivered(e.to_string(), req),
+                }
+            }
         };
         let out = frame::encode_request(&req);
         // A write that fails left the sandbox without a whole frame, and it acts only on
@@ -114,7 +130,9 @@ impl Endpoint {
         if resp.body().len() > max_response {
             return Err(TransportError::TooLarge(max_response));
         }
-        self.idle.lock().push(stream);
+        if generation == self.generation.load(Ordering::Relaxed) {
+            self.idle.lock().push((stream, generation));
+        }
         Ok(resp)
     }
 }

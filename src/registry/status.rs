@@ -50,6 +50,8 @@ pub struct FunctionInfo {
     /// weight, counted by the node) and the limit (its CFS quota, the burst ceiling).
     pub memory_limit_bytes: Option<u64>,
     pub cpu_guaranteed_millicores: Option<u64>,
+    /// Worker threads the sandbox takes new connections on (control/vertical/threads.rs).
+    pub threads: u32,
     pub cpu_limit_millicores: Option<u64>,
     /// The cgroup's memory now and its peak; the highest wasm linear memory of one instance.
     pub memory_usage_bytes: u64,
@@ -132,6 +134,7 @@ impl FunctionInfo {
             cpu_pinned: pins.cpu_millicores.is_some(),
             memory_limit_bytes: applied.limits.map(|l| l.memory_bytes),
             cpu_guaranteed_millicores: applied.limits.map(|l| l.cpu_millicores),
+            threads: v.threads(),
             cpu_limit_millicores: applied
                 .limits
                 .map(|l| l.cpu_ceiling_millicores.max(l.cpu_millicores)),

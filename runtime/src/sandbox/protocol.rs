@@ -46,6 +46,9 @@ pub enum HostCommand {
     /// `memory <bytes>`: the memory quota of instances created from now on (at most the
     /// spec's `memory_ceiling_bytes`, the size of a pool memory slot).
     Memory(u64),
+    /// `threads <n>`: new connections go to the first `n` worker threads (at least 1, at
+    /// most the spec's `threads`). A connection stays on its thread for its life.
+    Threads(u32),
 }
 
 /// Sandbox → host, one line each on the sandbox's stdout after [`READY_LINE`].
@@ -61,6 +64,7 @@ pub enum SandboxReport {
 
 const POOL: &str = "pool";
 const MEMORY: &str = "memory";
+const THREADS: &str = "threads";
 const WARM: &str = "warm";
 const MEM: &str = "mem";
 
@@ -77,6 +81,7 @@ impl std::fmt::Display for HostCommand {
         match self {
             HostCommand::Pool(n) => write!(f, "{POOL} {n}"),
             HostCommand::Memory(b) => write!(f, "{MEMORY} {b}"),
+            HostCommand::Threads(n) => write!(f, "{THREADS} {n}"),
         }
     }
 }
@@ -87,11 +92,12 @@ impl std::str::FromStr for HostCommand {
     fn from_str(line: &str) -> Result<Self, ProtocolError> {
         let bad = || ProtocolError {
             line: line.trim_end().to_string(),
-            expected: "`pool <n>` or `memory <bytes>`",
+            expected: "`pool <n>`, `memory <bytes>` or `threads <n>`",
         };
         match words(line).as_slice() {
             [POOL, n] => n.parse().map(HostCommand::Pool).map_err(|_| bad()),
             [MEMORY, b] => b.parse().map(HostCommand::Memory).map_err(|_| bad()),
+            [THREADS, n] => n.parse().map(HostCommand::Threads).map_err(|_| bad()),
             _ => Err(bad()),
         }
     }
@@ -147,8 +153,11 @@ pub struct SandboxSpec {
     pub instances: u32,
     /// Instances to warm at start; [`HostCommand::Pool`] lines change it later.
     pub initial: u32,
-    /// Threads to serve on, each with its own single-threaded runtime.
+    /// Worker threads, each with its own single-threaded runtime: the most it may serve on.
     pub threads: u32,
+    /// Of those, the ones new connections go to at first (0: all); `threads <n>` moves it.
+    #[serde(default)]
+    pub active_threads: u32,
     /// Requests an `http` instance serves before it is replaced.
     pub reuse: u32,
     /// The memory quota of one instance at start; [`HostCommand::Memory`] changes it.
@@ -185,6 +194,7 @@ mod tests {
             HostCommand::Pool(0),
             HostCommand::Pool(u32::MAX),
             HostCommand::Memory(1 << 30),
+            HostCommand::Threads(2),
         ];
         for c in commands {
             assert_eq!(c.to_string().parse::<HostCommand>(), Ok(c), "{c}");

@@ -50,15 +50,19 @@ fn start() -> wasmtime::Result<()> {
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let spec: SandboxSpec = serde_json::from_str(&line)?;
+    let workers = spec.threads.clamp(1, spec.instances.max(1)) as usize;
     let target = Arc::new(Target {
         pool: AtomicU32::new(spec.initial),
         controller: OnceLock::new(),
+        active_threads: AtomicU32::new(match spec.active_threads {
+            0 => workers as u32,
+            n => n,
+        }),
     });
     let memory = Arc::new(MemoryLedger::new(
         spec.memory_per_instance_bytes
             .min(spec.memory_ceiling_bytes),
     ));
-    let workers = spec.threads.clamp(1, spec.instances.max(1)) as usize;
     let runtime = || {
         tokio::runtime::Builder::new_current_thread()
             .max_blocking_threads(2)
@@ -121,6 +125,7 @@ fn start() -> wasmtime::Result<()> {
         writeln!(out, "{}", protocol::READY_LINE)?;
         out.flush()?;
     }
+    let accepting = target.clone();
     control_pool(
         handler.clone(),
         target,
@@ -133,7 +138,9 @@ fn start() -> wasmtime::Result<()> {
         let mut next = 0usize;
         loop {
             let (stream, _) = listener.accept().await?;
-            next = (next + 1) % workers;
+            let active =
+                (accepting.active_threads.load(Ordering::Relaxed) as usize).clamp(1, workers);
+            next = (next + 1) % active;
             if next == 0 {
                 tokio::spawn(serve_connection(stream, handler.clone(), max_body));
             } else {
@@ -293,6 +300,8 @@ fn failure(outcome: Outcome, message: &str, log: Option<String>) -> Response<Byt
 struct Target {
     pool: AtomicU32,
     controller: OnceLock<std::thread::Thread>,
+    /// The worker threads new connections go to (1..=workers).
+    active_threads: AtomicU32,
 }
 
 /// Read the host's commands from stdin. The host holds the write end: when it goes away
@@ -320,6 +329,9 @@ fn read_host_commands(target: Arc<Target>, memory: Arc<MemoryLedger>, ceiling_by
                             // Bounded by the slot size: a larger grow would fail in the
                             // allocator instead of the limiter, as a trap not an OOM.
                             Ok(HostCommand::Memory(b)) => memory.set_limit(b.min(ceiling_bytes)),
+                            Ok(HostCommand::Threads(n)) => {
+                                target.active_threads.store(n.max(1), Ordering::Relaxed)
+                            }
                             Err(e) => tracing::warn!(error = %e, "ignoring a host command"),
                         }
                     }

@@ -224,17 +224,27 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
     });
     let initial = spec.initial_instances();
     let max_executions = executions(&spec, kind, spec.scaling.max_instances).max(1);
+    // Threads count against the sandbox's pids limit: keep half of it for everything else
+    // (the epoch ticker, the host watcher, blocking-pool threads). Configured: that many.
+    // Auto: half the cores to start with (light guests lose with more), up to every core
+    // while a heavy guest keeps them busy (control/vertical/threads.rs).
+    let thread_cap = max_executions.min((ctx.config.pids_max / 2).max(1));
+    let (threads_base, threads_max) = match ctx.config.threads {
+        0 => (
+            crate::manifest::config::auto_threads(0) as u32,
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as u32,
+        ),
+        n => (n, n),
+    };
+    let (threads_base, threads_max) = (threads_base.min(thread_cap), threads_max.min(thread_cap));
     let sandbox_spec = SandboxSpec {
         function: name.clone(),
         version,
         kind,
         instances: max_executions,
         initial,
-        // Threads count against the sandbox's pids limit: keep half of it for everything
-        // else (the epoch ticker, the host watcher, blocking-pool threads).
-        threads: (crate::manifest::config::auto_threads(ctx.config.threads) as u32)
-            .min(max_executions)
-            .min((ctx.config.pids_max / 2).max(1)),
+        threads: threads_max,
+        active_threads: threads_base,
         reuse: match kind {
             Kind::Http => spec.scaling.reuse,
             Kind::Event => 1,
@@ -261,6 +271,7 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         if at_zero { 0 } else { initial },
     );
     let vertical = VerticalState::new(spec.vertical.clone(), quota, pins, &ctx.vertical);
+    vertical.set_thread_range(threads_base, threads_max);
     let deployment = Arc::new(Deployment::new(
         spec,
         kind,
@@ -302,10 +313,12 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
     let mut inputs = Inputs {
         target: control.scaler.watch_target(),
         resize: control.vertical.watch_resize(),
+        threads: control.vertical.watch_threads(),
         lifeline: lifeline_rx,
     };
     inputs.target.mark_unchanged();
     inputs.resize.mark_unchanged();
+    inputs.threads.mark_unchanged();
     let first = if at_zero {
         None
     } else {
@@ -344,6 +357,7 @@ enum Wake {
     Sandbox(SandboxEvent),
     Target,
     Resize,
+    Threads,
     Refit,
     Lifeline,
     Stop,
@@ -353,6 +367,7 @@ enum Wake {
 struct Inputs {
     target: watch::Receiver<u32>,
     resize: watch::Receiver<Resize>,
+    threads: watch::Receiver<u32>,
     lifeline: watch::Receiver<Lifeline>,
 }
 
@@ -485,6 +500,8 @@ impl Job {
         let t_cgroup = t0.elapsed();
         let mut spec = self.sandbox_spec.clone();
         spec.initial = instances;
+        // A restart or cold start takes up the threads the function had.
+        spec.active_threads = self.threads_within_ceiling(self.vertical().threads());
         spec.memory_per_instance_bytes = self.quota.memory_bytes;
         let started = self
             .ctx
@@ -524,6 +541,14 @@ impl Job {
             started.pid(),
         ))));
         Ok(started)
+    }
+
+    /// `n` threads, at most one per core of the CPU ceiling the cgroup holds.
+    fn threads_within_ceiling(&self, n: u32) -> u32 {
+        let cores = self
+            .applied
+            .map_or(u64::MAX, |l| l.cpu_ceiling_millicores.div_ceil(1000).max(1));
+        n.min(u32::try_from(cores).unwrap_or(u32::MAX)).max(1)
     }
 
     /// Write `limits` to the cgroup as they are: the start-up allowance (`applied` lifted)
@@ -808,6 +833,7 @@ impl Job {
             ev = sb.next_event() => Wake::Sandbox(ev),
             r = inputs.target.changed() => if r.is_err() { Wake::Stop } else { Wake::Target },
             r = inputs.resize.changed() => if r.is_err() { Wake::Stop } else { Wake::Resize },
+            r = inputs.threads.changed() => if r.is_err() { Wake::Stop } else { Wake::Threads },
             _ = self.control.vertical.refit.notified() => Wake::Refit,
             r = inputs.lifeline.changed() => if r.is_err() { Wake::Stop } else { Wake::Lifeline },
         };
@@ -860,6 +886,15 @@ impl Job {
                 let r = *inputs.resize.borrow_and_update();
                 let t = *inputs.target.borrow();
                 self.apply_resize(r, t, Some(&mut sb)).await;
+            }
+            Wake::Threads => {
+                let n = self.threads_within_ceiling(*inputs.threads.borrow_and_update());
+                self.send(&mut sb, HostCommand::Threads(n)).await;
+                // Open connections stay on their threads: drop the idle ones, so the next
+                // requests connect anew and spread over the threads taking them now.
+                if let Some(ep) = self.endpoint.borrow().as_ref() {
+                    ep.drop_idle();
+                }
             }
             Wake::Refit => {
                 let t = *inputs.target.borrow();

@@ -16,6 +16,7 @@ pub mod quota;
 pub mod recommender;
 pub mod sample;
 pub mod state;
+pub mod threads;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

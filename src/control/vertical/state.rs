@@ -3,7 +3,7 @@
 //! status. [`VerticalState::step`] is one control-loop step; the arithmetic of a sample is
 //! in [`super::sample`], the decision in [`super::recommender`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -118,6 +118,11 @@ pub struct VerticalState {
     /// Highest wasm linear memory of one instance ever.
     pub wasm_peak_bytes: AtomicU64,
     pub counters: VerticalCounters,
+    /// Worker threads the sandbox should take new connections on ([`super::threads`]),
+    /// between `threads_base` and `threads_max`.
+    threads: watch::Sender<u32>,
+    threads_base: AtomicU32,
+    threads_max: AtomicU32,
     /// Asks the supervisor to re-request its node share (CPU contested, or memory refused).
     pub refit: Notify,
     /// The deployment's request count at the previous sample.
@@ -153,6 +158,9 @@ impl VerticalState {
             wasm_denied: AtomicU64::new(0),
             wasm_peak_bytes: AtomicU64::new(0),
             counters: VerticalCounters::default(),
+            threads: watch::Sender::new(1),
+            threads_base: AtomicU32::new(1),
+            threads_max: AtomicU32::new(1),
             refit: Notify::new(),
             last_requests: AtomicU64::new(0),
         }
@@ -191,6 +199,23 @@ impl VerticalState {
     }
 
     /// A new cgroup was created for this version: its counters start from zero.
+    /// The sandbox's thread range: `base` for light guests, at most `max`.
+    pub fn set_thread_range(&self, base: u32, max: u32) {
+        let max = max.max(1);
+        self.threads_max.store(max, Ordering::Relaxed);
+        self.threads_base
+            .store(base.clamp(1, max), Ordering::Relaxed);
+        self.threads.send_replace(base.clamp(1, max));
+    }
+
+    pub fn watch_threads(&self) -> watch::Receiver<u32> {
+        self.threads.subscribe()
+    }
+
+    pub fn threads(&self) -> u32 {
+        *self.threads.borrow()
+    }
+
     pub fn new_cgroup(&self) {
         self.cgroup_epoch.fetch_add(1, Ordering::Relaxed);
     }
@@ -303,8 +328,8 @@ impl VerticalState {
         params: &Params,
         now: Instant,
     ) {
-        let active = self.last_requests.swap(requests_total, Ordering::Relaxed) != requests_total
-            || inflight > 0;
+        let served_before = self.last_requests.swap(requests_total, Ordering::Relaxed);
+        let active = served_before != requests_total || inflight > 0;
         let epoch = self.cgroup_epoch.load(Ordering::Relaxed);
         // The previous reading counts only if it was of the same cgroup.
         let prev = self
@@ -333,6 +358,20 @@ impl VerticalState {
         );
         if s.sample.oom_bytes.is_some() {
             self.counters.oom_events.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(used) = s.cpu_total_millicores {
+            let served = requests_total.saturating_sub(served_before);
+            let threads = super::threads::decide(super::threads::Observed {
+                // millicores × seconds = CPU ms; per request in µs.
+                cpu_per_request_us: (served > 0)
+                    .then(|| used as f64 * elapsed.as_secs_f64() * 1_000.0 / served as f64),
+                used_millicores: used,
+                active: self.threads(),
+                base: self.threads_base.load(Ordering::Relaxed),
+                max: self.threads_max.load(Ordering::Relaxed),
+            });
+            self.threads
+                .send_if_modified(|t| std::mem::replace(t, threads) != threads);
         }
         let (rec, decision): (Option<Recommendation>, Decision) = {
             let mut h = self.history.lock();
