@@ -705,24 +705,33 @@ def memory(b):
             "ratio_rss": ratio(s["rss_kib"], ref["rss_kib"]),
         }
     # The same N functions, able to scale to zero: once all are at zero, what is left is the
-    # host alone. Per function: the host's PSS over N.
+    # host alone. Measured at N and at N/10: the difference over the difference of the counts
+    # is what one more function at zero costs (the host's fixed costs cancel); the host's PSS
+    # over N counts them as per-function.
+    def at_zero(n):
+        names = [f"hello-{i:03}" for i in range(n)]
+        specs = [(nm, "hello", {"name": f'name = "{nm}"', "route": f'route = "/{nm}"',
+                                "min_instances": "min_instances = 0", "concurrency": FAST_ZERO})
+                 for nm in names]
+        fdir = b.functions_dir(f"mem-zero-{n}", specs)
+        surge, sport, slog = b.start_surge(f"mem-zero-{n}", fdir, extra=FAST_TICK)
+        wait_for_line(slog, "ready:", surge, deadline_s=60 + 10 * n)
+        # The last one deployed idles to zero last; no process below the host means all are.
+        wait_at_zero(sport, names[-1], surge.pid, deadline_s=60)
+        z = memory_of(descendants(surge.pid))
+        surge.stop()
+        log(f"memory {n} functions at zero: surge PSS {z['pss_kib'] / 1024:.0f} MiB in {z['processes']} process(es)")
+        return z
+
     n = a.functions
-    names = [f"hello-{i:03}" for i in range(n)]
-    specs = [(nm, "hello", {"name": f'name = "{nm}"', "route": f'route = "/{nm}"',
-                            "min_instances": "min_instances = 0", "concurrency": FAST_ZERO})
-             for nm in names]
-    fdir = b.functions_dir(f"mem-zero-{n}", specs)
-    surge, sport, slog = b.start_surge(f"mem-zero-{n}", fdir, extra=FAST_TICK)
-    wait_for_line(slog, "ready:", surge, deadline_s=60 + 10 * n)
-    # The last one deployed idles to zero last; no process below the host means all are.
-    wait_at_zero(sport, names[-1], surge.pid, deadline_s=60)
-    z = memory_of(descendants(surge.pid))
-    surge.stop()
-    log(f"memory {n} functions at zero: surge PSS {z['pss_kib'] / 1024:.0f} MiB in {z['processes']} process(es)")
+    few = max(1, n // 10)
+    z_few, z = at_zero(few), at_zero(n)
     out["scaled_to_zero"] = {
         "measured": True,
         "functions": n,
         "surge": {**z, "pss_per_function_kib": z["pss_kib"] / n},
+        "fewer": {"functions": few, **z_few},
+        "marginal_pss_per_function_kib": (z["pss_kib"] - z_few["pss_kib"]) / max(1, n - few),
     }
     return out
 
@@ -941,7 +950,9 @@ def markdown(res):
                  f"{fmt(r['pss_kib'] / 1024)} | {fmt(r['rss_kib'] / 1024)} | {v['ratio_pss']} |")
     z = res["scenarios"]["memory"]["scaled_to_zero"]
     L += ["", f"{z['functions']} functions, all scaled to zero: surge PSS {fmt(z['surge']['pss_kib'] / 1024)} MiB "
-          f"in {z['surge']['processes']} process(es), {fmt(z['surge']['pss_per_function_kib'])} KiB per function."]
+          f"in {z['surge']['processes']} process(es), {fmt(z['surge']['pss_per_function_kib'])} KiB per function; "
+          f"one more function at zero costs {fmt(z['marginal_pss_per_function_kib'])} KiB "
+          f"(against {z['fewer']['functions']} functions)."]
     v = res["scenarios"]["vertical"]
     ar = v["auto_raise"]
     L += ["", "## Vertical: resizes in place (spin)", "",
@@ -1015,6 +1026,8 @@ def check(res):
     if not rx["ready_after"] > rx["ready_before"]:
         problems.append(f"reaction: the pool did not grow ({rx['ready_before']} -> {rx['ready_after']})")
     z = sc["memory"].get("scaled_to_zero", {})
+    num("memory.scaled_to_zero.marginal_pss_per_function_kib",
+        z.get("marginal_pss_per_function_kib"), positive=False)
     if z.get("surge", {}).get("processes") != 1:
         problems.append(f"memory.scaled_to_zero: {z.get('surge', {}).get('processes')} processes, expected the host alone")
     mem = [v for k, v in sc["memory"].items() if k.startswith("functions_")]

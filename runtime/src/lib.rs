@@ -14,6 +14,8 @@ pub mod artifact;
 pub mod cgroup;
 pub mod engine;
 pub mod exec;
+// glibc malloc_trim.
+pub mod heap;
 pub mod sandbox;
 
 use serde::{Deserialize, Serialize};

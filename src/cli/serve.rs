@@ -204,6 +204,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     ));
 
     let errors = registry.restore_and_scan(plan).await;
+    // The compiles' freed heap goes back to the kernel (runtime/src/heap.rs).
+    let _ = tokio::task::spawn_blocking(surge_runtime::heap::trim).await;
     for e in &errors {
         eprintln!("error: {e}");
     }

@@ -189,7 +189,10 @@ impl Registry {
         wasm: Vec<u8>,
     ) -> Result<FunctionInfo, DeployError> {
         let _t = self.transitions.lock().await;
-        self.deploy_locked(file, manifest, Some(wasm), None).await
+        let r = self.deploy_locked(file, manifest, Some(wasm), None).await;
+        // The compile's freed heap goes back to the kernel (runtime/src/heap.rs).
+        let _ = tokio::task::spawn_blocking(surge_runtime::heap::trim).await;
+        r
     }
 
     /// `wasm` is None only for a restore whose artifact is already compiled: the stored
