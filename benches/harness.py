@@ -29,6 +29,11 @@ Scenarios (names are the JSON keys):
               new load with no request queued for a whole second.
   memory      RSS and PSS from /proc of the host and every sandbox, with 1 and N copies of
               hello deployed and warm, against one `wasmtime serve` per function.
+  density     N copies of echo (1000 in the full run), each warm with one instance at its
+              vertical floor (memory = 16Mi, echo's floor), deployed from functions_dir at
+              start: the time to ready, the node ledger, host and sandbox memory, the node's
+              CPU while all idle, and open-loop latency of requests each to a random copy,
+              against the same load on one copy in the same run.
   vertical    in-place resizes: the time from a resize decision to the cgroup files holding
               the new limits (manual resizes through the admin API, timed by the host, and
               checked in the files), with the sandbox's pid and restarts; and spin's
@@ -54,8 +59,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = 5
-SCENARIOS = ("warm_http", "event", "cold_start", "cold_start_busy", "reaction", "memory", "vertical")
+SCHEMA = 6
+SCENARIOS = ("warm_http", "event", "cold_start", "cold_start_busy", "reaction", "memory", "density",
+             "vertical")
 HOG = "a Python busy loop (`while True: pass`), one process, outside surge's cgroups"
 LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
 
@@ -234,12 +240,15 @@ def wrk(tools, url, seconds, connections, lua, body=None):
     }
 
 
-def oha(tools, url, seconds, rate, connections=64):
+def oha(tools, url, seconds, rate, connections=64, body=None, urls_file=None):
     """Open loop: oha sends at `rate` per second whatever the server does, and with
-    --latency-correction each latency runs from the request's scheduled start."""
+    --latency-correction each latency runs from the request's scheduled start. With
+    `urls_file`, each request goes to a random line of it."""
+    target = ["--urls-from-file", urls_file] if urls_file else [url]
+    post = ["-m", "POST", "-d", body] if body is not None else []
     out = subprocess.run(
         [tools["oha"], "--no-tui", "--output-format", "json", "-z", f"{seconds}s",
-         "-q", str(rate), "--latency-correction", "-w", "-c", str(connections), url],
+         "-q", str(rate), "--latency-correction", "-w", "-c", str(connections), *post, *target],
         capture_output=True, text=True, timeout=seconds + 60,
     )
     if out.returncode != 0:
@@ -736,6 +745,106 @@ def memory(b):
     return out
 
 
+def cpu_ticks(pids):
+    """User + system clock ticks of `pids` so far."""
+    t = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            t += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return t
+
+
+def node_ticks():
+    """(busy, total) clock ticks of the whole node so far."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def admin_get(state, port, path):
+    with open(os.path.join(state, "admin-token")) as f:
+        token = f.read().strip()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("GET", path, headers={"authorization": f"Bearer {token}"})
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return json.loads(body)
+
+
+DENSITY_RATE = 200
+
+
+def density(b):
+    a = b.args
+    n = a.density
+    names = [f"d{i:04}" for i in range(n)]
+    specs = [(nm, "echo", {"name": f'name = "{nm}"', "route": f'route = "/{nm}"',
+                           "min_instances": "min_instances = 1", "memory": 'memory = "16Mi"'})
+             for nm in names]
+    fdir = b.functions_dir("density", specs)
+    state = os.path.join(b.work, "density", "state")
+    t0 = time.perf_counter()
+    surge, port, slog = b.start_surge("density", fdir, state=state)
+    ready = wait_for_line(slog, "ready:", surge, deadline_s=120 + n)
+    ready_s = time.perf_counter() - t0
+    deployed = int(ready.split("ready:", 1)[1].split()[0])
+    failed = int(ready.split(",")[-1].split()[0])
+    # Let the first vertical intervals pass (CPU shares settle), then measure the idle node.
+    time.sleep(5)
+    pids = descendants(surge.pid)
+    hz = os.sysconf("SC_CLK_TCK")
+    h0, s0, (nb0, nt0) = cpu_ticks([surge.pid]), cpu_ticks(pids[1:]), node_ticks()
+    time.sleep(5)
+    h1, s1, (nb1, nt1) = cpu_ticks([surge.pid]), cpu_ticks(pids[1:]), node_ticks()
+    idle = {"host_cpu_ms_per_s": (h1 - h0) * 1000 / hz / 5,
+            "sandboxes_cpu_ms_per_s": (s1 - s0) * 1000 / hz / 5,
+            "node_busy_fraction": (nb1 - nb0) / max(1, nt1 - nt0)}
+    host_mem = memory_of([surge.pid])
+    sandboxes = memory_of(pids[1:])
+    node = admin_get(state, port, "/admin/v1/status")["node"]
+    urls = os.path.join(b.work, "density", "urls.txt")
+    with open(urls, "w") as f:
+        f.write("".join(f"http://127.0.0.1:{port}/{nm}\n" for nm in names))
+    body = '{"key":"value","n":1}'
+    seconds = max(10, a.seconds)
+    rounds = {"random": [], "one": []}
+    for _ in range(a.rounds):
+        rounds["random"].append(oha(b.tools, None, seconds, DENSITY_RATE, 16, body, urls_file=urls))
+        rounds["one"].append(oha(b.tools, f"http://127.0.0.1:{port}/{names[0]}", seconds,
+                                 DENSITY_RATE, 16, body))
+    surge.stop()
+    rnd, one = medians(rounds["random"]), medians(rounds["one"])
+    res = {
+        "functions": n,
+        "deployed": deployed,
+        "failed": failed,
+        "ready_s": ready_s,
+        "manifest": "echo as shipped, min_instances = 1, memory = 16Mi (its vertical floor)",
+        "node": node,
+        "memory_committed_per_function_bytes": node["committed"]["memory_bytes"] / max(1, deployed),
+        "host": {**host_mem, "pss_per_function_kib": host_mem["pss_kib"] / n},
+        "sandboxes": {**sandboxes, "pss_per_sandbox_kib": sandboxes["pss_kib"] / max(1, sandboxes["processes"])},
+        "idle": idle,
+        "offered_rps": DENSITY_RATE,
+        "random": rnd,
+        "one": one,
+        "ratio_p99_random_vs_one": ratio(rnd["p99_ms"], one["p99_ms"]),
+    }
+    log(f"density: {deployed} deployed ({failed} failed) in {ready_s:.1f} s; ledger "
+        f"{node['committed']['memory_bytes'] / 2**30:.1f} of {node['capacity']['memory_bytes'] / 2**30:.1f} GiB, "
+        f"cpu {node['committed']['cpu_millicores']} of {node['capacity']['cpu_millicores']}m; "
+        f"sandboxes PSS {sandboxes['pss_kib'] / 1024:.0f} MiB; idle host {idle['host_cpu_ms_per_s']:.0f} ms/s, "
+        f"sandboxes {idle['sandboxes_cpu_ms_per_s']:.0f} ms/s; random p99 {rnd['p99_ms']:.2f} ms, "
+        f"one p99 {one['p99_ms']:.2f} ms")
+    return res
+
+
 # ---------------------------------------------------------------------------------------------
 # Output and checks
 
@@ -953,6 +1062,24 @@ def markdown(res):
           f"in {z['surge']['processes']} process(es), {fmt(z['surge']['pss_per_function_kib'])} KiB per function; "
           f"one more function at zero costs {fmt(z['marginal_pss_per_function_kib'])} KiB "
           f"(against {z['fewer']['functions']} functions)."]
+    d = res["scenarios"]["density"]
+    nd, idle = d["node"], d["idle"]
+    L += ["", f"## Density: {d['functions']} copies of echo, each warm with one instance at its vertical floor", "",
+          f"{d['deployed']} deployed, {d['failed']} failed, ready {fmt(d['ready_s'], 1)} s after start. "
+          f"Ledger: memory {fmt(nd['committed']['memory_bytes'] / 2**30, 1)} of "
+          f"{fmt(nd['capacity']['memory_bytes'] / 2**30, 1)} GiB "
+          f"({fmt(d['memory_committed_per_function_bytes'] / 2**20, 1)} MiB per function), "
+          f"CPU {nd['committed']['cpu_millicores']} of {nd['capacity']['cpu_millicores']}m guaranteed. "
+          f"Sandboxes PSS {fmt(d['sandboxes']['pss_kib'] / 1024)} MiB "
+          f"({fmt(d['sandboxes']['pss_per_sandbox_kib'])} KiB each), host PSS {fmt(d['host']['pss_kib'] / 1024)} MiB. "
+          f"All idle: host {fmt(idle['host_cpu_ms_per_s'])} ms/s of CPU, sandboxes "
+          f"{fmt(idle['sandboxes_cpu_ms_per_s'])} ms/s, node {fmt(100 * idle['node_busy_fraction'], 1)} % busy.", "",
+          f"| {d['offered_rps']} req/s, open loop | p50 ms | p99 ms | p99.9 ms | max ms | errors |",
+          "| --- | --- | --- | --- | --- | --- |"]
+    for k, label in (("random", "each to a random copy"), ("one", "all to one copy")):
+        r = d[k]
+        L.append(f"| {label} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {fmt(r['p999_ms'], 2)} | "
+                 f"{fmt(r['max_ms'], 2)} | {r['errors']} |")
     v = res["scenarios"]["vertical"]
     ar = v["auto_raise"]
     L += ["", "## Vertical: resizes in place (spin)", "",
@@ -1033,6 +1160,18 @@ def check(res):
     mem = [v for k, v in sc["memory"].items() if k.startswith("functions_")]
     if not any(v["functions"] == 1 for v in mem) or len(mem) < 2:
         problems.append("memory: needs a row for 1 function and one for many")
+    d = sc["density"]
+    if d["deployed"] != d["functions"] or d["failed"]:
+        problems.append(f"density: {d['deployed']} of {d['functions']} deployed, {d['failed']} failed")
+    for k in ("memory_bytes", "cpu_millicores"):
+        if d["node"]["committed"][k] > d["node"]["capacity"][k]:
+            problems.append(f"density: the ledger's {k} is over the capacity ({d['node']})")
+    for k in ("random", "one"):
+        num(f"density.{k}.p99_ms", d[k]["p99_ms"])
+        if d[k]["errors"]:
+            problems.append(f"density.{k}: {d[k]['errors']} errors")
+    if d["sandboxes"]["processes"] != d["functions"]:
+        problems.append(f"density: {d['sandboxes']['processes']} sandboxes for {d['functions']} functions")
     v = sc["vertical"]
     num("vertical.apply_us.p50", v["apply_us"]["p50"])
     if v["cgroup_file_mismatches"] or v["sandbox_pids"] != 1 or v["restarts"]:
@@ -1060,6 +1199,7 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--cold-rounds", type=int, default=20)
     ap.add_argument("--functions", type=int, default=100, help="functions in the large memory case")
+    ap.add_argument("--density", type=int, default=1000, help="copies of echo in the density case")
     ap.add_argument("--only", action="append", choices=SCENARIOS, help="run only these scenarios")
     ap.add_argument("--out", default=os.path.join(ROOT, "target", "bench"))
     ap.add_argument("--wasmtime", default=shutil.which("wasmtime"))
@@ -1074,7 +1214,7 @@ def main():
             print(f"{a.check}: {p}", file=sys.stderr)
         sys.exit(1 if problems else 0)
     if a.smoke:
-        a.rounds, a.seconds, a.cold_rounds, a.functions = 1, 2, 2, 10
+        a.rounds, a.seconds, a.cold_rounds, a.functions, a.density = 1, 2, 2, 10, 50
     tools = {"wasmtime": a.wasmtime, "oha": a.oha, "wrk": a.wrk}
     for k, v in tools.items():
         if not v or not os.access(v, os.X_OK):
@@ -1087,13 +1227,13 @@ def main():
         "machine": machine(),
         "reference": {"wasmtime": version[1] if len(version) > 1 else "unknown"},
         "settings": {"rounds": a.rounds, "seconds": a.seconds, "cold_rounds": a.cold_rounds,
-                     "functions": a.functions},
+                     "functions": a.functions, "density": a.density},
         "scenarios": {},
     }
     b = Bench(a, tools)
     runs = {"warm_http": warm_http, "event": event, "cold_start": cold_start,
             "cold_start_busy": cold_start_busy, "reaction": reaction, "memory": memory,
-            "vertical": vertical}
+            "density": density, "vertical": vertical}
     try:
         for name in a.only or SCENARIOS:
             log(f"== {name}")

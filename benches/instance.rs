@@ -6,13 +6,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::Full;
 use surge_runtime::artifact::CompileCache;
-use surge_runtime::engine::{compile_engine, pooled_engine, PoolShape, EPOCH_TICK_MS};
+use surge_runtime::engine::{compile_engine, pooled_engine, EpochClock, PoolShape};
 use surge_runtime::exec::event::{EventHandler, EventSettings};
 use surge_runtime::exec::http::{HttpHandler, HttpSettings};
 use surge_runtime::exec::{MemoryLedger, Outcome};
@@ -39,18 +38,15 @@ fn artifact(name: &str) -> PathBuf {
 }
 
 /// The sandbox's engine, with its epoch clock running as in a sandbox.
-fn engine(instances: u32) -> Engine {
+fn engine(instances: u32) -> (Engine, Arc<EpochClock>) {
     let engine = pooled_engine(PoolShape {
         instances,
         memory_per_instance_bytes: MEMORY,
     })
     .unwrap();
-    let ticker = engine.clone();
-    std::thread::spawn(move || loop {
-        std::thread::park_timeout(Duration::from_millis(EPOCH_TICK_MS));
-        ticker.increment_epoch();
-    });
-    engine
+    let clock = EpochClock::new(&engine);
+    clock.spawn().unwrap();
+    (engine, clock)
 }
 
 fn instance(c: &mut Criterion) {
@@ -58,7 +54,7 @@ fn instance(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let engine = engine(2);
+    let (engine, clock) = engine(2);
     // SAFETY: the artifact was written by this build's compile engine (same base config).
     let hello = unsafe { Component::deserialize_file(&engine, artifact("hello")) }.unwrap();
     let handler = HttpHandler::new(
@@ -70,6 +66,7 @@ fn instance(c: &mut Criterion) {
             timeout_ms: 10_000,
             instances: 1,
             reuse: u32::MAX,
+            clock: clock.clone(),
         },
     )
     .unwrap();
@@ -105,6 +102,7 @@ fn instance(c: &mut Criterion) {
             memory: Arc::new(MemoryLedger::new(MEMORY)),
             timeout_ms: 10_000,
             max_output_bytes: 1 << 20,
+            clock,
         },
     )
     .unwrap();

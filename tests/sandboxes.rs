@@ -49,10 +49,10 @@ fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove()
             d.display()
         );
     }
-    // echo: memory 64Mi × 1 instance + 96Mi sandbox overhead; cpu 250m guaranteed (the
+    // echo: memory 64Mi × 1 instance + 4Mi overhead (an event sandbox's); cpu 250m guaranteed (the
     // weight: 256 shares, or v2's weight 1 + 254 × 9999 / 262142), bursting to one core (the
     // CFS quota); pids 64.
-    let want_mem = (64u64 + 96) << 20;
+    let want_mem = (64u64 + 4) << 20;
     let v2 = dirs.len() == 1;
     if v2 {
         let d = &dirs[0];

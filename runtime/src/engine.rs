@@ -2,10 +2,83 @@
 //! sandbox) must agree on every setting that shapes compiled code, so both build on
 //! [`base_config`]; only the sandbox adds the pooling allocator.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
+use std::time::Duration;
+
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Epoch ticks are this long: timeouts are enforced to within one tick.
 pub const EPOCH_TICK_MS: u64 = 10;
+
+/// The epoch clock behind every timeout: it ticks every [`EPOCH_TICK_MS`] while guest code
+/// may be running, and sleeps while none is. An idle sandbox that ticked anyway woke 100
+/// times a second; a thousand of them kept both cores of the node half busy in the kernel.
+///
+/// Guest code runs only inside a [`Running`] guard (instantiation and calls). The guard
+/// counts itself in before the guest starts and wakes the clock on 0 → 1; the clock parks
+/// when the count is 0. A wake-up that lands before the park is kept by the thread's park
+/// token, so the clock never sleeps through a guest that started.
+pub struct EpochClock {
+    engine: Engine,
+    running: AtomicUsize,
+    ticker: OnceLock<Thread>,
+}
+
+impl EpochClock {
+    /// A clock for `engine`, not yet ticking: [`EpochClock::spawn`] starts its thread (a
+    /// sandbox does so only after its lockdown, which needs a single-threaded process).
+    pub fn new(engine: &Engine) -> Arc<Self> {
+        Arc::new(EpochClock {
+            engine: engine.clone(),
+            running: AtomicUsize::new(0),
+            ticker: OnceLock::new(),
+        })
+    }
+
+    /// Start the ticking thread. It runs on its own OS thread: a guest spinning on every
+    /// executor thread must not be able to stop the clock that interrupts it.
+    pub fn spawn(self: &Arc<Self>) -> std::io::Result<()> {
+        let clock = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("epoch".into())
+            .spawn(move || loop {
+                if clock.running.load(Ordering::Acquire) == 0 {
+                    std::thread::park();
+                    continue;
+                }
+                std::thread::park_timeout(Duration::from_millis(EPOCH_TICK_MS));
+                clock.engine.increment_epoch();
+            })?;
+        let _ = self.ticker.set(handle.thread().clone());
+        Ok(())
+    }
+
+    /// Count guest code in until the guard drops.
+    pub fn running(self: &Arc<Self>) -> Running {
+        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+            if let Some(t) = self.ticker.get() {
+                t.unpark();
+            }
+        }
+        Running(self.clone())
+    }
+
+    /// Guests counted in now.
+    pub fn active(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+}
+
+/// Held while guest code may run: the epoch clock ticks.
+pub struct Running(Arc<EpochClock>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Settings that affect compiled code: everything a precompiled artifact depends on.
 pub fn base_config() -> Config {

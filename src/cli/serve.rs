@@ -92,11 +92,24 @@ fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// Each sandbox holds a few of the host's descriptors (its connections and its cgroup
+/// files, kept open for sampling): a thousand functions pass the 1024 that a shell's soft
+/// limit often is. Raise the soft limit to the hard one, as servers do.
+fn raise_open_files() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+            tracing::debug!(soft, hard, "could not raise the open-files limit");
+        }
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that arrived before they existed (say, right after the
     // `ready:` line) would kill the host with the default action, leaving its sandboxes'
     // cgroups behind.
     let shutdown = ShutdownSignals::install()?;
+    raise_open_files();
     let mut cfg = args.config;
     if let Some(l) = args.listen {
         cfg.listen = l;

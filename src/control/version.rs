@@ -4,9 +4,9 @@
 //! the registry publishes the live set as a [`LiveVersions`] watch, which the control loops
 //! follow instead of holding the registry.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use surge_runtime::cgroup::usage::UsageReader;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -63,9 +63,11 @@ impl Lifecycle {
 /// One live function version, as the control path sees it.
 pub struct VersionControl {
     pub deployment: Arc<Deployment>,
-    /// The sandbox cgroup's directories, whether or not the cgroup exists now (empty
-    /// without cgroups): usage sampling and status read them.
-    pub cgroup_dirs: Vec<PathBuf>,
+    /// The version's key: its cgroup's name and its entry in the node's ledger.
+    pub key: String,
+    /// The sandbox cgroup's usage, through its directories whether or not the cgroup
+    /// exists now (none without cgroups): usage sampling and status read them.
+    pub usage: UsageReader,
     pub scaler: Scaler,
     pub vertical: VerticalState,
     pub lifecycle: Lifecycle,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::sections::{check_scaling, Limits, LimitsToml, Scaling, ScalingToml};
 use super::text::{line_of_key, parse_toml, FileError};
 use super::units::{Bytes, Millicores, Span};
+use surge_runtime::Kind;
 
 /// The shipped `config/surge.toml`, compiled in.
 pub const EMBEDDED: &str = include_str!("../../config/surge.toml");
@@ -89,7 +90,7 @@ pub struct Defaults {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxConfig {
-    pub memory_overhead: Bytes,
+    pub memory_overhead: Overhead,
     pub pids_max: u32,
     pub uid: u32,
     pub gid: u32,
@@ -97,6 +98,54 @@ pub struct SandboxConfig {
     /// Most threads one sandbox runs guests on (never more than its instances);
     /// 0: [`auto_threads`].
     pub threads: u32,
+}
+
+/// The memory a sandbox process holds beside its instances, per kind of handler: a size
+/// for both, or `{ event = "4Mi", http = "8Mi" }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OverheadToml")]
+pub struct Overhead {
+    pub event: Bytes,
+    pub http: Bytes,
+}
+
+impl Overhead {
+    /// In bytes, for a sandbox of `kind`.
+    pub fn of(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Event => self.event.0,
+            Kind::Http => self.http.0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a size (\"8Mi\") or a table { event = \"4Mi\", http = \"8Mi\" }"
+)]
+enum OverheadToml {
+    Both(Bytes),
+    PerKind(PerKindOverhead),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PerKindOverhead {
+    event: Bytes,
+    http: Bytes,
+}
+
+impl From<OverheadToml> for Overhead {
+    fn from(t: OverheadToml) -> Self {
+        match t {
+            OverheadToml::Both(b) => Overhead { event: b, http: b },
+            OverheadToml::PerKind(k) => Overhead {
+                event: k.event,
+                http: k.http,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -212,12 +261,31 @@ struct PartialCheck {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct PartialSandbox {
-    memory_overhead: Option<Bytes>,
+    memory_overhead: Option<PartialOverhead>,
     pids_max: Option<u32>,
     uid: Option<u32>,
     gid: Option<u32>,
     start_timeout: Option<Span>,
     threads: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a size (\"8Mi\") or a table { event = \"4Mi\", http = \"8Mi\" }"
+)]
+#[allow(dead_code)]
+enum PartialOverhead {
+    Both(Bytes),
+    PerKind(PartialPerKind),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialPerKind {
+    event: Option<Bytes>,
+    http: Option<Bytes>,
 }
 
 #[derive(Deserialize)]

@@ -233,3 +233,32 @@ memory = \"2Gi\"\n",
     assert_eq!(c.node.memory, Some(Bytes(2 << 30)));
     assert_eq!(c.node.cpu, None, "unset: the machine's");
 }
+
+#[test]
+fn sandbox_overhead_is_a_size_or_one_per_kind() {
+    let at = |text: &str| {
+        HostConfig::load(Path::new("my.toml"), text).map(|c| c.sandbox.memory_overhead)
+    };
+    let shipped = HostConfig::embedded().sandbox.memory_overhead;
+    assert!(shipped.of(Kind::Event) < shipped.of(Kind::Http));
+    let both = at("[sandbox]\nmemory_overhead = \"16Mi\"\n").unwrap();
+    assert_eq!(
+        (both.of(Kind::Event), both.of(Kind::Http)),
+        (16 << 20, 16 << 20)
+    );
+    let one = at("[sandbox]\nmemory_overhead = { http = \"32Mi\" }\n").unwrap();
+    assert_eq!(
+        (one.of(Kind::Event), one.of(Kind::Http)),
+        (shipped.of(Kind::Event), 32 << 20),
+        "the other kind keeps its default"
+    );
+    for bad in ["\"lots\"", "{ evnt = \"4Mi\" }", "7"] {
+        let e = at(&format!("[sandbox]\nmemory_overhead = {bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("my.toml:2:") && e.contains("memory_overhead"),
+            "{bad}: {e}"
+        );
+    }
+}

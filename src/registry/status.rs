@@ -110,7 +110,8 @@ impl FunctionInfo {
             errors: d.counters.errors.load(Relaxed),
             restarts: c.lifecycle.restarts.load(Relaxed),
             cgroup: c
-                .cgroup_dirs
+                .usage
+                .dirs()
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),

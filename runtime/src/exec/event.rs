@@ -8,6 +8,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::engine::EpochClock;
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -101,6 +103,8 @@ pub struct EventSettings {
     pub timeout_ms: u64,
     /// Largest response (stdout) in bytes.
     pub max_output_bytes: usize,
+    /// Ticks while an event runs (its timeout).
+    pub clock: Arc<EpochClock>,
 }
 
 pub struct EventHandler {
@@ -151,6 +155,7 @@ impl EventHandler {
         set_budget(&mut store, s.timeout_ms);
 
         let run = async {
+            let _running = s.clock.running();
             let instance = self.pre.instantiate_async(&mut store).await?;
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call_async(&mut store, ()).await

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
+
+use crate::engine::EpochClock;
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
@@ -128,6 +130,8 @@ pub struct HttpSettings {
     pub instances: u32,
     /// Requests an instance serves before it is replaced.
     pub reuse: u32,
+    /// Ticks while guest code runs (instantiation and requests: their timeout).
+    pub clock: Arc<EpochClock>,
 }
 
 struct Warm {
@@ -324,7 +328,10 @@ impl HttpHandler {
         arm_deadline(&mut store);
         // Instantiation runs guest start code: it gets the request timeout too.
         set_budget(&mut store, self.settings.timeout_ms);
-        let proxy = self.pre.instantiate_async(&mut store).await?;
+        let proxy = {
+            let _running = self.settings.clock.running();
+            self.pre.instantiate_async(&mut store).await?
+        };
         self.places.warm.fetch_add(1, Ordering::AcqRel);
         self.places.warm_changed();
         Ok(Warm {
@@ -427,10 +434,13 @@ impl HttpHandler {
                 ))),
             }
         };
-        let joined = tokio::time::timeout(wall_limit(self.settings.timeout_ms), async {
-            tokio::join!(call, response)
-        })
-        .await;
+        let joined = {
+            let _running = self.settings.clock.running();
+            tokio::time::timeout(wall_limit(self.settings.timeout_ms), async {
+                tokio::join!(call, response)
+            })
+            .await
+        };
         let Ok((called, response)) = joined else {
             // Parked in a host call past the deadline: this instance's state is unknown.
             drop(inst);

@@ -15,7 +15,7 @@ use wasmtime::Module;
 
 use super::frame;
 use super::protocol::{self, HostCommand, SandboxReport, SandboxSpec};
-use crate::engine::{pooled_engine, PoolShape, EPOCH_TICK_MS};
+use crate::engine::{pooled_engine, EpochClock, PoolShape};
 use crate::exec::event::{EventHandler, EventSettings};
 use crate::exec::http::{HttpHandler, HttpSettings};
 use crate::exec::{MemoryLedger, Outcome};
@@ -70,21 +70,14 @@ fn start() -> wasmtime::Result<()> {
             .build()
     };
     let main = runtime()?;
-    let (engine, handler) = load(&spec, memory.clone())?;
+    let (clock, handler) = load(&spec, memory.clone())?;
     // The walls go up before any guest code runs (the first instantiation is in the warm-up)
     // and before the sandbox starts a thread: a user namespace can only be entered by a
     // process with one thread, and capabilities are dropped per thread.
     let walls = super::lockdown::apply()?;
     tracing::debug!(function = %spec.function, %walls, "sandbox locked down");
     read_host_commands(target.clone(), memory.clone(), spec.memory_ceiling_bytes);
-    // The epoch clock behind every timeout. It runs on its own OS thread: a guest spinning
-    // on every executor thread must not be able to stop the clock that interrupts it.
-    std::thread::Builder::new()
-        .name("epoch".into())
-        .spawn(move || loop {
-            std::thread::park_timeout(Duration::from_millis(EPOCH_TICK_MS));
-            engine.increment_epoch();
-        })?;
+    clock.spawn()?;
     if let Handler::Http(h) = &handler {
         main.block_on(h.warm_up())?;
     }
@@ -156,7 +149,7 @@ fn start() -> wasmtime::Result<()> {
 fn load(
     spec: &SandboxSpec,
     memory: Arc<MemoryLedger>,
-) -> wasmtime::Result<(wasmtime::Engine, Handler)> {
+) -> wasmtime::Result<(Arc<EpochClock>, Handler)> {
     // Memory slots are sized for the ceiling, so the quota can be raised in place.
     let engine = pooled_engine(PoolShape {
         instances: spec.instances,
@@ -164,6 +157,7 @@ fn load(
             .memory_ceiling_bytes
             .max(spec.memory_per_instance_bytes),
     })?;
+    let clock = EpochClock::new(&engine);
     let artifact = format!("/proc/self/fd/{}", protocol::ARTIFACT_FD);
     let handler = match spec.kind {
         Kind::Http => {
@@ -180,6 +174,7 @@ fn load(
                     timeout_ms: spec.timeout_ms,
                     instances: spec.initial.clamp(1, spec.instances.max(1)),
                     reuse: spec.reuse,
+                    clock: clock.clone(),
                 },
             )?;
             Handler::Http(h)
@@ -196,13 +191,14 @@ fn load(
                     memory,
                     timeout_ms: spec.timeout_ms,
                     max_output_bytes: spec.max_body_bytes as usize,
+                    clock: clock.clone(),
                 },
             )?;
             Handler::Event(Arc::new(h))
         }
     };
 
-    Ok((engine, handler))
+    Ok((clock, handler))
 }
 
 /// One kept-alive connection from the host, served on the current thread until it closes:

@@ -79,11 +79,14 @@ pub fn fit(grant: Resources, demand: &PoolDemand) -> Fitted {
             .unwrap_or(0);
         limits = demand.limits(instances);
     }
-    limits.cpu_millicores = limits
-        .cpu_millicores
-        .min(grant.cpu_millicores)
+    // The guarantee is a weight (`cpu.shares` / `cpu.weight`), which has no floor that
+    // matters: the grant stands, so Σ guarantees ≤ the node holds with a thousand
+    // functions too. The ceiling is a CFS quota, which the kernel keeps ≥ 1 ms per period.
+    limits.cpu_millicores = limits.cpu_millicores.min(grant.cpu_millicores);
+    limits.cpu_ceiling_millicores = limits
+        .cpu_ceiling_millicores
+        .max(limits.cpu_millicores)
         .max(CPU_MIN_MILLICORES);
-    limits.cpu_ceiling_millicores = limits.cpu_ceiling_millicores.max(limits.cpu_millicores);
     Fitted { limits, instances }
 }
 
@@ -194,9 +197,18 @@ mod tests {
             "the guarantee is cut, the ceiling is not"
         );
         let f = fit(r(d.resources().memory_bytes, 0), &d);
+        assert_eq!(f.limits.cpu_millicores, 0, "no guarantee is invented");
+        let hard = PoolDemand {
+            cpu_ceiling_per_instance_millicores: d.cpu_per_instance_millicores,
+            node_cpu_millicores: 1,
+            ..d
+        };
         assert_eq!(
-            f.limits.cpu_millicores, CPU_MIN_MILLICORES,
-            "the kernel's floor"
+            fit(r(d.resources().memory_bytes, 0), &hard)
+                .limits
+                .cpu_ceiling_millicores,
+            CPU_MIN_MILLICORES,
+            "the kernel's floor on a CFS quota"
         );
     }
 

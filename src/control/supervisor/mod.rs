@@ -34,6 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use surge_runtime::cgroup::usage::UsageReader;
 use surge_runtime::cgroup::{Driver, SandboxCgroup, SandboxLimits};
 use surge_runtime::sandbox::protocol::{HostCommand, SandboxReport, SandboxSpec};
 use surge_runtime::Kind;
@@ -137,7 +138,7 @@ impl SandboxCtx {
                 quota.cpu_millicores
             },
             node_cpu_millicores: self.node.capacity().cpu_millicores,
-            overhead_bytes: self.config.memory_overhead.0,
+            overhead_bytes: self.config.memory_overhead.of(kind),
             pids_max: self.config.pids_max as u64,
             instances,
         }
@@ -260,11 +261,12 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
             .collect(),
     };
     let cgroup_name = cgroup_name(&name, version);
-    let cgroup_dirs = ctx
-        .cgroups
-        .as_ref()
-        .map(|d| d.dirs_of(&cgroup_name))
-        .unwrap_or_default();
+    let usage = UsageReader::new(
+        ctx.cgroups
+            .as_ref()
+            .map(|d| d.dirs_of(&cgroup_name))
+            .unwrap_or_default(),
+    );
     let (ep_tx, ep_rx) = watch::channel(None);
     let scaler = Scaler::new(
         scaler::params(&spec, kind),
@@ -284,7 +286,8 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
     ));
     let control = Arc::new(VersionControl {
         deployment,
-        cgroup_dirs,
+        key: cgroup_name.clone(),
+        usage,
         scaler,
         vertical,
         lifecycle: Lifecycle::new(if at_zero {
@@ -668,7 +671,7 @@ impl Job {
                 let d = self.d();
                 let room = memory_room(
                     grant.memory_bytes,
-                    self.ctx.config.memory_overhead.0,
+                    self.ctx.config.memory_overhead.of(d.kind),
                     executions(&d.spec, d.kind, held),
                 );
                 self.quota.memory_bytes = room.clamp(old.memory_bytes, r.quota.memory_bytes);

@@ -320,7 +320,7 @@ async fn resize_memory(c: &VersionControl, memory_bytes: u64) -> Applied {
 
 fn limits(r: &Rig, memory_quota: u64, instances: u64) -> SandboxLimits {
     SandboxLimits {
-        memory_bytes: memory_quota * instances + r.ctx.config.memory_overhead.0,
+        memory_bytes: memory_quota * instances + r.ctx.config.memory_overhead.of(Kind::Event),
         cpu_millicores: 250 * instances,
         cpu_ceiling_millicores: 250 * instances,
         pids_max: r.ctx.config.pids_max as u64,
@@ -453,9 +453,9 @@ async fn a_resize_rewrites_the_limits_in_place() {
     assert_eq!(c.deployment.sandbox_pid(), Some(100));
 
     // A lower quota never writes the memory limit below what the cgroup uses.
-    *w.memory_used.lock() = 300 * MI;
+    *w.memory_used.lock() = 200 * MI;
     let applied = resize_memory(&c, 32 * MI).await;
-    assert_eq!(applied.limits.unwrap().memory_bytes, 300 * MI);
+    assert_eq!(applied.limits.unwrap().memory_bytes, 200 * MI);
     s.retire().await;
 }
 
@@ -578,7 +578,10 @@ async fn a_restart_that_fails_is_retried() {
 #[tokio::test]
 async fn the_node_cuts_a_pool_it_cannot_hold() {
     // Room for the overhead and two instances of 64Mi, not three.
-    let overhead = HostConfig::embedded().sandbox.memory_overhead.0;
+    let overhead = HostConfig::embedded()
+        .sandbox
+        .memory_overhead
+        .of(Kind::Event);
     let r = rig(overhead + 2 * 64 * MI + MI);
     let s = start_version(&r, 1).await.unwrap();
     let c = s.control.clone();

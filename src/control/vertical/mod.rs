@@ -18,11 +18,11 @@ pub mod sample;
 pub mod state;
 pub mod threads;
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use surge_runtime::cgroup::usage;
 use tokio::time::Instant;
 
 use crate::control::node::Node;
@@ -73,7 +73,7 @@ pub async fn run(
         let round = tokio::task::spawn_blocking(move || {
             for v in versions.iter() {
                 let d = &v.deployment;
-                let u = usage::read(&v.cgroup_dirs);
+                let u = v.usage.read();
                 let requests = d.counters.requests.load(Ordering::Relaxed);
                 let now = Instant::now();
                 let busy = d.busy_instances(now, interval);
@@ -83,9 +83,11 @@ pub async fn run(
         })
         .await;
         if let Ok(versions) = round {
-            let contested = node.cpu_contested();
+            let off: HashSet<String> = node.cpu_off_share().into_iter().collect();
             for v in versions.iter() {
-                if contested || v.vertical.counters.capacity_limited.load(Ordering::Relaxed) {
+                if v.vertical.counters.capacity_limited.load(Ordering::Relaxed)
+                    || off.contains(&v.key)
+                {
                     v.vertical.refit.notify_one();
                 }
             }
