@@ -49,10 +49,14 @@ fn a_function_cgroup_carries_its_limits_holds_its_sandbox_and_goes_with_remove()
             d.display()
         );
     }
-    // echo: memory 64Mi × 1 instance + 4Mi overhead (an event sandbox's); cpu 250m guaranteed (the
+    // echo: memory 64Mi × 1 instance + 4Mi overhead (an event sandbox's) + its compiled
+    // artifact (a few KiB); cpu 250m guaranteed (the
     // weight: 256 shares, or v2's weight 1 + 254 × 9999 / 262142), bursting to one core (the
     // CFS quota); pids 64.
-    let want_mem = (64u64 + 4) << 20;
+    let overhead = f["memory_overhead_bytes"].as_u64().unwrap();
+    let artifact = overhead.saturating_sub(4 << 20);
+    assert!(artifact > 0 && artifact < 1 << 20, "{overhead}");
+    let want_mem = (64u64 << 20) + overhead;
     let v2 = dirs.len() == 1;
     if v2 {
         let d = &dirs[0];

@@ -65,6 +65,9 @@ pub struct VersionControl {
     pub deployment: Arc<Deployment>,
     /// The version's key: its cgroup's name and its entry in the node's ledger.
     pub key: String,
+    /// What its sandbox's memory limit holds beside the instances
+    /// (`supervisor::memory_overhead`).
+    pub memory_overhead_bytes: u64,
     /// The sandbox cgroup's usage, through its directories whether or not the cgroup
     /// exists now (none without cgroups): usage sampling and status read them.
     pub usage: UsageReader,

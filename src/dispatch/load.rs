@@ -19,11 +19,16 @@ use tokio::time::Instant;
 struct Slot {
     /// Bucket index held (`elapsed_ns / granularity_ns`); any other index reads as zero.
     index: u64,
-    /// Integral of the level over the bucket, level × ns.
-    level_ns: u128,
-    /// Requests that arrived in the bucket.
-    arrivals: u64,
+    /// Integral of the level over the bucket, level × ns. A bucket is at most 1 s wide, so
+    /// u64 holds levels up to 1.8 × 10^10 (it saturates beyond); u128 made each function's
+    /// ring twice the size, most of what a function at zero costs the host.
+    level_ns: u64,
+    /// Requests that arrived in the bucket (saturating).
+    arrivals: u32,
 }
+
+// The ring is most of what a function at zero costs the host: keep a slot small.
+const _: () = assert!(std::mem::size_of::<Slot>() == 24);
 
 impl Slot {
     const fn fresh(index: u64) -> Self {
@@ -137,7 +142,7 @@ impl Window {
     /// the origin (never earlier than the last accounted instant).
     fn advance(&mut self, now: Instant) -> u64 {
         let end = nanos(now.saturating_duration_since(self.origin)).max(self.last_ns);
-        let level = u128::from(self.level);
+        let level = self.level;
         if level > 0 && end > self.last_ns {
             let g = self.gran_ns;
             let last_idx = end / g;
@@ -150,7 +155,7 @@ impl Window {
                 let hi = end.min(idx.saturating_add(1).saturating_mul(g));
                 if hi > lo {
                     let slot = self.slot_mut(idx);
-                    slot.level_ns = slot.level_ns.saturating_add(level * u128::from(hi - lo));
+                    slot.level_ns = slot.level_ns.saturating_add(level.saturating_mul(hi - lo));
                 }
             }
         }

@@ -50,7 +50,7 @@ impl Registry {
                 let instances = d.ready().max(1);
                 let needed = self
                     .sandboxes
-                    .demand(&d.spec, d.kind, next, instances)
+                    .demand(&d.spec, d.kind, c.memory_overhead_bytes, next, instances)
                     .limits(instances)
                     .memory_bytes;
                 let node = &self.sandboxes.node;

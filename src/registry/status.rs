@@ -49,6 +49,9 @@ pub struct FunctionInfo {
     /// The sandbox cgroup's limits now (absent at zero). CPU: the guarantee (the cgroup's
     /// weight, counted by the node) and the limit (its CFS quota, the burst ceiling).
     pub memory_limit_bytes: Option<u64>,
+    /// What the memory limit holds beside the instances: the sandbox's overhead and its
+    /// artifact (`supervisor::memory_overhead`).
+    pub memory_overhead_bytes: u64,
     pub cpu_guaranteed_millicores: Option<u64>,
     /// Worker threads the sandbox takes new connections on (control/vertical/threads.rs).
     pub threads: u32,
@@ -109,6 +112,7 @@ impl FunctionInfo {
             requests: d.counters.requests.load(Relaxed),
             errors: d.counters.errors.load(Relaxed),
             restarts: c.lifecycle.restarts.load(Relaxed),
+            memory_overhead_bytes: c.memory_overhead_bytes,
             cgroup: c
                 .usage
                 .dirs()

@@ -124,6 +124,7 @@ impl SandboxCtx {
         &self,
         spec: &FunctionSpec,
         kind: Kind,
+        overhead_bytes: u64,
         quota: Quota,
         instances: u32,
     ) -> PoolDemand {
@@ -138,11 +139,24 @@ impl SandboxCtx {
                 quota.cpu_millicores
             },
             node_cpu_millicores: self.node.capacity().cpu_millicores,
-            overhead_bytes: self.config.memory_overhead.of(kind),
+            overhead_bytes,
             pids_max: self.config.pids_max as u64,
             instances,
         }
     }
+}
+
+/// The memory a sandbox of `kind` holds beside its instances: the configured overhead, plus
+/// its compiled artifact, whose pages the kernel charges to the cgroup that faults them in
+/// first. After a cold page cache that is the sandbox: hello's 35 MB artifact was charged
+/// to its cgroup in full, and at 16Mi + 8Mi it ran at its limit (BENCHMARKS.md, "Density").
+pub fn memory_overhead(config: &SandboxConfig, kind: Kind, artifact: &std::path::Path) -> u64 {
+    // In whole pages: the kernel keeps a memory limit in pages, and status must match it.
+    let artifact_bytes = std::fs::metadata(artifact).map_or(0, |m| m.len().div_ceil(4096) * 4096);
+    config
+        .memory_overhead
+        .of(kind)
+        .saturating_add(artifact_bytes)
 }
 
 /// The name of a version's cgroup, and its key in the node's ledger.
@@ -287,6 +301,7 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
     let control = Arc::new(VersionControl {
         deployment,
         key: cgroup_name.clone(),
+        memory_overhead_bytes: memory_overhead(&ctx.config, kind, &artifact),
         usage,
         scaler,
         vertical,
@@ -415,7 +430,9 @@ impl Job {
 
     fn demand(&self, instances: u32) -> PoolDemand {
         let d = self.d();
-        self.ctx.demand(&d.spec, d.kind, self.quota, instances)
+        let overhead = self.control.memory_overhead_bytes;
+        self.ctx
+            .demand(&d.spec, d.kind, overhead, self.quota, instances)
     }
 
     /// Ask the node for a pool of `instances`, and fit the pool into what it grants: fewer
@@ -671,7 +688,7 @@ impl Job {
                 let d = self.d();
                 let room = memory_room(
                     grant.memory_bytes,
-                    self.ctx.config.memory_overhead.of(d.kind),
+                    self.control.memory_overhead_bytes,
                     executions(&d.spec, d.kind, held),
                 );
                 self.quota.memory_bytes = room.clamp(old.memory_bytes, r.quota.memory_bytes);
