@@ -355,6 +355,8 @@ fn control_pool(
                 h.observe_warm(me);
             }
             let mut reported = None;
+            let mut last_want = None;
+            let mut quiet_rounds = 0u32;
             loop {
                 let want = target.pool.load(Ordering::Acquire).min(max.max(1));
                 // Applied on every wake, not only when the target changes: it refills places
@@ -397,7 +399,19 @@ fn control_pool(
                         std::process::exit(0);
                     }
                 }
-                std::thread::park_timeout(Duration::from_millis(250));
+                // Re-checked every 250 ms while something happens, backing off to 2 s in a
+                // quiet sandbox: a thousand idle sandboxes waking 4 times a second cost the
+                // node 50 ms of CPU a second. The host's commands and warm-count changes
+                // wake this thread at once whatever the wait; a quiet sandbox's first memory
+                // peak is reported up to 2 s late.
+                let active = !lines.is_empty() || last_want != Some(want);
+                last_want = Some(want);
+                quiet_rounds = if active {
+                    0
+                } else {
+                    quiet_rounds.saturating_add(1)
+                };
+                std::thread::park_timeout(Duration::from_millis(250 << quiet_rounds.min(3)));
             }
         })
         .map(drop)
