@@ -67,14 +67,25 @@ const FILES: [(&str, Figure); 8] = [
 /// files afresh, so a recreated cgroup of the same name is picked up.
 pub struct UsageReader {
     dirs: Vec<PathBuf>,
-    open: Mutex<Vec<(Figure, File)>>,
+    open: Mutex<Found>,
+}
+
+#[derive(Default)]
+struct Found {
+    files: Vec<(Figure, File)>,
+    /// Every directory existed. A cgroup is made one hierarchy at a time (a directory's
+    /// files come with its `mkdir`): files found while only some of its directories
+    /// existed are looked for again at the next read, or the missing hierarchies' figures
+    /// would read 0 for the cgroup's whole life. (v1's `pids` directory holds none of
+    /// these figures, so "has files" would be the wrong test.)
+    complete: bool,
 }
 
 impl UsageReader {
     pub fn new(dirs: Vec<PathBuf>) -> Self {
         UsageReader {
             dirs,
-            open: Mutex::new(Vec::new()),
+            open: Mutex::new(Found::default()),
         }
     }
 
@@ -86,21 +97,25 @@ impl UsageReader {
     /// Every figure now; 0 for what the cgroup does not hold (or while it does not exist).
     pub fn read(&self) -> Usage {
         let mut open = self.open.lock();
-        if !open.is_empty() {
-            if let Some(u) = read_open(&open) {
+        if open.complete {
+            if let Some(u) = read_open(&open.files) {
                 return u;
             }
         }
         *open = self.find();
-        read_open(&open).unwrap_or_default()
+        read_open(&open.files).unwrap_or_default()
     }
 
     /// Open the files that exist, one per figure and directory.
-    fn find(&self) -> Vec<(Figure, File)> {
-        let mut found = Vec::new();
+    fn find(&self) -> Found {
+        let mut found = Found {
+            files: Vec::new(),
+            complete: true,
+        };
         for d in &self.dirs {
             // One lookup for a cgroup that is not there (a function at zero), not eight.
             if !d.is_dir() {
+                found.complete = false;
                 continue;
             }
             let mut have: Vec<Figure> = Vec::new();
@@ -110,7 +125,7 @@ impl UsageReader {
                 }
                 if let Ok(f) = File::open(d.join(name)) {
                     have.push(figure);
-                    found.push((figure, f));
+                    found.files.push((figure, f));
                 }
             }
         }
@@ -248,6 +263,21 @@ mod tests {
         std::io::Write::write_all(&mut &f, b"8192\n").unwrap();
         let u = reader.read();
         assert_eq!((u.memory_bytes, u.cpu_usage_ns), (8192, 10_000));
+    }
+
+    #[test]
+    fn a_hierarchy_made_after_the_first_read_is_found() {
+        // v1 makes a cgroup one hierarchy at a time; a read can fall in between.
+        let root = tempfile::tempdir().unwrap();
+        let (mem, cpu) = (root.path().join("memory"), root.path().join("cpuacct"));
+        let reader = UsageReader::new(vec![cpu.clone(), mem.clone()]);
+        std::fs::create_dir(&mem).unwrap();
+        std::fs::write(mem.join("memory.usage_in_bytes"), "4096\n").unwrap();
+        assert_eq!(reader.read().memory_bytes, 4096);
+        std::fs::create_dir(&cpu).unwrap();
+        std::fs::write(cpu.join("cpuacct.usage"), "77\n").unwrap();
+        let u = reader.read();
+        assert_eq!((u.memory_bytes, u.cpu_usage_ns), (4096, 77));
     }
 
     #[test]
