@@ -44,7 +44,7 @@ impl EpochClock {
         let handle = std::thread::Builder::new()
             .name("epoch".into())
             .spawn(move || loop {
-                if clock.running.load(Ordering::Acquire) == 0 {
+                if clock.running.load(Ordering::SeqCst) == 0 {
                     std::thread::park();
                     continue;
                 }
@@ -52,12 +52,15 @@ impl EpochClock {
                 clock.engine.increment_epoch();
             })?;
         let _ = self.ticker.set(handle.thread().clone());
+        // A guard counted in before the thread was registered found no one to wake: wake
+        // it now, so it looks at the count again (the park token keeps an early wake).
+        handle.thread().unpark();
         Ok(())
     }
 
     /// Count guest code in until the guard drops.
     pub fn running(self: &Arc<Self>) -> Running {
-        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+        if self.running.fetch_add(1, Ordering::SeqCst) == 0 {
             if let Some(t) = self.ticker.get() {
                 t.unpark();
             }

@@ -103,7 +103,7 @@ pub struct SandboxConfig {
 /// The memory a sandbox process holds beside its instances, per kind of handler: a size
 /// for both, or `{ event = "4Mi", http = "8Mi" }`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "OverheadToml")]
+#[serde(try_from = "OverheadParts")]
 pub struct Overhead {
     pub event: Bytes,
     pub http: Bytes,
@@ -119,32 +119,61 @@ impl Overhead {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a size (\"8Mi\") or a table { event = \"4Mi\", http = \"8Mi\" }"
-)]
-enum OverheadToml {
-    Both(Bytes),
-    PerKind(PerKindOverhead),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PerKindOverhead {
-    event: Bytes,
-    http: Bytes,
-}
-
-impl From<OverheadToml> for Overhead {
-    fn from(t: OverheadToml) -> Self {
-        match t {
-            OverheadToml::Both(b) => Overhead { event: b, http: b },
-            OverheadToml::PerKind(k) => Overhead {
-                event: k.event,
-                http: k.http,
-            },
+impl TryFrom<OverheadParts> for Overhead {
+    type Error = String;
+    fn try_from(p: OverheadParts) -> Result<Self, String> {
+        match (p.event, p.http) {
+            (Some(event), Some(http)) => Ok(Overhead { event, http }),
+            _ => Err("needs both `event` and `http`".into()),
         }
+    }
+}
+
+/// `memory_overhead` as written: a size for both kinds, or a table of one per kind (an
+/// override may give one). Hand-written rather than `untagged`, so that a bad size keeps
+/// its own message ("invalid quantity …") instead of a generic "did not match".
+struct OverheadParts {
+    event: Option<Bytes>,
+    http: Option<Bytes>,
+}
+
+impl<'de> Deserialize<'de> for OverheadParts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Parts;
+        impl<'de> serde::de::Visitor<'de> for Parts {
+            type Value = OverheadParts;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size (\"8Mi\") or a table { event = \"4Mi\", http = \"8Mi\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OverheadParts, E> {
+                let b: Bytes = v.parse().map_err(E::custom)?;
+                Ok(OverheadParts {
+                    event: Some(b),
+                    http: Some(b),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<OverheadParts, A::Error> {
+                let mut p = OverheadParts {
+                    event: None,
+                    http: None,
+                };
+                while let Some(k) = m.next_key::<String>()? {
+                    let slot = match k.as_str() {
+                        "event" => &mut p.event,
+                        "http" => &mut p.http,
+                        other => {
+                            return Err(serde::de::Error::unknown_field(other, &["event", "http"]))
+                        }
+                    };
+                    *slot = Some(m.next_value()?);
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_any(Parts)
     }
 }
 
@@ -261,31 +290,12 @@ struct PartialCheck {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 struct PartialSandbox {
-    memory_overhead: Option<PartialOverhead>,
+    memory_overhead: Option<OverheadParts>,
     pids_max: Option<u32>,
     uid: Option<u32>,
     gid: Option<u32>,
     start_timeout: Option<Span>,
     threads: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(
-    untagged,
-    expecting = "a size (\"8Mi\") or a table { event = \"4Mi\", http = \"8Mi\" }"
-)]
-#[allow(dead_code)]
-enum PartialOverhead {
-    Both(Bytes),
-    PerKind(PartialPerKind),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct PartialPerKind {
-    event: Option<Bytes>,
-    http: Option<Bytes>,
 }
 
 #[derive(Deserialize)]

@@ -252,12 +252,17 @@ fn sandbox_overhead_is_a_size_or_one_per_kind() {
         (shipped.of(Kind::Event), 32 << 20),
         "the other kind keeps its default"
     );
-    for bad in ["\"lots\"", "{ evnt = \"4Mi\" }", "7"] {
+    for (bad, says) in [
+        ("\"lots\"", "invalid quantity"),
+        ("{ http = \"lots\" }", "invalid quantity"),
+        ("{ evnt = \"4Mi\" }", "unknown field `evnt`"),
+        ("7", "a size (\"8Mi\") or a table"),
+    ] {
         let e = at(&format!("[sandbox]\nmemory_overhead = {bad}\n"))
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("my.toml:2:") && e.contains("memory_overhead"),
+            e.starts_with("my.toml:2:") && e.contains("memory_overhead") && e.contains(says),
             "{bad}: {e}"
         );
     }

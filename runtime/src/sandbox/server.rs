@@ -404,7 +404,9 @@ fn control_pool(
                 // node 50 ms of CPU a second. The host's commands and warm-count changes
                 // wake this thread at once whatever the wait; a quiet sandbox's first memory
                 // peak is reported up to 2 s late.
-                let active = !lines.is_empty() || last_want != Some(want);
+                // A pool short of its target (a background instantiation failed, which wakes
+                // no one) keeps retrying at the short period.
+                let active = !lines.is_empty() || last_want != Some(want) || now.0 < want;
                 last_want = Some(want);
                 quiet_rounds = if active {
                     0

@@ -9,7 +9,8 @@
 //! weight. Memory already held is a floor: it cannot be taken back without killing the
 //! function, so only growth is divided (a scale-up that does not fit is refused). CPU is
 //! compressible: a function above its fair share gives the excess back at its next refit,
-//! which the vertical control loop triggers while CPU is contested.
+//! which the vertical control loop triggers for the sandboxes off their share
+//! ([`Node::cpu_off_share`]).
 
 pub mod allocator;
 pub mod fit;

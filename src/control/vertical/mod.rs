@@ -49,8 +49,9 @@ pub fn params(c: &VerticalConfig) -> Params {
 }
 
 /// Run the vertical control loop until `shutdown` resolves: every `interval`, sample every
-/// live function and decide its quota; while node CPU is contested, ask every supervisor to
-/// refit, so shares converge to the allocator's division.
+/// live function and decide its quota; then ask the supervisors whose CPU guarantee is not
+/// their fair share (and those the node's memory limited) to refit, so shares converge to
+/// the allocator's division.
 pub async fn run(
     live: LiveVersions,
     node: Arc<Node>,
