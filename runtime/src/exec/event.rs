@@ -8,12 +8,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-
-use crate::engine::EpochClock;
 use wasmtime::{Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
+
+use crate::engine::EpochClock;
 
 use super::{
     arm_deadline, classify, set_budget, wall_limit, Budgeted, CheckError, InstanceLimiter,

@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-
-use crate::engine::EpochClock;
 use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
@@ -21,6 +19,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::engine::EpochClock;
 
 use super::{
     arm_deadline, classify, set_budget, wall_limit, Budgeted, CheckError, InstanceLimiter,
