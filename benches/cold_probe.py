@@ -37,13 +37,15 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.clos
 cfg = os.path.join(work, "surge.toml")
 open(cfg, "w").write(f'cache_dir = "{root}/target/bench-cache"\n[cgroup]\nsubtree = "surge-cold-{os.getpid()}"\n')
 log = open(os.path.join(work, "host.log"), "w")
-env = dict(os.environ, RUST_LOG="surge=debug")
+env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "surge=debug"))
 p = subprocess.Popen([surge, "serve", "--config", cfg, "--listen", f"127.0.0.1:{port}",
                       "--state-dir", os.path.join(work, "state"), "--functions-dir", os.path.join(work, "functions")],
                      stdout=log, stderr=log, env=env)
 def children():
-    out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-    return out
+    # The sandboxes: children of the host's fork server, itself the host's child.
+    zygotes = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    return [c for z in zygotes for c in
+            subprocess.run(["pgrep", "-P", z], capture_output=True, text=True).stdout.split()]
 def post():
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     c.request("POST", f"/cold{FN}", body=b'{"cold":1}')
@@ -74,4 +76,5 @@ ready = [int(x) / 1000 for x in re.findall(r"spawn_to_ready_us=(\d+)", text)]
 ts = sorted(times)
 print(json.dumps({"hog": hog, "client_ms": [round(t, 1) for t in times], "p50": round(statistics.median(ts), 1),
                   "max": round(ts[-1], 1), "spawn_to_ready_ms": ready}))
+shutil.copy(os.path.join(work, "host.log"), "/tmp/cold-host.log") if os.environ.get("KEEP_LOG") else None
 shutil.rmtree(work, ignore_errors=True)

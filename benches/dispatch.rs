@@ -11,6 +11,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use surge::control::node::Node;
 use surge::control::supervisor::driver::ProcessSpawner;
+use surge::control::supervisor::zygote::Placement;
 use surge::control::supervisor::SandboxCtx;
 use surge::manifest::HostConfig;
 use surge::registry::store::Store;
@@ -49,9 +50,11 @@ fn dispatch(c: &mut Criterion) {
         }
     };
     let sandboxes = Arc::new(SandboxCtx {
-        spawner: Arc::new(ProcessSpawner {
+        spawner: Arc::new(ProcessSpawner::new(Placement {
             exe: env!("CARGO_BIN_EXE_surge").into(),
-        }),
+            uid: cfg.sandbox.uid,
+            gid: cfg.sandbox.gid,
+        })),
         cgroups,
         run_dir,
         config: cfg.sandbox.clone(),

@@ -99,22 +99,16 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Internal: run as a function's sandbox process.
-    #[command(name = "__sandbox", hide = true)]
-    Sandbox,
-    /// Internal: apply a sandbox's walls, try one forbidden action, print the outcome.
-    #[command(name = "__sandbox-probe", hide = true)]
-    SandboxProbe { action: String },
+    /// Internal: the fork server that starts every sandbox (and `sandbox-check`'s probes).
+    #[command(name = "__zygote", hide = true)]
+    Zygote,
 }
 
 fn main() {
     let cli = Cli::parse();
-    if let Command::Sandbox = cli.command {
+    if let Command::Zygote = cli.command {
         init_tracing();
-        surge_runtime::sandbox::run();
-    }
-    if let Command::SandboxProbe { action } = &cli.command {
-        surge_runtime::sandbox::probe::run(action);
+        surge_runtime::sandbox::zygote::run();
     }
     init_tracing();
     // `serve` reads its config first: the config says how many threads the runtime gets.
@@ -181,7 +175,7 @@ fn main() {
                 let cfg = cli::serve::load_config(config.as_deref())?;
                 cli::check::run(&cfg.sandbox).await
             }
-            Command::Sandbox | Command::SandboxProbe { .. } => unreachable!("handled above"),
+            Command::Zygote => unreachable!("handled above"),
         }
     });
     if let Err(e) = result {

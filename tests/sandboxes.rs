@@ -195,6 +195,75 @@ fn a_killed_sandbox_is_replaced_and_the_next_request_succeeds() {
     assert_eq!(h.get("/healthz").status, 200, "the host survived");
 }
 
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Every sandbox is a child of the host's fork server, and the fork server's death takes
+/// its children with it (their death signal): each is restarted through a new one.
+#[test]
+fn a_killed_fork_server_takes_its_sandboxes_along_and_they_come_back_through_a_new_one() {
+    let h = Host::start(&["echo", "hello"]);
+    let pids: Vec<u32> = ["echo", "hello"]
+        .iter()
+        .map(|n| h.sandbox_pid(n).expect("sandbox pid"))
+        .collect();
+    let zygote = parent_of(pids[0]);
+    assert_eq!(parent_of(pids[1]), zygote, "one fork server for the host");
+    let cmdline = std::fs::read(format!("/proc/{zygote}/cmdline")).unwrap();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("__zygote"),
+        "{pids:?} are children of the fork server, not of {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(zygote as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    common::wait_until(
+        "both sandboxes die with their fork server",
+        Duration::from_secs(10),
+        || {
+            pids.iter().all(|p| {
+                !Path::new(&format!("/proc/{p}")).exists() || {
+                    // A zombie until the dead zygote's reaper (init) collects it.
+                    std::fs::read_to_string(format!("/proc/{p}/stat"))
+                        .map(|s| s.rsplit(')').next().unwrap().trim_start().starts_with('Z'))
+                        .unwrap_or(true)
+                }
+            })
+        },
+    );
+    for name in ["echo", "hello"] {
+        common::wait_until(
+            &format!("{name} restarted"),
+            Duration::from_secs(20),
+            || h.function(name).unwrap()["restarts"].as_u64() >= Some(1),
+        );
+        let r = if name == "echo" {
+            h.post("/echo", b"after the fork server")
+        } else {
+            h.get("/hello")
+        };
+        assert_eq!(r.status, 200, "{name}: {}", r.text());
+        let new_pid = h.sandbox_pid(name).expect("a new sandbox");
+        assert_ne!(
+            parent_of(new_pid),
+            zygote,
+            "{name}: forked by a new fork server"
+        );
+    }
+}
+
 #[test]
 fn a_second_host_on_the_same_cgroup_subtree_is_refused_not_mixed_in() {
     if let Err(why) = cgroups_writable() {

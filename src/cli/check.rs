@@ -5,23 +5,25 @@
 
 use anyhow::Context;
 
-use crate::control::supervisor::process::{self, Placement, ProbeOutcome};
+use crate::control::supervisor::process::{self, ProbeOutcome};
+use crate::control::supervisor::zygote::{Placement, Zygote};
 use crate::manifest::config::SandboxConfig;
 use surge_runtime::sandbox::probe::ACTIONS;
 
-fn placement(cfg: &SandboxConfig) -> anyhow::Result<Placement> {
+/// Where the fork server runs: this binary, as the configured sandbox user.
+pub fn placement(cfg: &SandboxConfig) -> anyhow::Result<Placement> {
     Ok(Placement {
         exe: std::env::current_exe().context("finding the surge binary")?,
-        procs_files: Vec::new(),
         uid: cfg.uid,
         gid: cfg.gid,
     })
 }
 
-/// The walls this machine gives a sandbox, for the one start-up line. An error means a
-/// sandbox cannot start here at all (its seccomp filter is not optional).
-pub async fn walls(cfg: &SandboxConfig) -> anyhow::Result<String> {
-    let o = process::probe(&placement(cfg)?, "none")
+/// The walls this machine gives a sandbox, for the one start-up line, probed through the
+/// host's own fork server. An error means a sandbox cannot start here at all (its seccomp
+/// filter is not optional).
+pub async fn walls(zygote: &Zygote) -> anyhow::Result<String> {
+    let o = process::probe(zygote, "none")
         .await
         .context("sandboxes cannot be locked down on this machine")?;
     Ok(o.walls)
@@ -29,10 +31,10 @@ pub async fn walls(cfg: &SandboxConfig) -> anyhow::Result<String> {
 
 /// Every forbidden action, one line each; fails if any of them succeeded.
 pub async fn run(cfg: &SandboxConfig) -> anyhow::Result<()> {
-    let p = placement(cfg)?;
+    let zygote = Zygote::new(placement(cfg)?);
     let mut outcomes: Vec<ProbeOutcome> = Vec::new();
     for action in ACTIONS {
-        let o = process::probe(&p, action)
+        let o = process::probe(&zygote, action)
             .await
             .with_context(|| format!("probing {action}"))?;
         println!("{:<16} {}", o.action, o.result);

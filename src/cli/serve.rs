@@ -142,7 +142,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("sandboxes go under {}", c.describe());
     }
     // Once, at start: the walls this kernel lets a sandbox raise, and what it lacks.
-    let walls = super::check::walls(&cfg.sandbox).await?;
+    let spawner = Arc::new(ProcessSpawner::new(super::check::placement(&cfg.sandbox)?));
+    let walls = super::check::walls(&spawner.zygote).await?;
     if walls.starts_with("missing") {
         tracing::warn!("sandbox walls: {walls}");
     } else {
@@ -162,9 +163,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let vertical_params = vertical::params(&cfg.vertical);
     let vertical_interval = cfg.vertical.interval.0;
     let sandboxes = Arc::new(SandboxCtx {
-        spawner: Arc::new(ProcessSpawner {
-            exe: std::env::current_exe().context("finding the surge binary")?,
-        }),
+        spawner,
         cgroups,
         run_dir,
         config: cfg.sandbox.clone(),

@@ -4,15 +4,15 @@
 //!
 //! Order matters:
 //! 1. `unshare` a new user namespace together with new mount, network, IPC and UTS
-//!    namespaces. The sandbox is unprivileged (the host dropped it to `sandbox.uid` before
-//!    exec, with no-new-privs): the user namespace is what lets it own the others. Its only
+//!    namespaces. The sandbox is unprivileged (the host started its fork server as
+//!    `sandbox.uid`, with no-new-privs): the user namespace is what lets it own the others. Its only
 //!    network interface is a loopback that is down; the host's sockets, abstract Unix
 //!    sockets and SysV IPC are out of reach. Its listening socket was inherited as an fd and
 //!    keeps working.
 //! 2. The root becomes an empty tmpfs, mounted read-only, no exec, no devices: no host file
 //!    can be named (the artifact was inherited as an fd and is already mapped).
 //! 3. Every capability the new user namespace granted is dropped.
-//! 4. Two seccomp filters on every thread (TSYNC). An allow-list answers ENOSYS to every
+//! 4. Three seccomp filters on every thread (TSYNC). An allow-list answers ENOSYS to every
 //!    call not on it, as runc's default profile does: libc takes ENOSYS for "this kernel
 //!    has no such call" and falls back where it can (glibc's `clone3` → `clone`; a filter
 //!    cannot read clone3's flags, so clone3 stays off the list), and a rare path of our own,
@@ -20,7 +20,9 @@
 //!    call rather than killing a healthy sandbox. A kill-list ends the process at once on
 //!    calls that only an escape would make (exec, ptrace, mount, namespaces, sockets,
 //!    kernel modules, bpf, identity changes): when filters are stacked, the kernel takes
-//!    the strictest answer.
+//!    the strictest answer. A third filter lets `kill` and `tgkill` name only the
+//!    sandbox's own process. It is the only per-process part, so the fork server compiles
+//!    the other two once ([`prepare`]) and each sandbox only installs them.
 //!
 //! A PID namespace is not entered: `unshare(CLONE_NEWPID)` moves only later children, and
 //! the sandbox has none. Its view of other processes is cut instead: no `/proc` in its root,
@@ -160,7 +162,7 @@ fn empty_root() -> Result<(), LockdownError> {
 }
 
 /// Clear the capabilities the user namespace gave (effective, permitted, inheritable,
-/// ambient and the bounding set): without exec they would stay.
+/// ambient and the bounding set): with no exec after the unshare, they would stay.
 fn drop_capabilities() -> Result<(), LockdownError> {
     for cap in 0..=nix::libc::c_ulong::from(63u8) {
         // EINVAL past the kernel's last capability: done.
@@ -213,29 +215,73 @@ fn drop_capabilities() -> Result<(), LockdownError> {
     Ok(())
 }
 
-fn install_filters() -> Result<(), LockdownError> {
-    let arch: TargetArch = std::env::consts::ARCH
+/// The two process-independent filters, compiled once. The fork server compiles them
+/// before its first fork, so a sandbox only installs them (compiling took ~0.4 ms a start).
+pub struct Filters {
+    allow: BpfProgram,
+    kill: BpfProgram,
+}
+
+static PREPARED: std::sync::OnceLock<Filters> = std::sync::OnceLock::new();
+
+impl Filters {
+    fn compile() -> Result<Filters, LockdownError> {
+        let arch = target_arch()?;
+        let allow = SeccompFilter::new(
+            allowed(),
+            SeccompAction::Errno(nix::libc::ENOSYS as u32),
+            SeccompAction::Allow,
+            arch,
+        )
+        .and_then(TryInto::try_into)
+        .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
+        let kill = SeccompFilter::new(
+            killed().into_iter().map(|n| (n, vec![])).collect(),
+            SeccompAction::Allow,
+            SeccompAction::KillProcess,
+            arch,
+        )
+        .and_then(TryInto::try_into)
+        .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
+        Ok(Filters { allow, kill })
+    }
+}
+
+/// Compile the filters ahead of [`apply`], which otherwise compiles them itself. A forked
+/// child inherits them.
+pub fn prepare() -> Result<(), LockdownError> {
+    if PREPARED.get().is_none() {
+        let _ = PREPARED.set(Filters::compile()?);
+    }
+    Ok(())
+}
+
+fn target_arch() -> Result<TargetArch, LockdownError> {
+    std::env::consts::ARCH
         .try_into()
-        .map_err(|e| LockdownError::Seccomp(format!("{e:?}")))?;
-    let allow: BpfProgram = SeccompFilter::new(
-        allowed(),
-        SeccompAction::Errno(nix::libc::ENOSYS as u32),
+        .map_err(|e| LockdownError::Seccomp(format!("{e:?}")))
+}
+
+fn install_filters() -> Result<(), LockdownError> {
+    prepare()?;
+    let prepared = PREPARED.get().expect("prepared above");
+    // The one per-process rule, small enough to compile here: `kill` and `tgkill` may only
+    // name this process (EPERM otherwise, as the kernel answers a signal it may not send).
+    let pid = u64::from(std::process::id());
+    let own: BpfProgram = SeccompFilter::new(
+        [nix::libc::SYS_kill, nix::libc::SYS_tgkill]
+            .into_iter()
+            .map(|n| (n, vec![rule(vec![ne(0, pid)])]))
+            .collect(),
         SeccompAction::Allow,
-        arch,
+        SeccompAction::Errno(nix::libc::EPERM as u32),
+        target_arch()?,
     )
     .and_then(TryInto::try_into)
     .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
-    let kill: BpfProgram = SeccompFilter::new(
-        killed().into_iter().map(|n| (n, vec![])).collect(),
-        SeccompAction::Allow,
-        SeccompAction::KillProcess,
-        arch,
-    )
-    .and_then(TryInto::try_into)
-    .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
-    // The kill-list first: installing a filter takes prctl and seccomp, which the
-    // allow-list refuses once it is in.
-    for p in [&kill, &allow] {
+    // The kill-list first and the allow-list last: installing a filter takes prctl and
+    // seccomp, which the allow-list refuses once it is in.
+    for p in [&prepared.kill, &own, &prepared.allow] {
         seccompiler::apply_filter_all_threads(p)
             .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
     }
@@ -244,6 +290,11 @@ fn install_filters() -> Result<(), LockdownError> {
 
 fn eq(arg: u8, value: u64) -> SeccompCondition {
     SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, value)
+        .expect("a valid condition")
+}
+
+fn ne(arg: u8, value: u64) -> SeccompCondition {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::Ne, value)
         .expect("a valid condition")
 }
 
@@ -266,7 +317,6 @@ fn rule(conditions: Vec<SeccompCondition>) -> SeccompRule {
 /// call narrow its arguments; an empty list allows it whole.
 fn allowed() -> BTreeMap<i64, Vec<SeccompRule>> {
     use nix::libc::*;
-    let pid = u64::from(std::process::id());
     let mut m: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let whole = [
         // I/O on the fds it holds.
@@ -377,9 +427,9 @@ fn allowed() -> BTreeMap<i64, Vec<SeccompRule>> {
             CLONE_THREAD as u64,
         )])],
     );
-    // Signals to itself only.
-    m.insert(SYS_kill, vec![rule(vec![eq(0, pid)])]);
-    m.insert(SYS_tgkill, vec![rule(vec![eq(0, pid)])]);
+    // Signals: to itself only, which a third, per-process filter checks.
+    m.insert(SYS_kill, vec![]);
+    m.insert(SYS_tgkill, vec![]);
     // Thread names, and reading its own state.
     m.insert(
         SYS_prctl,

@@ -1,5 +1,5 @@
-//! The sandbox process: one per function version, in the function's own cgroup, as an
-//! unprivileged user. It maps the precompiled artifact, instantiates the pool ahead of
+//! The sandbox process: one per function version, forked by the host's fork server
+//! ([`zygote`]), in the function's own cgroup, as an unprivileged user. It maps the precompiled artifact, instantiates the pool ahead of
 //! traffic, prints [`protocol::READY_LINE`], and serves the host over the inherited socket.
 
 pub mod frame;
@@ -12,4 +12,5 @@ pub mod protocol;
 #[allow(unsafe_code)]
 mod server;
 
-pub use server::run;
+// Forks sandboxes from a process that is already loaded.
+pub mod zygote;

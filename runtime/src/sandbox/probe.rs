@@ -1,4 +1,4 @@
-//! `surge __sandbox-probe <action>`: a process spawned exactly as a sandbox is (same uid drop,
+//! A probe: a child of the fork server, made exactly as a sandbox is (same uid drop,
 //! no-new-privs, closed fds) that applies the same [`lockdown`](super::lockdown) and then
 //! tries one thing a sandbox must never do. It prints one line, `walls <description>` and
 //! then `allowed <detail>` or `refused <errno>`; a call on the kill-list ends it by SIGSYS
@@ -19,7 +19,8 @@ pub const ACTIONS: [&str; 6] = [
     "kill-host",
 ];
 
-pub fn run(action: &str) -> ! {
+/// Run behind the walls, aiming `kill-host` and `ptrace` at `host`.
+pub fn run(action: &str, host: nix::unistd::Pid) -> ! {
     let walls = match lockdown::apply() {
         Ok(w) => w,
         Err(e) => {
@@ -30,7 +31,7 @@ pub fn run(action: &str) -> ! {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "walls {}", walls);
     let _ = out.flush();
-    let result = attempt(action);
+    let result = attempt(action, host);
     let _ = match result {
         Ok(detail) => writeln!(out, "allowed {detail}"),
         Err(errno) => writeln!(out, "refused {errno}"),
@@ -40,9 +41,8 @@ pub fn run(action: &str) -> ! {
 }
 
 /// Try `action`: Ok(what succeeded), or the error.
-fn attempt(action: &str) -> Result<String, nix::Error> {
+fn attempt(action: &str, ppid: nix::unistd::Pid) -> Result<String, nix::Error> {
     use nix::libc;
-    let ppid = nix::unistd::getppid();
     match action {
         "none" => Ok("nothing tried".into()),
         "open-host-file" => std::fs::read_to_string("/etc/passwd")

@@ -1,15 +1,19 @@
-//! The wire between the host's dispatcher and a sandbox: HTTP/1.1 over a Unix socket that
-//! the host binds and hands to the sandbox as fd [`LISTEN_FD`]. Requests to an `http`
-//! function pass through unchanged; for an `event` function the request body is the event.
-//! The sandbox reports how an invocation ended in the headers below.
+//! The wire between the host and a sandbox. Requests and responses travel as frames
+//! ([`super::frame`]) on a Unix socket that the host binds and hands to the sandbox as fd
+//! [`LISTEN_FD`]. Requests to an `http` function pass through unchanged; for an `event`
+//! function the request body is the event. The sandbox reports how an invocation ended in
+//! the headers below.
 //!
 //! Control, beside the data: the host writes the spec as one JSON line on the sandbox's
 //! stdin, then [`HostCommand`] lines: the pool's target size, and the per-instance memory
 //! quota. The sandbox answers [`READY_LINE`] on stdout, then a [`SandboxReport`] line
 //! whenever the number of instances ready to serve changes, and one for each interval in
 //! which instances ran (their memory peak). EOF on stdin means the host is gone: the
-//! sandbox exits. Both message types are `Display` (the line, without its newline) and
-//! `FromStr`.
+//! sandbox exits.
+//!
+//! Sandboxes are forked by the host's fork server ([`super::zygote`]): the host sends it a
+//! [`ForkRequest`] with the child's fds, and it answers [`ZygoteMessage`]s. Every message
+//! type here is `Display` (the line, without its newline) and `FromStr`.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +23,16 @@ use crate::Kind;
 pub const LISTEN_FD: i32 = 3;
 /// The precompiled artifact, opened by the host: the sandbox needs no access to the state dir.
 pub const ARTIFACT_FD: i32 = 4;
+
+/// The fork server's end of its control socket to the host (`SOCK_SEQPACKET`): one
+/// [`ForkRequest`] per message from the host, with its fds attached (`SCM_RIGHTS`), and one
+/// [`ZygoteMessage`] per message back.
+pub const ZYGOTE_FD: i32 = 3;
+/// The largest control message either side sends, bytes.
+pub const ZYGOTE_MESSAGE_MAX: usize = 512;
+/// The most fds one request carries: stdin, stdout, the listener, the artifact and the
+/// cgroup files (four v1 hierarchies; v2 has one).
+pub const ZYGOTE_FDS_MAX: usize = 12;
 
 /// How the invocation ended: an [`crate::exec::Outcome`] name.
 pub const OUTCOME: &str = "x-surge-outcome";
@@ -137,6 +151,115 @@ impl std::str::FromStr for SandboxReport {
     }
 }
 
+/// Host → fork server. The fds attached, in order: the child's stdin (read end) and stdout
+/// (write end), then for a sandbox its listener, its artifact and `cgroups` cgroup files
+/// opened for writing (`tasks` on v1, `cgroup.procs` on v2) that the child writes itself
+/// into.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ForkRequest {
+    /// `sandbox <cgroups>`: a function's sandbox.
+    Sandbox { cgroups: usize },
+    /// `probe <action>`: a probe (`sandbox::probe`) behind the same walls.
+    Probe { action: String },
+}
+
+impl ForkRequest {
+    /// The fds the request carries.
+    pub fn fds(&self) -> usize {
+        match self {
+            ForkRequest::Sandbox { cgroups } => 4 + cgroups,
+            ForkRequest::Probe { .. } => 2,
+        }
+    }
+}
+
+/// Fork server → host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ZygoteMessage {
+    /// `forked <pid>`, with a pidfd for the child attached: the reply to a request.
+    Forked { pid: u32 },
+    /// `failed <reason>`: the reply to a request that made no child.
+    Failed { reason: String },
+    /// `exited <pid> <wait status>`: a child it forked is gone (the raw `waitpid` status).
+    /// Sent only after that child's `forked` reply.
+    Exited { pid: u32, status: i32 },
+}
+
+const SANDBOX: &str = "sandbox";
+const PROBE: &str = "probe";
+const FORKED: &str = "forked";
+const FAILED: &str = "failed";
+const EXITED: &str = "exited";
+
+impl std::fmt::Display for ForkRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForkRequest::Sandbox { cgroups } => write!(f, "{SANDBOX} {cgroups}"),
+            ForkRequest::Probe { action } => write!(f, "{PROBE} {action}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ForkRequest {
+    type Err = ProtocolError;
+
+    fn from_str(line: &str) -> Result<Self, ProtocolError> {
+        let bad = || ProtocolError {
+            line: line.trim_end().to_string(),
+            expected: "`sandbox <cgroups>` or `probe <action>`",
+        };
+        match words(line).as_slice() {
+            [SANDBOX, n] => match n.parse() {
+                Ok(cgroups) if 4 + cgroups <= ZYGOTE_FDS_MAX => {
+                    Ok(ForkRequest::Sandbox { cgroups })
+                }
+                _ => Err(bad()),
+            },
+            [PROBE, action] => Ok(ForkRequest::Probe {
+                action: action.to_string(),
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for ZygoteMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ZygoteMessage::Forked { pid } => write!(f, "{FORKED} {pid}"),
+            ZygoteMessage::Failed { reason } => write!(f, "{FAILED} {reason}"),
+            ZygoteMessage::Exited { pid, status } => write!(f, "{EXITED} {pid} {status}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ZygoteMessage {
+    type Err = ProtocolError;
+
+    fn from_str(line: &str) -> Result<Self, ProtocolError> {
+        let bad = || ProtocolError {
+            line: line.trim_end().to_string(),
+            expected: "`forked <pid>`, `failed <reason>` or `exited <pid> <status>`",
+        };
+        if let Some(reason) = line.strip_prefix(FAILED).and_then(|r| r.strip_prefix(' ')) {
+            return Ok(ZygoteMessage::Failed {
+                reason: reason.trim_end().to_string(),
+            });
+        }
+        match words(line).as_slice() {
+            [FORKED, pid] => pid
+                .parse()
+                .map(|pid| ZygoteMessage::Forked { pid })
+                .map_err(|_| bad()),
+            [EXITED, pid, status] => Ok(ZygoteMessage::Exited {
+                pid: pid.parse().map_err(|_| bad())?,
+                status: status.parse().map_err(|_| bad())?,
+            }),
+            _ => Err(bad()),
+        }
+    }
+}
+
 /// A line's words: a few control lines a second, so a small Vec is fine.
 fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
@@ -235,6 +358,37 @@ mod tests {
             })
         );
         assert_eq!("pool 7\n".parse::<HostCommand>(), Ok(HostCommand::Pool(7)));
+    }
+
+    #[test]
+    fn fork_server_messages_round_trip() {
+        for r in [
+            ForkRequest::Sandbox { cgroups: 4 },
+            ForkRequest::Probe {
+                action: "connect".into(),
+            },
+        ] {
+            assert_eq!(r.to_string().parse::<ForkRequest>(), Ok(r.clone()), "{r}");
+        }
+        assert_eq!(ForkRequest::Sandbox { cgroups: 1 }.fds(), 5);
+        assert!("sandbox 9".parse::<ForkRequest>().is_err(), "too many fds");
+        assert!("sandbox".parse::<ForkRequest>().is_err());
+        assert!("spawn 1".parse::<ForkRequest>().is_err());
+        for m in [
+            ZygoteMessage::Forked { pid: 4_194_304 },
+            ZygoteMessage::Failed {
+                reason: "fork: Resource temporarily unavailable (EAGAIN)".into(),
+            },
+            ZygoteMessage::Exited { pid: 7, status: 9 },
+            ZygoteMessage::Exited {
+                pid: 7,
+                status: 256,
+            },
+        ] {
+            assert_eq!(m.to_string().parse::<ZygoteMessage>(), Ok(m.clone()), "{m}");
+        }
+        assert!("exited 7".parse::<ZygoteMessage>().is_err());
+        assert!("forked x".parse::<ZygoteMessage>().is_err());
     }
 
     #[test]

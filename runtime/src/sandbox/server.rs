@@ -84,8 +84,8 @@ fn start() -> wasmtime::Result<()> {
     let handler = Arc::new(handler);
     let max_body = spec.max_body_bytes as usize;
 
-    // SAFETY: the host placed the listening socket at LISTEN_FD before exec (dup2 in its
-    // pre_exec hook) and nothing else in this process owns that descriptor.
+    // SAFETY: the fork server's child placed the host's listening socket at LISTEN_FD
+    // (dup2, `zygote::child`) and nothing else in this process owns that descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(protocol::LISTEN_FD) };
     let std_listener = std::os::unix::net::UnixListener::from(fd);
     std_listener.set_nonblocking(true)?;

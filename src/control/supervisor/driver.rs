@@ -5,12 +5,14 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use surge_runtime::sandbox::protocol::{HostCommand, SandboxReport, SandboxSpec};
 use tokio::io::AsyncWriteExt;
 
-use super::process::{self, Placement, SpawnError, Started};
+use super::process::{self, SpawnError, Started};
+use super::zygote::{Placement, Zygote};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -19,10 +21,8 @@ pub struct SpawnRequest<'a> {
     pub spec: &'a SandboxSpec,
     pub artifact: &'a Path,
     pub socket: PathBuf,
-    /// Files the child writes itself into before exec (its cgroup).
+    /// Files the child writes itself into before any function code (its cgroup).
     pub procs_files: Vec<PathBuf>,
-    pub uid: u32,
-    pub gid: u32,
     pub start_timeout: Duration,
 }
 
@@ -53,11 +53,19 @@ pub trait Sandbox: Send {
     fn stop(self: Box<Self>, grace: Duration) -> BoxFuture<'static, ()>;
 }
 
-/// The real spawner: `surge __sandbox` processes.
+/// The real spawner: sandboxes forked by the host's fork server.
 pub struct ProcessSpawner {
-    /// The binary that runs `__sandbox`: the host's own executable, except in benchmarks,
-    /// which are a different binary and point here at the built `surge`.
-    pub exe: PathBuf,
+    pub zygote: Arc<Zygote>,
+}
+
+impl ProcessSpawner {
+    /// `placement.exe` runs the fork server: the host's own executable, except in
+    /// benchmarks, which are a different binary and point here at the built `surge`.
+    pub fn new(placement: Placement) -> Self {
+        ProcessSpawner {
+            zygote: Arc::new(Zygote::new(placement)),
+        }
+    }
 }
 
 impl Spawner for ProcessSpawner {
@@ -66,17 +74,12 @@ impl Spawner for ProcessSpawner {
         req: SpawnRequest<'a>,
     ) -> BoxFuture<'a, Result<Box<dyn Sandbox>, SpawnError>> {
         Box::pin(async move {
-            let placement = Placement {
-                exe: self.exe.clone(),
-                procs_files: req.procs_files,
-                uid: req.uid,
-                gid: req.gid,
-            };
             let started = process::spawn(
                 req.spec,
                 req.artifact,
                 req.socket,
-                &placement,
+                &req.procs_files,
+                &self.zygote,
                 req.start_timeout,
             )
             .await?;

@@ -28,6 +28,7 @@ pub mod driver;
 pub mod process;
 #[cfg(test)]
 mod tests;
+pub mod zygote;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -535,8 +536,6 @@ impl Job {
                     .as_ref()
                     .map(|c| c.procs_files())
                     .unwrap_or_default(),
-                uid: self.ctx.config.uid,
-                gid: self.ctx.config.gid,
                 start_timeout: self.ctx.config.start_timeout.0,
             })
             .await;
