@@ -42,10 +42,18 @@ p = subprocess.Popen([surge, "serve", "--config", cfg, "--listen", f"127.0.0.1:{
                       "--state-dir", os.path.join(work, "state"), "--functions-dir", os.path.join(work, "functions")],
                      stdout=log, stderr=log, env=env)
 def children():
-    # The sandboxes: children of the host's fork server, itself the host's child.
+    # The sandboxes: children of the host's fork server (itself the host's child), but not
+    # its spare, which belongs to no function.
     zygotes = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-    return [c for z in zygotes for c in
-            subprocess.run(["pgrep", "-P", z], capture_output=True, text=True).stdout.split()]
+    out = []
+    for z in zygotes:
+        for c in subprocess.run(["pgrep", "-P", z], capture_output=True, text=True).stdout.split():
+            try:
+                if open(f"/proc/{c}/comm").read().strip() != "surge-spare":
+                    out.append(c)
+            except OSError:
+                pass
+    return out
 def post():
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     c.request("POST", f"/cold{FN}", body=b'{"cold":1}')
@@ -72,9 +80,9 @@ for i in range(rounds):
 for h in hogp: h.kill()
 p.terminate(); p.wait()
 text = re.sub(r"\x1b\[[0-9;]*m", "", open(os.path.join(work, "host.log")).read())
-ready = [int(x) / 1000 for x in re.findall(r"spawn_to_ready_us=(\d+)", text)]
+ready = [int(x) / 1000 for x in re.findall(r"start_to_ready_us=(\d+)", text)]
 ts = sorted(times)
 print(json.dumps({"hog": hog, "client_ms": [round(t, 1) for t in times], "p50": round(statistics.median(ts), 1),
-                  "max": round(ts[-1], 1), "spawn_to_ready_ms": ready}))
+                  "max": round(ts[-1], 1), "start_to_ready_ms": ready}))
 shutil.copy(os.path.join(work, "host.log"), "/tmp/cold-host.log") if os.environ.get("KEEP_LOG") else None
 shutil.rmtree(work, ignore_errors=True)

@@ -264,6 +264,70 @@ fn a_killed_fork_server_takes_its_sandboxes_along_and_they_come_back_through_a_n
     }
 }
 
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The fork server's children named `name`.
+fn children_named(zygote: u32, name: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                s.rsplit(')').next().unwrap().split_whitespace().nth(1) == Some(&zygote.to_string())
+            }) && comm(p) == name
+        })
+        .collect()
+}
+
+/// The fork server keeps one spare child, already in its namespaces, and the next sandbox
+/// is that child. A spare that dies is replaced.
+#[test]
+fn the_next_sandbox_is_the_spare_and_a_killed_spare_is_replaced() {
+    let h = Host::start(&["echo"]);
+    let first = h.sandbox_pid("echo").expect("sandbox pid");
+    assert_eq!(comm(first), "surge-sandbox");
+    let zygote = parent_of(first);
+    assert_eq!(comm(zygote), "surge-zygote");
+    let spare = |not: Option<u32>| {
+        let mut found = None;
+        common::wait_until("a spare", Duration::from_secs(10), || {
+            found = children_named(zygote, "surge-spare")
+                .into_iter()
+                .find(|&p| Some(p) != not);
+            found.is_some()
+        });
+        found.unwrap()
+    };
+    let s1 = spare(None);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(s1 as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let s2 = spare(Some(s1));
+    // The sandbox that replaces a killed one is the spare, handed over.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    common::wait_until("echo restarted", Duration::from_secs(20), || {
+        h.sandbox_pid("echo").is_some_and(|p| p != first)
+    });
+    assert_eq!(
+        h.sandbox_pid("echo"),
+        Some(s2),
+        "the spare became the sandbox"
+    );
+    assert_eq!(comm(s2), "surge-sandbox");
+    assert_eq!(h.post("/echo", b"from the spare").text(), "from the spare");
+}
+
 #[test]
 fn a_second_host_on_the_same_cgroup_subtree_is_refused_not_mixed_in() {
     if let Err(why) = cgroups_writable() {

@@ -80,12 +80,22 @@ fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> LockdownError {
     move |source| LockdownError::Sys { what, source }
 }
 
-/// Apply every wall the kernel allows. Namespaces and the empty root are best effort (a
-/// kernel without unprivileged user namespaces says so in `missing`); the seccomp filter is
-/// not: a sandbox that cannot install it does not start.
-pub fn apply() -> Result<Walls, LockdownError> {
+/// The first step, taken before the sandbox knows its function (a spare sandbox takes it
+/// ahead of need): the namespaces. Best effort: what the kernel refused is said in
+/// [`finish`]'s walls.
+pub struct Entered(Result<(), LockdownError>);
+
+pub fn enter() -> Entered {
+    Entered(enter_namespaces())
+}
+
+/// The rest, once the artifact is loaded and before any guest code: the empty root, the
+/// capabilities and the filters. Namespaces and the empty root are best effort (a kernel
+/// without unprivileged user namespaces says so in `missing`); the seccomp filter is not: a
+/// sandbox that cannot install it does not start.
+pub fn finish(entered: Entered) -> Result<Walls, LockdownError> {
     let mut walls = Walls::default();
-    match enter_namespaces() {
+    match entered.0 {
         Ok(()) => {
             walls.namespaces = true;
             match empty_root() {
@@ -102,6 +112,11 @@ pub fn apply() -> Result<Walls, LockdownError> {
     install_filters()?;
     walls.seccomp = true;
     Ok(walls)
+}
+
+/// Every wall at once, for a process with nothing to load (a probe).
+pub fn apply() -> Result<Walls, LockdownError> {
+    finish(enter())
 }
 
 fn enter_namespaces() -> Result<(), LockdownError> {

@@ -31,8 +31,8 @@ pub const ZYGOTE_FD: i32 = 3;
 /// The largest control message either side sends, bytes.
 pub const ZYGOTE_MESSAGE_MAX: usize = 512;
 /// The most fds one request carries: stdin, stdout, the listener, the artifact and the
-/// cgroup files (four v1 hierarchies; v2 has one).
-pub const ZYGOTE_FDS_MAX: usize = 12;
+/// placement socket.
+pub const ZYGOTE_FDS_MAX: usize = 5;
 
 /// How the invocation ended: an [`crate::exec::Outcome`] name.
 pub const OUTCOME: &str = "x-surge-outcome";
@@ -48,6 +48,16 @@ pub const PEAK_MEMORY: &str = "x-surge-peak-memory";
 pub const RESERVED: &[&str] = &[OUTCOME, MESSAGE, EXIT_CODE, LOG_TAIL, PEAK_MEMORY];
 /// Bytes of log returned with an invocation, as Lambda does.
 pub const LOG_TAIL_BYTES: usize = 4096;
+
+/// The sandbox's end of its placement socket (`SOCK_SEQPACKET`): once its cgroup is made,
+/// the host sends one [`PLACED`] message on it with the cgroup's process files attached
+/// (`tasks` on v1, `cgroup.procs` on v2, opened for writing; none without cgroups). The
+/// sandbox loads its artifact meanwhile, then writes itself into them ("0": the writer, a
+/// self-migration that skips the kernel's threadgroup lock and the RCU grace period that
+/// moving another process by pid waits for, ~5 ms) before any guest code runs.
+pub const PLACEMENT_FD: i32 = 5;
+/// The placement message.
+pub const PLACED: &str = "placed";
 
 /// The first line a sandbox prints on stdout: it is ready, or why it is not.
 pub const READY_LINE: &str = "ready";
@@ -152,13 +162,12 @@ impl std::str::FromStr for SandboxReport {
 }
 
 /// Host → fork server. The fds attached, in order: the child's stdin (read end) and stdout
-/// (write end), then for a sandbox its listener, its artifact and `cgroups` cgroup files
-/// opened for writing (`tasks` on v1, `cgroup.procs` on v2) that the child writes itself
-/// into.
+/// (write end), then for a sandbox its listener, its artifact and its end of the placement
+/// socket ([`PLACEMENT_FD`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ForkRequest {
-    /// `sandbox <cgroups>`: a function's sandbox.
-    Sandbox { cgroups: usize },
+    /// `sandbox`: a function's sandbox.
+    Sandbox,
     /// `probe <action>`: a probe (`sandbox::probe`) behind the same walls.
     Probe { action: String },
 }
@@ -167,7 +176,7 @@ impl ForkRequest {
     /// The fds the request carries.
     pub fn fds(&self) -> usize {
         match self {
-            ForkRequest::Sandbox { cgroups } => 4 + cgroups,
+            ForkRequest::Sandbox => 5,
             ForkRequest::Probe { .. } => 2,
         }
     }
@@ -194,7 +203,7 @@ const EXITED: &str = "exited";
 impl std::fmt::Display for ForkRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ForkRequest::Sandbox { cgroups } => write!(f, "{SANDBOX} {cgroups}"),
+            ForkRequest::Sandbox => write!(f, "{SANDBOX}"),
             ForkRequest::Probe { action } => write!(f, "{PROBE} {action}"),
         }
     }
@@ -206,15 +215,10 @@ impl std::str::FromStr for ForkRequest {
     fn from_str(line: &str) -> Result<Self, ProtocolError> {
         let bad = || ProtocolError {
             line: line.trim_end().to_string(),
-            expected: "`sandbox <cgroups>` or `probe <action>`",
+            expected: "`sandbox` or `probe <action>`",
         };
         match words(line).as_slice() {
-            [SANDBOX, n] => match n.parse() {
-                Ok(cgroups) if 4 + cgroups <= ZYGOTE_FDS_MAX => {
-                    Ok(ForkRequest::Sandbox { cgroups })
-                }
-                _ => Err(bad()),
-            },
+            [SANDBOX] => Ok(ForkRequest::Sandbox),
             [PROBE, action] => Ok(ForkRequest::Probe {
                 action: action.to_string(),
             }),
@@ -363,16 +367,16 @@ mod tests {
     #[test]
     fn fork_server_messages_round_trip() {
         for r in [
-            ForkRequest::Sandbox { cgroups: 4 },
+            ForkRequest::Sandbox,
             ForkRequest::Probe {
                 action: "connect".into(),
             },
         ] {
             assert_eq!(r.to_string().parse::<ForkRequest>(), Ok(r.clone()), "{r}");
         }
-        assert_eq!(ForkRequest::Sandbox { cgroups: 1 }.fds(), 5);
-        assert!("sandbox 9".parse::<ForkRequest>().is_err(), "too many fds");
-        assert!("sandbox".parse::<ForkRequest>().is_err());
+        assert_eq!(ForkRequest::Sandbox.fds(), 5);
+        assert!("sandbox 1".parse::<ForkRequest>().is_err());
+        assert!("probe".parse::<ForkRequest>().is_err());
         assert!("spawn 1".parse::<ForkRequest>().is_err());
         for m in [
             ZygoteMessage::Forked { pid: 4_194_304 },

@@ -26,10 +26,86 @@ enum Handler {
     Event(Arc<EventHandler>),
 }
 
-/// The sandbox's main: read the spec from stdin, load, warm up, serve until the host goes.
-/// Startup failures are printed as one line on stdout (the host reports it) and exit 1.
-pub fn run() -> ! {
-    let code = match start() {
+/// What a sandbox sets up before it knows its function: its namespaces. A spare sandbox
+/// (forked by the fork server ahead of need) does it while it waits; a sandbox forked on
+/// demand does it first thing. It opens no fd (the fds a sandbox is handed are placed
+/// after it, over whatever sits at their numbers) and starts no thread (a user namespace
+/// can only be entered by a process with one).
+pub struct Early {
+    entered: super::lockdown::Entered,
+}
+
+pub fn early() -> Early {
+    Early {
+        entered: super::lockdown::enter(),
+    }
+}
+
+/// The process's name in `ps` and `/proc/<pid>/comm` (at most 15 bytes).
+pub fn name_process(name: &std::ffi::CStr) {
+    // SAFETY: prctl reads a NUL-terminated string that outlives the call.
+    unsafe { nix::libc::prctl(nix::libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}
+
+/// Wait for the host's [`protocol::PLACED`] message and write this process into the cgroup
+/// files it carries. Single-threaded still: on v1 `tasks` moves its one thread.
+fn enter_cgroup() -> wasmtime::Result<()> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    // SAFETY: the fork server's child placed the host's placement socket at PLACEMENT_FD
+    // (`zygote::place_fds`); nothing else in this process owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(protocol::PLACEMENT_FD) };
+    let mut buf = [0u8; 64];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 8]);
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let msg = loop {
+        match recvmsg::<()>(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(wasmtime::format_err!("waiting for its cgroup: {e}")),
+        }
+    };
+    let mut files = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these descriptors for us.
+            files.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let n = msg.bytes;
+    if n == 0 {
+        std::process::exit(0); // the host gave up on this start, or is gone
+    }
+    if &buf[..n] != protocol::PLACED.as_bytes() {
+        wasmtime::bail!("expected `{}` on the placement socket", protocol::PLACED);
+    }
+    for f in &files {
+        // "0": the writer itself.
+        nix::unistd::write(f, b"0")
+            .map_err(|e| wasmtime::format_err!("entering its cgroup: {e}"))?;
+    }
+    Ok(())
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// The sandbox's main: read the spec from stdin, load, wait to be placed in its cgroup,
+/// lock down, warm up, serve until the host goes. Startup failures are printed as one line
+/// on stdout (the host reports it) and exit 1.
+pub fn run(early: Early) -> ! {
+    let code = match start(early) {
         Ok(()) => 0,
         Err(e) => {
             let mut out = std::io::stdout().lock();
@@ -46,7 +122,8 @@ pub fn run() -> ! {
 /// the request is read, the guest runs and the response is written on one thread, with no
 /// hand-off. A multi-threaded runtime wakes idle workers to steal work; on a small machine
 /// those wake-ups cost more context switches than the guest costs cycles (see BENCHMARKS.md).
-fn start() -> wasmtime::Result<()> {
+fn start(early: Early) -> wasmtime::Result<()> {
+    name_process(c"surge-sandbox");
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     let spec: SandboxSpec = serde_json::from_str(&line)?;
@@ -63,42 +140,60 @@ fn start() -> wasmtime::Result<()> {
         spec.memory_per_instance_bytes
             .min(spec.memory_ceiling_bytes),
     ));
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(2)
-            .enable_all()
-            .build()
-    };
     let main = runtime()?;
+    // Loading runs while the host makes the cgroup; what it touches is charged to the host.
     let (clock, handler) = load(&spec, memory.clone())?;
+    // Loading ran while the host made the cgroup: now into it, before any guest code.
+    enter_cgroup()?;
     // The walls go up before any guest code runs (the first instantiation is in the warm-up)
-    // and before the sandbox starts a thread: a user namespace can only be entered by a
-    // process with one thread, and capabilities are dropped per thread.
-    let walls = super::lockdown::apply()?;
+    // and before the sandbox starts a thread: capabilities are dropped per thread, and the
+    // filters are installed on every thread there is.
+    let walls = super::lockdown::finish(early.entered)?;
     tracing::debug!(function = %spec.function, %walls, "sandbox locked down");
-    read_host_commands(target.clone(), memory.clone(), spec.memory_ceiling_bytes);
-    clock.spawn()?;
+    // An http sandbox is ready once an instance is warm, and instantiation is guest code:
+    // the clock that bounds it runs first. An event sandbox instantiates per event, so it
+    // says it is ready first and starts its threads while the host connects.
     if let Handler::Http(h) = &handler {
+        clock.spawn()?;
         main.block_on(h.warm_up())?;
     }
     let handler = Arc::new(handler);
     let max_body = spec.max_body_bytes as usize;
 
     // SAFETY: the fork server's child placed the host's listening socket at LISTEN_FD
-    // (dup2, `zygote::child`) and nothing else in this process owns that descriptor.
+    // (dup2, `zygote::place_fds`) and nothing else in this process owns that descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(protocol::LISTEN_FD) };
     let std_listener = std::os::unix::net::UnixListener::from(fd);
     std_listener.set_nonblocking(true)?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", protocol::READY_LINE)?;
+        out.flush()?;
+    }
+    if let Handler::Event(_) = &*handler {
+        // A guest counted in before this finds the clock woken as it registers.
+        clock.spawn()?;
+    }
+    // The host's commands queue in the pipe until this thread reads them.
+    read_host_commands(target.clone(), memory.clone(), spec.memory_ceiling_bytes);
 
-    // Workers 1..n take connections from the acceptor on this thread (worker 0), in turn.
+    // Workers 1..n take connections from the acceptor on this thread (worker 0), in turn;
+    // the first goes to worker 0, so none waits for a worker still building its runtime.
     let mut others = Vec::new();
     for i in 1..workers {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<std::os::unix::net::UnixStream>();
-        let rt = runtime()?;
         let handler = handler.clone();
         std::thread::Builder::new()
             .name(format!("worker-{i}"))
             .spawn(move || {
+                let rt = match runtime() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        // Its connections are refused as they come (the channel closes).
+                        tracing::error!(error = %e, "building worker {i}'s runtime");
+                        return;
+                    }
+                };
                 rt.block_on(async move {
                     while let Some(s) = rx.recv().await {
                         match UnixStream::from_std(s) {
@@ -113,11 +208,6 @@ fn start() -> wasmtime::Result<()> {
         others.push(tx);
     }
 
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", protocol::READY_LINE)?;
-        out.flush()?;
-    }
     let accepting = target.clone();
     control_pool(
         handler.clone(),
@@ -133,13 +223,14 @@ fn start() -> wasmtime::Result<()> {
             let (stream, _) = listener.accept().await?;
             let active =
                 (accepting.active_threads.load(Ordering::Relaxed) as usize).clamp(1, workers);
-            next = (next + 1) % active;
-            if next == 0 {
+            let this = next % active;
+            next = this + 1;
+            if this == 0 {
                 tokio::spawn(serve_connection(stream, handler.clone(), max_body));
             } else {
-                others[next - 1]
+                others[this - 1]
                     .send(stream.into_std()?)
-                    .map_err(|_| wasmtime::format_err!("sandbox worker {next} is gone"))?;
+                    .map_err(|_| wasmtime::format_err!("sandbox worker {this} is gone"))?;
             }
         }
     })

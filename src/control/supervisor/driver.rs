@@ -21,8 +21,9 @@ pub struct SpawnRequest<'a> {
     pub spec: &'a SandboxSpec,
     pub artifact: &'a Path,
     pub socket: PathBuf,
-    /// Files the child writes itself into before any function code (its cgroup).
-    pub procs_files: Vec<PathBuf>,
+    /// Its cgroup's process files, sent once the cgroup is made (the sandbox forks and
+    /// loads meanwhile); `None` calls the start off.
+    pub destination: process::Destination,
     pub start_timeout: Duration,
 }
 
@@ -78,7 +79,7 @@ impl Spawner for ProcessSpawner {
                 req.spec,
                 req.artifact,
                 req.socket,
-                &req.procs_files,
+                req.destination,
                 &self.zygote,
                 req.start_timeout,
             )

@@ -71,6 +71,12 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// it is compressible and this lasts until that report (or the start timeout).
 const STARTUP_CPU_MILLICORES: u64 = 1000;
 
+/// `n` threads, at most one per core of the CPU ceiling of `limits`.
+fn threads_within(limits: Option<SandboxLimits>, n: u32) -> u32 {
+    let cores = limits.map_or(u64::MAX, |l| l.cpu_ceiling_millicores.div_ceil(1000).max(1));
+    n.min(u32::try_from(cores).unwrap_or(u32::MAX)).max(1)
+}
+
 /// `l` with the start-up allowance: a CPU ceiling of at least [`STARTUP_CPU_MILLICORES`].
 fn startup_limits(l: SandboxLimits) -> SandboxLimits {
     SandboxLimits {
@@ -485,16 +491,77 @@ impl Job {
             });
         }
         let instances = fitted.instances;
+        let mut spec = self.sandbox_spec.clone();
+        spec.initial = instances;
+        // A restart or cold start takes up the threads the function had.
+        spec.active_threads = threads_within(Some(fitted.limits), self.vertical().threads());
+        spec.memory_per_instance_bytes = self.quota.memory_bytes;
+        // The sandbox forks and loads while its cgroup is made; it is moved in before any
+        // guest code runs (`process::spawn`).
+        let spawner = self.ctx.spawner.clone();
+        let artifact = self.artifact.clone();
+        let (destination, placement) = tokio::sync::oneshot::channel();
+        let spawning = spawner.spawn(SpawnRequest {
+            spec: &spec,
+            artifact: &artifact,
+            socket: self.socket.clone(),
+            destination: placement,
+            start_timeout: self.ctx.config.start_timeout.0,
+        });
+        let placing = async {
+            let made = self.make_cgroup(fitted.limits, instances).await;
+            let files = made.is_ok().then(|| {
+                self.cgroup
+                    .as_ref()
+                    .map(|c| c.procs_files())
+                    .unwrap_or_default()
+            });
+            let _ = destination.send(files);
+            (made, t0.elapsed())
+        };
+        let (started, (made, t_cgroup)) = tokio::join!(spawning, placing);
+        // A start whose cgroup failed was called off (its child killed with it).
+        made?;
+        let started = match started {
+            Ok(s) => s,
+            Err(e) => {
+                // No sandbox to start up: the quota holds again at once.
+                self.write_limits(self.applied).await;
+                return Err(e.into());
+            }
+        };
+        // Ready. The quota is written back at the sandbox's first report, after the gate
+        // opened: the request that woke the function does not wait for a cgroup write.
+        tracing::debug!(
+            function = %self.name(),
+            cgroup_us = t_cgroup.as_micros() as u64,
+            start_to_ready_us = t0.elapsed().as_micros() as u64,
+            "sandbox started"
+        );
+        let _ = self.endpoint.send(Some(Arc::new(Endpoint::new(
+            started.socket().to_path_buf(),
+            started.pid(),
+        ))));
+        Ok(started)
+    }
+
+    /// Create the cgroup (if there is none) with the start-up allowance on `limits`, or
+    /// refit the one a dead sandbox left for `instances`.
+    async fn make_cgroup(
+        &mut self,
+        limits: SandboxLimits,
+        instances: u32,
+    ) -> Result<(), StartError> {
         if self.cgroup.is_none() {
             if let Some(driver) = self.ctx.cgroups.clone() {
                 let name = self.cgroup_name.clone();
-                let limits = startup_limits(fitted.limits);
-                let created = tokio::task::spawn_blocking(move || driver.create(&name, &limits))
+                let lifted = startup_limits(limits);
+                let created = tokio::task::spawn_blocking(move || driver.create(&name, &lifted))
                     .await
                     .expect("cgroup creation does not panic");
                 let cg = match created {
                     Ok(cg) => {
-                        self.lifted = startup_limits(fitted.limits) != fitted.limits;
+                        self.lifted = lifted != limits;
                         cg
                     }
                     Err(source) => {
@@ -509,7 +576,7 @@ impl Job {
                 self.vertical().new_cgroup();
             }
             // Without cgroups nothing enforces the limits, but the node still counts them.
-            self.applied = Some(fitted.limits);
+            self.applied = Some(limits);
             self.applied_for = instances;
             self.record_held();
         } else {
@@ -518,56 +585,12 @@ impl Job {
             self.fit_limits(instances).await;
             self.write_limits(self.applied.map(startup_limits)).await;
         }
-        let t_cgroup = t0.elapsed();
-        let mut spec = self.sandbox_spec.clone();
-        spec.initial = instances;
-        // A restart or cold start takes up the threads the function had.
-        spec.active_threads = self.threads_within_ceiling(self.vertical().threads());
-        spec.memory_per_instance_bytes = self.quota.memory_bytes;
-        let started = self
-            .ctx
-            .spawner
-            .spawn(SpawnRequest {
-                spec: &spec,
-                artifact: &self.artifact,
-                socket: self.socket.clone(),
-                procs_files: self
-                    .cgroup
-                    .as_ref()
-                    .map(|c| c.procs_files())
-                    .unwrap_or_default(),
-                start_timeout: self.ctx.config.start_timeout.0,
-            })
-            .await;
-        let started = match started {
-            Ok(s) => s,
-            Err(e) => {
-                // No sandbox to start up: the quota holds again at once.
-                self.write_limits(self.applied).await;
-                return Err(e.into());
-            }
-        };
-        // Ready. The quota is written back at the sandbox's first report, after the gate
-        // opened: the request that woke the function does not wait for a cgroup write.
-        tracing::debug!(
-            function = %self.name(),
-            cgroup_us = t_cgroup.as_micros() as u64,
-            spawn_to_ready_us = (t0.elapsed() - t_cgroup).as_micros() as u64,
-            "sandbox started"
-        );
-        let _ = self.endpoint.send(Some(Arc::new(Endpoint::new(
-            started.socket().to_path_buf(),
-            started.pid(),
-        ))));
-        Ok(started)
+        Ok(())
     }
 
     /// `n` threads, at most one per core of the CPU ceiling the cgroup holds.
     fn threads_within_ceiling(&self, n: u32) -> u32 {
-        let cores = self
-            .applied
-            .map_or(u64::MAX, |l| l.cpu_ceiling_millicores.div_ceil(1000).max(1));
-        n.min(u32::try_from(cores).unwrap_or(u32::MAX)).max(1)
+        threads_within(self.applied, n)
     }
 
     /// Write `limits` to the cgroup as they are: the start-up allowance (`applied` lifted)

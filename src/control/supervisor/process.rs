@@ -1,15 +1,19 @@
-//! Starting a sandbox: the host's fork server ([`super::zygote`]) forks it from a process
-//! that is already loaded, and the child places itself in its cgroup (through files the
-//! host opened) before any function code, with nothing inherited but its listening socket,
-//! its artifact and two pipes: stdin, whose closing means "host gone", and stdout for its
-//! reports.
+//! Starting a sandbox: the host's fork server ([`super::zygote`]) hands over a child of a
+//! process that is already loaded, with nothing inherited but its listening socket, its
+//! artifact and two pipes: stdin, whose closing means "host gone", and stdout for its
+//! reports, and a placement socket. The child loads its artifact while the supervisor makes
+//! its cgroup; the host then sends it the cgroup's files, and it writes itself in before
+//! any guest code runs.
 
 use std::io::ErrorKind;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use surge_runtime::sandbox::protocol::{ForkRequest, SandboxSpec, READY_LINE};
+use nix::sys::socket::{
+    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+};
+use surge_runtime::sandbox::protocol::{ForkRequest, SandboxSpec, PLACED, READY_LINE};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
 
@@ -48,11 +52,16 @@ fn child_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)
 }
 
+/// Where a sandbox goes once it is forked: its cgroup's process files (`tasks` on v1,
+/// `cgroup.procs` on v2; none without cgroups), or `None` if the start was called off.
+/// The supervisor makes the cgroup while the sandbox forks and loads.
+pub type Destination = tokio::sync::oneshot::Receiver<Option<Vec<PathBuf>>>;
+
 pub async fn spawn(
     spec: &SandboxSpec,
     artifact: &Path,
     socket: PathBuf,
-    procs_files: &[PathBuf],
+    destination: Destination,
     zygote: &Zygote,
     start_timeout: Duration,
 ) -> Result<Started, SpawnError> {
@@ -77,22 +86,34 @@ pub async fn spawn(
         std::fs::File::open(artifact).map_err(io(&format!("opening {}", artifact.display())))?;
     let (stdin_r, stdin_w) = child_pipe().map_err(io("making its stdin"))?;
     let (stdout_r, stdout_w) = child_pipe().map_err(io("making its stdout"))?;
-    let mut fds: Vec<OwnedFd> = vec![stdin_r, stdout_w, listener.into(), artifact_fd.into()];
-    for p in procs_files {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(p)
-            .map_err(io(&format!("opening {}", p.display())))?;
-        fds.push(f.into());
-    }
-    let req = ForkRequest::Sandbox {
-        cgroups: procs_files.len(),
-    };
-    let mut child = zygote.fork(&req, &fds).await.map_err(io("forking"))?;
+    // The placement socket: its cgroup's files follow once the cgroup is made.
+    let (placement, placement_child) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| io("making its placement socket")(e.into()))?;
+    let fds: [OwnedFd; 5] = [
+        stdin_r,
+        stdout_w,
+        listener.into(),
+        artifact_fd.into(),
+        placement_child,
+    ];
+    let mut child = zygote
+        .fork(&ForkRequest::Sandbox, &fds)
+        .await
+        .map_err(io("forking"))?;
     drop(fds);
     let pid = child.pid;
     let mut stdin = pipe::Sender::from_owned_fd(stdin_w).map_err(io("its stdin"))?;
     let stdout = pipe::Receiver::from_owned_fd(stdout_r).map_err(io("its stdout"))?;
+    let deadline = tokio::time::Instant::now() + start_timeout;
+    let timed_out = || SpawnError::Timeout {
+        function: function.clone(),
+        secs: start_timeout.as_secs(),
+    };
 
     let mut line = serde_json::to_vec(spec).expect("spec serializes");
     line.push(b'\n');
@@ -100,15 +121,47 @@ pub async fn spawn(
         .write_all(&line)
         .await
         .map_err(io("sending the spec"))?;
+    // It loads while its cgroup is made; it runs nothing of the guest's before it is in.
+    let files = match tokio::time::timeout_at(deadline, destination).await {
+        Err(_) => return Err(timed_out()),
+        Ok(Ok(Some(files))) => files,
+        Ok(Ok(None) | Err(_)) => {
+            return Err(SpawnError::Start {
+                function,
+                reason: "its cgroup could not be made".into(),
+            })
+        }
+    };
+    let mut opened = Vec::with_capacity(files.len());
+    for f in &files {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .map_err(io(&format!("opening {}", f.display())))?;
+        opened.push(OwnedFd::from(file));
+    }
+    // One message on a fresh socket: it never blocks.
+    let raw: Vec<std::os::fd::RawFd> = opened.iter().map(AsRawFd::as_raw_fd).collect();
+    let cmsgs: Vec<ControlMessage<'_>> = if raw.is_empty() {
+        Vec::new()
+    } else {
+        vec![ControlMessage::ScmRights(&raw)]
+    };
+    sendmsg::<()>(
+        placement.as_raw_fd(),
+        &[std::io::IoSlice::new(PLACED.as_bytes())],
+        &cmsgs,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        None,
+    )
+    .map_err(|e| io("sending its cgroup")(e.into()))?;
+    drop(placement);
     let mut first = String::new();
     let mut reader = BufReader::new(stdout);
-    match tokio::time::timeout(start_timeout, reader.read_line(&mut first)).await {
+    match tokio::time::timeout_at(deadline, reader.read_line(&mut first)).await {
         Err(_) => {
             child.start_kill();
-            return Err(SpawnError::Timeout {
-                function,
-                secs: start_timeout.as_secs(),
-            });
+            return Err(timed_out());
         }
         Ok(Err(e)) => {
             child.start_kill();

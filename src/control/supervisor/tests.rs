@@ -98,6 +98,13 @@ impl Spawner for FakeSpawner {
     ) -> BoxFuture<'a, Result<Box<dyn Sandbox>, SpawnError>> {
         Box::pin(async move {
             let w = &self.0;
+            // As the real spawner does: no sandbox without its cgroup.
+            if !matches!(req.destination.await, Ok(Some(_))) {
+                return Err(SpawnError::Start {
+                    function: req.spec.function.clone(),
+                    reason: "its cgroup could not be made".into(),
+                });
+            }
             let failing = w
                 .fail_spawns
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
