@@ -1,6 +1,9 @@
 //! The sandbox's walls beyond wasm: namespaces, an empty read-only root, no capabilities and
-//! a system-call filter, applied by the sandbox itself after its engine and artifact are
-//! loaded and before any guest code runs (the first instantiation).
+//! system-call filters, raised by the sandbox itself before any guest code runs (the first
+//! instantiation). Steps 1–3 and the kill-list and own-pid filters of step 4 come first
+//! ([`enter`]: a spare raises them ahead of need, before it knows its function); the
+//! allow-list comes last ([`finish`]), once the artifact is mapped, since it forbids
+//! opening it.
 //!
 //! Order matters:
 //! 1. `unshare` a new user namespace together with new mount, network, IPC and UTS
@@ -10,7 +13,8 @@
 //!    sockets and SysV IPC are out of reach. Its listening socket was inherited as an fd and
 //!    keeps working.
 //! 2. The root becomes an empty tmpfs, mounted read-only, no exec, no devices: no host file
-//!    can be named (the artifact was inherited as an fd and is already mapped).
+//!    can be named. The artifact, inherited as an fd, is mapped through the process's own
+//!    fd directory, opened before the root went ([`FD_DIR`]) and closed before guest code.
 //! 3. Every capability the new user namespace granted is dropped.
 //! 4. Three seccomp filters on every thread (TSYNC). An allow-list answers ENOSYS to every
 //!    call not on it, as runc's default profile does: libc takes ENOSYS for "this kernel
@@ -31,6 +35,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::os::fd::FromRawFd;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -80,43 +85,99 @@ fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> LockdownError {
     move |source| LockdownError::Sys { what, source }
 }
 
-/// The first step, taken before the sandbox knows its function (a spare sandbox takes it
-/// ahead of need): the namespaces. Best effort: what the kernel refused is said in
-/// [`finish`]'s walls.
-pub struct Entered(Result<(), LockdownError>);
+/// Where [`enter`] keeps the process's own fd directory (`/proc/<pid>/fd` of the host's
+/// procfs) until [`finish`]: above the fds a sandbox is handed (0, 1, 3, 4, 5), below
+/// everything the fork server closes.
+pub const FD_DIR: i32 = 6;
 
-pub fn enter() -> Entered {
-    Entered(enter_namespaces())
+/// The walls raised before the sandbox knows its function (a spare raises them ahead of
+/// need): the namespaces, the empty root, no capabilities, and the kill-list and own-pid
+/// filters. What is left for [`finish`] is the allow-list, which forbids what loading the
+/// artifact needs.
+pub struct Entered {
+    namespaces: Result<(), LockdownError>,
+    empty_root: Option<Result<(), LockdownError>>,
+    /// Opened before the root was emptied: the artifact is mapped through it.
+    fd_dir: Option<std::os::fd::OwnedFd>,
 }
 
-/// The rest, once the artifact is loaded and before any guest code: the empty root, the
-/// capabilities and the filters. Namespaces and the empty root are best effort (a kernel
-/// without unprivileged user namespaces says so in `missing`); the seccomp filter is not: a
-/// sandbox that cannot install it does not start.
+/// Best effort for the namespaces and the empty root (a kernel without unprivileged user
+/// namespaces says so in [`finish`]'s walls); not for the capabilities and the filters.
+pub fn enter() -> Result<Entered, LockdownError> {
+    let namespaces = enter_namespaces();
+    let (mut empty, mut fd_dir) = (None, None);
+    if namespaces.is_ok() {
+        fd_dir = open_fd_dir();
+        empty = Some(empty_root());
+        drop_capabilities()?;
+    }
+    install(&[&kill_list()?, &own_signals()?])?;
+    Ok(Entered {
+        namespaces,
+        empty_root: empty,
+        fd_dir,
+    })
+}
+
+impl Entered {
+    /// Call `f` with a path that names inherited fd `fd` (the artifact, for wasmtime's
+    /// `deserialize_file`): `/proc/self/fd/<fd>`, or once the root is empty, `<fd>` relative
+    /// to the fd directory kept open, made the working directory for the call.
+    pub fn with_fd_path<T>(&self, fd: i32, f: impl FnOnce(&str) -> T) -> Result<T, LockdownError> {
+        let Some(dir) = &self.fd_dir else {
+            return Ok(f(&format!("/proc/self/fd/{fd}")));
+        };
+        nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(dir))
+            .map_err(sys("entering the fd directory"))?;
+        let r = f(&fd.to_string());
+        nix::unistd::chdir("/").map_err(sys("chdir /"))?;
+        Ok(r)
+    }
+}
+
+/// This process's fd directory, at [`FD_DIR`].
+fn open_fd_dir() -> Option<std::os::fd::OwnedFd> {
+    use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+    let fd = open(
+        "/proc/self/fd",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let placed = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(FD_DIR)).ok();
+    let _ = nix::unistd::close(fd);
+    // SAFETY: F_DUPFD_CLOEXEC just returned this descriptor.
+    placed.map(|p| unsafe { std::os::fd::OwnedFd::from_raw_fd(p) })
+}
+
+/// The rest, once the artifact is loaded and before any guest code: the fd directory is
+/// closed and the allow-list installed. A sandbox that cannot install it does not start.
 pub fn finish(entered: Entered) -> Result<Walls, LockdownError> {
     let mut walls = Walls::default();
-    match entered.0 {
+    drop(entered.fd_dir);
+    match entered.namespaces {
         Ok(()) => {
             walls.namespaces = true;
-            match empty_root() {
-                Ok(()) => walls.empty_root = true,
-                Err(e) => walls.missing.push(format!("empty root: {e}")),
+            match entered.empty_root {
+                Some(Ok(())) => walls.empty_root = true,
+                Some(Err(e)) => walls.missing.push(format!("empty root: {e}")),
+                None => {}
             }
-            drop_capabilities()?;
         }
         Err(e) => walls.missing.push(format!(
             "user, mount, network, ipc and uts namespaces: {e} (unprivileged user \
              namespaces disabled? see user.max_user_namespaces)"
         )),
     }
-    install_filters()?;
+    prepare()?;
+    install(&[&PREPARED.get().expect("prepared above").allow])?;
     walls.seccomp = true;
     Ok(walls)
 }
 
 /// Every wall at once, for a process with nothing to load (a probe).
 pub fn apply() -> Result<Walls, LockdownError> {
-    finish(enter())
+    finish(enter()?)
 }
 
 fn enter_namespaces() -> Result<(), LockdownError> {
@@ -277,13 +338,16 @@ fn target_arch() -> Result<TargetArch, LockdownError> {
         .map_err(|e| LockdownError::Seccomp(format!("{e:?}")))
 }
 
-fn install_filters() -> Result<(), LockdownError> {
+fn kill_list() -> Result<BpfProgram, LockdownError> {
     prepare()?;
-    let prepared = PREPARED.get().expect("prepared above");
-    // The one per-process rule, small enough to compile here: `kill` and `tgkill` may only
-    // name this process (EPERM otherwise, as the kernel answers a signal it may not send).
+    Ok(PREPARED.get().expect("prepared above").kill.clone())
+}
+
+/// The one per-process rule, small enough to compile here: `kill` and `tgkill` may only
+/// name this process (EPERM otherwise, as the kernel answers a signal it may not send).
+fn own_signals() -> Result<BpfProgram, LockdownError> {
     let pid = u64::from(std::process::id());
-    let own: BpfProgram = SeccompFilter::new(
+    SeccompFilter::new(
         [nix::libc::SYS_kill, nix::libc::SYS_tgkill]
             .into_iter()
             .map(|n| (n, vec![rule(vec![ne(0, pid)])]))
@@ -293,10 +357,13 @@ fn install_filters() -> Result<(), LockdownError> {
         target_arch()?,
     )
     .and_then(TryInto::try_into)
-    .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
-    // The kill-list first and the allow-list last: installing a filter takes prctl and
-    // seccomp, which the allow-list refuses once it is in.
-    for p in [&prepared.kill, &own, &prepared.allow] {
+    .map_err(|e| LockdownError::Seccomp(e.to_string()))
+}
+
+/// Install filters on every thread, in order. The kill-list comes first and the allow-list
+/// last: installing a filter takes prctl and seccomp, which the allow-list refuses.
+fn install(filters: &[&BpfProgram]) -> Result<(), LockdownError> {
+    for p in filters {
         seccompiler::apply_filter_all_threads(p)
             .map_err(|e| LockdownError::Seccomp(e.to_string()))?;
     }
@@ -466,7 +533,9 @@ fn allowed() -> BTreeMap<i64, Vec<SeccompRule>> {
     m
 }
 
-/// Calls that only an escape would make: the process dies on the spot.
+/// Calls that only an escape would make: the process dies on the spot. Not `socketpair`:
+/// a connected pair to itself reaches nothing, and a tokio runtime built after [`enter`]
+/// makes one for its signal driver (the allow-list refuses it later).
 fn killed() -> Vec<i64> {
     use nix::libc::*;
     let mut v = vec![
@@ -499,7 +568,6 @@ fn killed() -> Vec<i64> {
         SYS_open_by_handle_at,
         SYS_name_to_handle_at,
         SYS_socket,
-        SYS_socketpair,
         SYS_connect,
         SYS_bind,
         SYS_listen,

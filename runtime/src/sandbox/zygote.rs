@@ -60,10 +60,13 @@ use super::{lockdown, probe, server};
 
 /// Requests must pause this long before the zygote forks a new spare.
 pub const SPARE_AFTER_MS: u16 = 20;
+/// A spare that dies before its hand-over doubles the wait for the next, up to this: a
+/// spare that cannot live must not cost a fork every 20 ms.
+const SPARE_BACKOFF_MAX_MS: u16 = 5_000;
 
-/// Where a spare keeps its end of its socket to the zygote until its hand-over (above the
-/// fds it is handed).
-const SPARE_FD: RawFd = 6;
+/// Where a spare keeps its end of its socket to the zygote until its hand-over: above the
+/// fds it is handed and the lockdown's fd directory.
+const SPARE_FD: RawFd = 7;
 
 /// The zygote's main: serve fork requests until the host closes the socket.
 pub fn run() -> ! {
@@ -113,6 +116,7 @@ fn serve() -> std::io::Result<()> {
     };
     // The first spare at once: the host's start-up deploys follow.
     let mut quiet = PollTimeout::ZERO;
+    let mut spare_after = SPARE_AFTER_MS;
     loop {
         let mut fds = [
             PollFd::new(z.sock.as_fd(), PollFlags::POLLIN),
@@ -127,7 +131,9 @@ fn serve() -> std::io::Result<()> {
         while let Ok(Some(_)) = children.read_signal() {}
         // Every exit, whatever woke us: signals of one kind coalesce.
         if z.reap()? {
-            quiet = PollTimeout::from(SPARE_AFTER_MS); // the spare died: make another
+            // The spare died before its hand-over: another, later and later.
+            spare_after = spare_after.saturating_mul(2).min(SPARE_BACKOFF_MAX_MS);
+            quiet = PollTimeout::from(spare_after);
         }
         if woke == 0 {
             // Requests paused: make the next spare.
@@ -144,8 +150,11 @@ fn serve() -> std::io::Result<()> {
             Some(Ok((req, fds))) => {
                 let was_spare = matches!(req, ForkRequest::Sandbox) && z.spare.is_some();
                 z.hand_over(req, fds)?;
-                if was_spare || z.spare.is_none() {
-                    quiet = PollTimeout::from(SPARE_AFTER_MS);
+                if was_spare {
+                    spare_after = SPARE_AFTER_MS;
+                }
+                if z.spare.is_none() {
+                    quiet = PollTimeout::from(spare_after);
                 }
             }
         }
@@ -209,12 +218,12 @@ impl Zygote {
                 self.become_child(false);
                 match req {
                     ForkRequest::Sandbox => {
+                        place_fds(&req, fds, false);
                         let early = server::early();
-                        place_fds(&req, fds);
                         server::run(early)
                     }
                     ForkRequest::Probe { ref action } => {
-                        place_fds(&req, fds);
+                        place_fds(&req, fds, false);
                         probe::run(action, self.host)
                     }
                 }
@@ -262,13 +271,14 @@ impl Zygote {
                 self.become_child(true);
                 server::name_process(c"surge-spare");
                 let early = server::early();
+                server::rehearse();
                 // Until the hand-over. A closed socket means the zygote is gone.
                 let (req, fds) = match receive(theirs.as_fd()) {
                     Ok(Some(Ok(r))) => r,
                     _ => std::process::exit(0),
                 };
                 drop(theirs);
-                place_fds(&req, fds);
+                place_fds(&req, fds, true);
                 server::run(early)
             }
             Ok(ForkResult::Parent { child }) => match pidfd_open(child) {
@@ -311,7 +321,8 @@ impl Zygote {
 /// A received request's fds into place: stdin, stdout, and a sandbox's listener, artifact
 /// and placement socket. Failures go to the child's stdout as `error: …` (the host reports it, as a
 /// sandbox's own start-up failures), once fd 1 is the host's pipe.
-fn place_fds(req: &ForkRequest, fds: Vec<OwnedFd>) {
+/// `entered`: the first walls are up, and their fd directory at [`lockdown::FD_DIR`] stays.
+fn place_fds(req: &ForkRequest, fds: Vec<OwnedFd>, entered: bool) {
     fn fail(what: &str, e: std::io::Error) -> ! {
         let line = format!("error: {what}: {e}\n");
         let _ = nix::unistd::write(std::io::stdout(), line.as_bytes());
@@ -334,12 +345,22 @@ fn place_fds(req: &ForkRequest, fds: Vec<OwnedFd>) {
     }
     drop(high);
     let keep = targets.iter().max().map_or(3, |m| m + 1).max(3);
-    if let Err(e) = close_fds(keep, u32::MAX as RawFd) {
+    let closed = if entered {
+        close_fds(keep, lockdown::FD_DIR - 1)
+            .and_then(|()| close_fds(lockdown::FD_DIR + 1, u32::MAX as RawFd))
+    } else {
+        close_fds(keep, u32::MAX as RawFd)
+    };
+    if let Err(e) = closed {
         fail("closing the zygote's fds", e);
     }
 }
 
+/// Close `first..=last` (nothing if the range is empty).
 fn close_fds(first: RawFd, last: RawFd) -> std::io::Result<()> {
+    if first > last {
+        return Ok(());
+    }
     // SAFETY: a raw syscall on integers.
     let r =
         unsafe { nix::libc::syscall(nix::libc::SYS_close_range, first as u32, last as u32, 0u32) };
