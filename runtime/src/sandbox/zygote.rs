@@ -4,8 +4,9 @@
 //! probe) with no exec. Exec and loading were half of a cold start (~2.8 ms of 5.7).
 //!
 //! A sandbox request goes to the *spare* when there is one: a child forked ahead of need
-//! that has already entered its namespaces and built its runtime (`server::early`, ~0.8 ms
-//! with the fork) and waits on a socket of its own for its fds. The zygote forks the next
+//! that has already raised every wall but the seccomp allow-list (`server::early`), and
+//! rehearsed a runtime and an engine (`server::rehearse`), and waits on a socket of its own
+//! for its fds. The zygote forks the next
 //! spare once requests have paused for [`SPARE_AFTER_MS`], so that making it does not
 //! compete for the CPU with the start it follows. A spare belongs to the host, not to any
 //! function: a function at zero still has no process. Probes are always forked afresh.
@@ -29,7 +30,9 @@
 //! runs, the child drops the control socket, the signalfd and its spare socket
 //! (`close_range`), so it cannot ask for forks or see other children's exits; then it
 //! raises the same walls as before (namespaces, empty root, no capabilities, seccomp). A
-//! spare has entered its namespaces but holds nothing of any function until its hand-over. Its filters refuse `ptrace` (kill)
+//! spare holds nothing of any function until its hand-over; the one extra fd it keeps, its
+//! own `/proc/<pid>/fd` directory for mapping the artifact, is closed before the
+//! allow-list goes in and before any guest code. Its filters refuse `ptrace` (kill)
 //! and a signal to any process but itself, and it has no `/proc`. What forked children do
 //! share is the zygote's address-space layout: the binary, its libraries and the heap sit
 //! at the same addresses in every sandbox, as in Android's zygote, so a pointer leaked from
