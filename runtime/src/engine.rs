@@ -121,11 +121,6 @@ impl EpochClock {
     pub fn parked(&self) -> bool {
         self.parked.load(Ordering::SeqCst)
     }
-
-    /// Guests counted in now.
-    pub fn active(&self) -> usize {
-        self.running.load(Ordering::Acquire)
-    }
 }
 
 /// Held while guest code may run: the epoch clock ticks.

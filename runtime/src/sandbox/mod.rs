@@ -2,6 +2,9 @@
 //! ([`zygote`]), in the function's own cgroup, as an unprivileged user. It maps the precompiled artifact, instantiates the pool ahead of
 //! traffic, prints [`protocol::READY_LINE`], and serves the host over the inherited socket.
 
+// Messages with fds attached.
+#[allow(unsafe_code)]
+pub mod fdpass;
 pub mod frame;
 // Namespaces, the empty root, capabilities (capset, prctl) and the seccomp filters.
 pub mod lockdown;

@@ -50,36 +50,13 @@ pub fn name_process(name: &std::ffi::CStr) {
 /// Wait for the host's [`protocol::PLACED`] message and write this process into the cgroup
 /// files it carries. Single-threaded still: on v1 `tasks` moves its one thread.
 fn enter_cgroup() -> wasmtime::Result<()> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     // SAFETY: the fork server's child placed the host's placement socket at PLACEMENT_FD
     // (`zygote::place_fds`); nothing else in this process owns it.
     let sock = unsafe { OwnedFd::from_raw_fd(protocol::PLACEMENT_FD) };
     let mut buf = [0u8; 64];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 8]);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = loop {
-        match recvmsg::<()>(
-            std::os::fd::AsRawFd::as_raw_fd(&sock),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) => break m,
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(wasmtime::format_err!("waiting for its cgroup: {e}")),
-        }
-    };
-    let mut files = Vec::new();
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            // SAFETY: the kernel just installed these descriptors for us.
-            files.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
-        }
-    }
-    let n = msg.bytes;
+    let placed = super::fdpass::recv(std::os::fd::AsRawFd::as_raw_fd(&sock), &mut buf)
+        .map_err(|e| wasmtime::format_err!("waiting for its cgroup: {e}"))?;
+    let (n, files) = (placed.len, placed.fds);
     if n == 0 {
         std::process::exit(0); // the host gave up on this start, or is gone
     }

@@ -42,24 +42,19 @@
 
 #![allow(unsafe_code)]
 
-use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
-};
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::protocol::{
-    ForkRequest, ZygoteMessage, ARTIFACT_FD, LISTEN_FD, PLACEMENT_FD, ZYGOTE_FD, ZYGOTE_FDS_MAX,
-    ZYGOTE_MESSAGE_MAX,
+    ForkRequest, ZygoteMessage, ARTIFACT_FD, LISTEN_FD, PLACEMENT_FD, ZYGOTE_FD, ZYGOTE_MESSAGE_MAX,
 };
-use super::{lockdown, probe, server};
+use super::{fdpass, lockdown, probe, server};
 
 /// Requests must pause this long before the zygote forks a new spare.
 pub const SPARE_AFTER_MS: u16 = 20;
@@ -409,36 +404,11 @@ type Received = Result<(ForkRequest, Vec<OwnedFd>), String>;
 /// The next request: `None` when the other end closed the socket.
 fn receive(sock: BorrowedFd<'_>) -> std::io::Result<Option<Received>> {
     let mut buf = [0u8; ZYGOTE_MESSAGE_MAX];
-    let mut cmsg = nix::cmsg_space!([RawFd; ZYGOTE_FDS_MAX]);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = loop {
-        match recvmsg::<()>(
-            sock.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        ) {
-            Ok(m) => break m,
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut fds = Vec::new();
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = c {
-            // SAFETY: the kernel just installed these descriptors for us; nothing else owns
-            // them.
-            fds.extend(
-                raw.into_iter()
-                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
-            );
-        }
-    }
-    let (len, truncated) = (
-        msg.bytes,
-        msg.flags
-            .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC),
-    );
+    let fdpass::Received {
+        len,
+        fds,
+        truncated,
+    } = fdpass::recv(sock.as_raw_fd(), &mut buf)?;
     if len == 0 && fds.is_empty() {
         return Ok(None);
     }
@@ -466,22 +436,5 @@ fn send(sock: BorrowedFd<'_>, msg: &ZygoteMessage, fds: &[BorrowedFd<'_>]) -> st
 
 fn send_text(sock: BorrowedFd<'_>, text: &str, fds: &[BorrowedFd<'_>]) -> std::io::Result<()> {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-    let cmsgs: Vec<ControlMessage<'_>> = if raw.is_empty() {
-        Vec::new()
-    } else {
-        vec![ControlMessage::ScmRights(&raw)]
-    };
-    loop {
-        match sendmsg::<()>(
-            sock.as_raw_fd(),
-            &[IoSlice::new(text.as_bytes())],
-            &cmsgs,
-            MsgFlags::MSG_NOSIGNAL,
-            None,
-        ) {
-            Ok(_) => return Ok(()),
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    fdpass::send(sock.as_raw_fd(), text.as_bytes(), &raw, MsgFlags::empty())
 }

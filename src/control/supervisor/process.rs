@@ -10,9 +10,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use nix::sys::socket::{
-    sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use surge_runtime::sandbox::fdpass;
 use surge_runtime::sandbox::protocol::{ForkRequest, SandboxSpec, PLACED, READY_LINE};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::pipe;
@@ -142,19 +141,13 @@ pub async fn spawn(
     }
     // One message on a fresh socket: it never blocks.
     let raw: Vec<std::os::fd::RawFd> = opened.iter().map(AsRawFd::as_raw_fd).collect();
-    let cmsgs: Vec<ControlMessage<'_>> = if raw.is_empty() {
-        Vec::new()
-    } else {
-        vec![ControlMessage::ScmRights(&raw)]
-    };
-    sendmsg::<()>(
+    fdpass::send(
         placement.as_raw_fd(),
-        &[std::io::IoSlice::new(PLACED.as_bytes())],
-        &cmsgs,
-        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
-        None,
+        PLACED.as_bytes(),
+        &raw,
+        MsgFlags::MSG_DONTWAIT,
     )
-    .map_err(|e| io("sending its cgroup")(e.into()))?;
+    .map_err(io("sending its cgroup"))?;
     drop(placement);
     let mut first = String::new();
     let mut reader = BufReader::new(stdout);

@@ -11,18 +11,15 @@
 #![allow(unsafe_code)]
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
-};
+use nix::sys::socket::{socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use parking_lot::Mutex;
+use surge_runtime::sandbox::fdpass;
 use surge_runtime::sandbox::protocol::{
     ForkRequest, ZygoteMessage, ZYGOTE_FD, ZYGOTE_FDS_MAX, ZYGOTE_MESSAGE_MAX,
 };
@@ -207,20 +204,17 @@ impl Conn {
     async fn send(&self, req: &ForkRequest, fds: &[OwnedFd]) -> std::io::Result<()> {
         let text = req.to_string();
         let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
-        let cmsgs = [ControlMessage::ScmRights(&raw)];
         loop {
             let mut ready = self.sock.writable().await?;
             match ready.try_io(|s| {
-                sendmsg::<()>(
+                fdpass::send(
                     s.get_ref().as_raw_fd(),
-                    &[IoSlice::new(text.as_bytes())],
-                    &cmsgs,
-                    MsgFlags::MSG_NOSIGNAL,
-                    None,
+                    text.as_bytes(),
+                    &raw,
+                    MsgFlags::MSG_DONTWAIT,
                 )
-                .map_err(std::io::Error::from)
             }) {
-                Ok(r) => return r.map(|_| ()),
+                Ok(r) => return r,
                 Err(_would_block) => continue,
             }
         }
@@ -251,33 +245,13 @@ impl Pending {
 async fn receive(sock: &AsyncFd<OwnedFd>) -> std::io::Result<Option<(String, Option<OwnedFd>)>> {
     loop {
         let mut ready = sock.readable().await?;
-        match ready.try_io(|s| {
-            let mut buf = [0u8; ZYGOTE_MESSAGE_MAX];
-            let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let msg = recvmsg::<()>(
-                s.get_ref().as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            )
-            .map_err(std::io::Error::from)?;
-            let mut fd = None;
-            for c in msg.cmsgs()? {
-                if let ControlMessageOwned::ScmRights(raw) = c {
-                    for r in raw {
-                        // SAFETY: the kernel just installed this descriptor for us.
-                        let owned = unsafe { OwnedFd::from_raw_fd(r) };
-                        fd.get_or_insert(owned);
-                    }
-                }
-            }
-            let n = msg.bytes;
-            Ok((n, fd, buf))
-        }) {
-            Ok(Ok((0, None, _))) => return Ok(None),
-            Ok(Ok((n, fd, buf))) => {
-                return Ok(Some((String::from_utf8_lossy(&buf[..n]).into_owned(), fd)))
+        let mut buf = [0u8; ZYGOTE_MESSAGE_MAX];
+        match ready.try_io(|s| fdpass::recv(s.get_ref().as_raw_fd(), &mut buf)) {
+            Ok(Ok(m)) if m.len == 0 && m.fds.is_empty() => return Ok(None),
+            // A reply carries one fd at most (a pidfd); any other is closed here.
+            Ok(Ok(m)) => {
+                let text = String::from_utf8_lossy(&buf[..m.len]).into_owned();
+                return Ok(Some((text, m.fds.into_iter().next())));
             }
             Ok(Err(e)) => return Err(e),
             Err(_would_block) => continue,
