@@ -442,12 +442,22 @@ def warm_http(b):
                "wasmtime_serve_default": dport}
     for port in targets.values():
         wait_for_200(port, "/hello")
+    servers = {"surge": surge, "surge_shipped": shipped, "wasmtime_serve_reuse1000": wt,
+               "wasmtime_serve_default": wd}
+    hz = os.sysconf("SC_CLK_TCK")
     closed = {k: [] for k in targets}
     for r in range(a.rounds):
         for who, port in targets.items():
+            # CPU the server spent per answered request: its whole process tree (for surge
+            # the host, its fork server and the sandboxes), user + system.
+            tree = descendants(servers[who].pid)
+            c0 = cpu_ticks(tree)
             res = wrk(b.tools, f"http://127.0.0.1:{port}/hello", a.seconds, 16, b.lua)
+            ok = res["requests"] - res["errors"]
+            res["server_cpu_us_per_request"] = (cpu_ticks(tree) - c0) * 1e6 / hz / max(1, ok)
             closed[who].append(res)
-            log(f"warm_http round {r + 1} {who}: {res['rps']:.0f} req/s, p99 {res['p99_ms']:.2f} ms")
+            log(f"warm_http round {r + 1} {who}: {res['rps']:.0f} req/s, p99 {res['p99_ms']:.2f} ms, "
+                f"server CPU {res['server_cpu_us_per_request']:.1f} us/request")
     closed = {k: medians(v) for k, v in closed.items()}
     # Half the reference's peak, offered open loop to surge and to the reference alike.
     rate = max(10, int(closed["wasmtime_serve_reuse1000"]["rps"] * 0.5))
@@ -471,6 +481,11 @@ def warm_http(b):
             "shipped_rps_vs_reuse1000": ratio(closed["surge_shipped"]["rps"], ref["rps"]),
             "rps_vs_default": ratio(s["rps"], closed["wasmtime_serve_default"]["rps"]),
             "p99_vs_reuse1000": ratio(s["p99_ms"], ref["p99_ms"]),
+            "server_cpu_per_request_vs_reuse1000": ratio(s["server_cpu_us_per_request"],
+                                                         ref["server_cpu_us_per_request"]),
+            "shipped_server_cpu_per_request_vs_reuse1000": ratio(
+                closed["surge_shipped"]["server_cpu_us_per_request"],
+                ref["server_cpu_us_per_request"]),
             "open_loop_p99_vs_reuse1000": ratio(opened["surge"]["p99_ms"],
                                                 opened["wasmtime_serve_reuse1000"]["p99_ms"]),
         },
@@ -1029,11 +1044,12 @@ def markdown(res):
     w = res["scenarios"]["warm_http"]
     c = w["closed_loop"]
     L += ["## Warm `hello` (wasi:http), 16 connections, closed loop", "",
-          "| host | req/s | p50 ms | p99 ms | p99.9 ms | errors |", "| --- | --- | --- | --- | --- | --- |"]
+          "| host | req/s | p50 ms | p99 ms | p99.9 ms | server CPU µs/request | errors |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
     for k in ("surge", "surge_shipped", "wasmtime_serve_reuse1000", "wasmtime_serve_default"):
         r = c[k]
         L.append(f"| {k} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | "
-                 f"{fmt(r['p999_ms'], 2)} | {r['errors']} |")
+                 f"{fmt(r['p999_ms'], 2)} | {fmt(r.get('server_cpu_us_per_request'), 1)} | {r['errors']} |")
     o = w["open_loop"]
     L += ["", f"Open loop at {o['offered_rps']} req/s (half the reference's peak), latency from the scheduled send:", "",
           "| host | achieved req/s | p50 ms | p99 ms | p99.9 ms | errors |", "| --- | --- | --- | --- | --- | --- |"]
@@ -1044,7 +1060,9 @@ def markdown(res):
     rt = w["ratios"]
     L += ["", f"Ratios: req/s {rt['rps_vs_reuse1000']}× reuse=1000, {rt['rps_vs_default']}× default; "
               f"with the shipped manifests {rt['shipped_rps_vs_reuse1000']}× reuse=1000; "
-              f"p99 {rt['p99_vs_reuse1000']}× closed loop, {rt['open_loop_p99_vs_reuse1000']}× open loop.", ""]
+              f"p99 {rt['p99_vs_reuse1000']}× closed loop, {rt['open_loop_p99_vs_reuse1000']}× open loop; "
+              f"server CPU per request {rt.get('server_cpu_per_request_vs_reuse1000')}× "
+              f"({rt.get('shipped_server_cpu_per_request_vs_reuse1000')}× shipped).", ""]
     e = res["scenarios"]["event"]
     L += ["## Events: `echo` through the Invoke API, 16 at a time", "",
           "| host | events/s | p50 ms | p99 ms | errors |", "| --- | --- | --- | --- | --- |"]
@@ -1142,7 +1160,7 @@ def check(res):
         return problems
     w = sc["warm_http"]
     for k in ("surge", "surge_shipped", "wasmtime_serve_reuse1000", "wasmtime_serve_default"):
-        for f in ("rps", "p50_ms", "p99_ms", "p999_ms"):
+        for f in ("rps", "p50_ms", "p99_ms", "p999_ms", "server_cpu_us_per_request"):
             num(f"warm_http.closed_loop.{k}.{f}", w["closed_loop"][k][f])
         if w["closed_loop"][k]["errors"]:
             problems.append(f"warm_http.closed_loop.{k}: {w['closed_loop'][k]['errors']} errors")

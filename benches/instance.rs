@@ -13,8 +13,9 @@ use http_body_util::Full;
 use surge_runtime::artifact::CompileCache;
 use surge_runtime::engine::{compile_engine, pooled_engine, EpochClock, PoolShape};
 use surge_runtime::exec::event::{EventHandler, EventSettings};
-use surge_runtime::exec::http::{HttpHandler, HttpSettings};
+use surge_runtime::exec::http::{Answer, HttpHandler, HttpSettings, ResponseSink};
 use surge_runtime::exec::{MemoryLedger, Outcome};
+use surge_runtime::sandbox::frame;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Module};
 
@@ -85,7 +86,13 @@ fn instance(c: &mut Criterion) {
                     .uri("http://localhost/hello")
                     .body(Full::new(Bytes::new()))
                     .unwrap();
-                let resp = handler.handle(req, 1 << 20).await.unwrap();
+                let answer = handler
+                    .handle(req, 1 << 20, frame::STREAM_AFTER, &mut Unsent)
+                    .await
+                    .unwrap();
+                let Answer::Whole(resp) = answer else {
+                    panic!("hello answers whole")
+                };
                 assert_eq!(resp.status(), 200);
             }
         })
@@ -119,3 +126,15 @@ fn instance(c: &mut Criterion) {
 
 criterion_group!(benches, instance);
 criterion_main!(benches);
+
+/// hello's answers are whole: nothing reaches a sink.
+struct Unsent;
+
+impl ResponseSink for Unsent {
+    async fn head(&mut self, _: hyper::http::response::Parts) -> std::io::Result<()> {
+        unreachable!("hello streams nothing")
+    }
+    async fn piece(&mut self, _: Bytes) -> std::io::Result<()> {
+        unreachable!("hello streams nothing")
+    }
+}

@@ -129,3 +129,135 @@ fn routes_invoke_api_errors_and_auth() {
     assert_eq!(code, 1);
     assert!(err.contains("ResourceNotFoundException"), "{err}");
 }
+
+/// Read a raw HTTP/1.1 response off `s` until it closes or `limit` passes, noting when each
+/// read arrived.
+fn read_timed(s: &mut std::net::TcpStream) -> Vec<(std::time::Instant, Vec<u8>)> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut reads = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return reads,
+            Ok(n) => reads.push((std::time::Instant::now(), buf[..n].to_vec())),
+        }
+    }
+}
+
+fn send_get(h: &Host, path: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(&h.addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    s
+}
+
+/// A wasi:http guest's body reaches the client as the guest writes it, not once it is
+/// whole; a guest that fails mid-body cuts the response short (no last chunk), is counted
+/// as an error, and leaves the sandbox serving; a client that goes away mid-body frees the
+/// instance. A short answer is still one whole response with a content-length.
+#[test]
+fn streamed_responses_arrive_as_written_and_break_off_visibly() {
+    let h = Host::start(&["hello"]);
+    let whole = h.get("/hello");
+    assert_eq!(whole.header("content-length"), Some("17"));
+
+    // Two lines 1.5 s apart. Buffered, they would arrive in one read; streamed, the first
+    // arrives at least most of the guest's pause before the end.
+    let mut s = send_get(&h, "/hello/stream?n=2&ms=1500");
+    let reads = read_timed(&mut s);
+    let all: Vec<u8> = reads.iter().flat_map(|(_, b)| b.clone()).collect();
+    let text = String::from_utf8_lossy(&all).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("transfer-encoding: chunked"), "{text}");
+    assert!(
+        text.ends_with("0\r\n\r\n"),
+        "a complete chunked body: {text:?}"
+    );
+    let first = reads
+        .iter()
+        .find(|(_, b)| String::from_utf8_lossy(b).contains("line 0"))
+        .expect("line 0")
+        .0;
+    let last = reads.last().unwrap().0;
+    let gap = last - first;
+    assert!(
+        gap >= Duration::from_millis(1000),
+        "line 0 came only {gap:?} before the end: the body was buffered"
+    );
+    assert!(
+        !String::from_utf8_lossy(&reads[0].1).contains("line 1"),
+        "line 1 came with the head"
+    );
+
+    // A failure after the first line: the head and line 0 went out; the response ends
+    // without its last chunk, and the host counts a trap.
+    let errors = common::num(&h, "hello", "errors");
+    let mut s = send_get(&h, "/hello/stream?n=3&ms=300&fail=1");
+    let all: Vec<u8> = read_timed(&mut s)
+        .into_iter()
+        .flat_map(|(_, b)| b)
+        .collect();
+    let text = String::from_utf8_lossy(&all).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("line 0"), "{text}");
+    assert!(!text.contains("line 1"), "{text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "cut short, not complete: {text:?}"
+    );
+    wait_until("the trap is counted", Duration::from_secs(5), || {
+        common::num(&h, "hello", "errors") == errors + 1
+    });
+    let m = h.get("/metrics").text();
+    assert!(
+        m.contains("surge_requests_total{function=\"hello\",outcome=\"trap\"} 1"),
+        "{m}"
+    );
+
+    // A client that leaves mid-body: the instance is freed (the gate's permit and the
+    // in-flight count come back) and the next request is served.
+    let mut s = send_get(&h, "/hello/stream?n=5&ms=400");
+    let mut head = [0u8; 256];
+    use std::io::Read;
+    let _ = s.read(&mut head).unwrap();
+    drop(s);
+    wait_until("the instance is freed", Duration::from_secs(10), || {
+        let f = h.function("hello").unwrap();
+        f["executing"] == 0 && f["inflight"] == 0
+    });
+    let r = h.get("/hello/stream?n=2&ms=10");
+    assert_eq!((r.status, r.text().as_str()), (200, "line 0\nline 1\n"));
+    assert_eq!(h.get("/hello").text(), "hello from surge\n");
+}
+
+/// A streamed body is held to the function's max_body as a whole one is: past it, the
+/// response is cut short.
+#[test]
+fn a_streamed_body_over_max_body_is_cut_short() {
+    let h = Host::start_custom(&["hello"], "", &|m: String| {
+        m.replace("max_body = \"6Mi\"", "max_body = \"10\"")
+    });
+    let mut s = send_get(&h, "/hello/stream?n=3&ms=200");
+    let all: Vec<u8> = read_timed(&mut s)
+        .into_iter()
+        .flat_map(|(_, b)| b)
+        .collect();
+    let text = String::from_utf8_lossy(&all).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.contains("line 0") && !text.contains("line 1"),
+        "{text}"
+    );
+    assert!(!text.ends_with("0\r\n\r\n"), "cut short: {text:?}");
+    let r = h.get("/hello/stream?n=1");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "line 0\n"),
+        "the sandbox still serves"
+    );
+}

@@ -11,6 +11,7 @@
 //! gave up (timed out, or its request was dropped) is taken back, never leaked.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -43,10 +44,11 @@ pub struct Gate {
     idle: Notify,
 }
 
-/// One admitted execution; dropping it frees the capacity for the next waiter.
-pub struct Permit<'a>(&'a Gate);
+/// One admitted execution; dropping it frees the capacity for the next waiter. It owns its
+/// gate: a streamed response carries it until its last piece (`dispatch/stream.rs`).
+pub struct Permit(Arc<Gate>);
 
-impl Drop for Permit<'_> {
+impl Drop for Permit {
     fn drop(&mut self) {
         self.0.release();
     }
@@ -95,10 +97,10 @@ impl Gate {
     /// Admit now, or wait in the queue up to `timeout`. `on_queue` runs once if the request
     /// has to wait (the dispatcher pokes the autoscaler from it), with the capacity it found.
     pub async fn enter(
-        &self,
+        self: &Arc<Self>,
         timeout: Duration,
         on_queue: impl FnOnce(u32),
-    ) -> Result<Permit<'_>, GateError> {
+    ) -> Result<Permit, GateError> {
         let (rx, capacity) = {
             let mut s = self.state.lock();
             // Waiters first (FIFO). `queued` also counts waiters already handed a permit
@@ -107,7 +109,7 @@ impl Gate {
             Self::hand_off(&mut s);
             if s.busy < s.capacity && s.waiters.is_empty() {
                 s.busy += 1;
-                return Ok(Permit(self));
+                return Ok(Permit(self.clone()));
             }
             if s.queued >= self.depth {
                 return Err(GateError::QueueFull);
@@ -132,7 +134,7 @@ impl Gate {
             Ok(Ok(())) => {
                 waiting.done = true;
                 self.state.lock().queued -= 1;
-                Ok(Permit(self))
+                Ok(Permit(self.clone()))
             }
             // Timed out (a permit that raced in is returned by Waiting's drop).
             _ => Err(GateError::TimedOut),
@@ -202,7 +204,6 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     const LONG: Duration = Duration::from_secs(30);
 
@@ -301,7 +302,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn lowering_capacity_drains_without_interrupting() {
-        let gate = Gate::new(2, 4);
+        let gate = Arc::new(Gate::new(2, 4));
         let a = gate.enter(LONG, |_| {}).await.unwrap();
         let b = gate.enter(LONG, |_| {}).await.unwrap();
         gate.set_capacity(0);

@@ -11,6 +11,7 @@
 pub mod gate;
 pub mod load;
 pub mod routes;
+pub mod stream;
 pub mod transport;
 
 use std::ops::Deref;
@@ -30,6 +31,7 @@ use tokio::time::Instant;
 use crate::manifest::FunctionSpec;
 use gate::{Gate, GateError};
 use load::Window;
+use stream::ReplyBody;
 use transport::{Endpoint, TransportError};
 
 /// How long a request may wait, beyond the function's timeout, for the sandbox's answer
@@ -84,10 +86,11 @@ pub struct Load {
     pub idle_since: Option<Instant>,
 }
 
-/// What the sandbox said, classified.
+/// What the sandbox said, classified. A streamed response's outcome is the head's (`Ok`):
+/// how its body ends reaches [`ReplyBody::on_end`].
 pub struct Reply {
     pub outcome: Outcome,
-    pub response: Response<Bytes>,
+    pub response: Response<ReplyBody>,
 }
 
 /// Counters the data path keeps for status and metrics.
@@ -106,7 +109,7 @@ pub struct Deployment {
     /// The live sandbox, or None while it (re)starts.
     endpoint: watch::Receiver<Option<Arc<Endpoint>>>,
     /// The activator: admission to ready capacity, and the queue in front of it.
-    pub gate: Gate,
+    pub gate: Arc<Gate>,
     /// Instances the sandbox reports warm (0 with no sandbox).
     ready: AtomicU32,
     /// Requests inside (queued or executing) over time, and arrivals.
@@ -158,11 +161,11 @@ impl<D: Deref<Target = Deployment>> Drop for InflightGuard<D> {
 pub type Hold = InflightGuard<Arc<Deployment>>;
 
 /// Takes a request out of the load level when it is answered, however it ends.
-struct LevelGuard<'a>(&'a Mutex<Window>);
+struct LevelGuard(Arc<Deployment>);
 
-impl Drop for LevelGuard<'_> {
+impl Drop for LevelGuard {
     fn drop(&mut self) {
-        self.0.lock().change(Instant::now(), -1);
+        self.0.load.lock().change(Instant::now(), -1);
     }
 }
 
@@ -200,7 +203,7 @@ impl Deployment {
             window_granularity(&spec),
             spec.scaling.stable_window.0,
         );
-        let gate = Gate::new(0, spec.scaling.queue_depth);
+        let gate = Arc::new(Gate::new(0, spec.scaling.queue_depth));
         Deployment {
             spec,
             kind,
@@ -294,18 +297,23 @@ impl Deployment {
         self.demand.notified().await
     }
 
-    /// Run one request through the sandbox.
-    pub async fn call(&self, req: Request<Bytes>) -> Result<Reply, DispatchError> {
-        let _guard = InflightGuard::enter(self);
+    /// Run one request through the sandbox. A streamed reply keeps the request counted
+    /// (in flight, in the load level, holding its permit) until its body ends.
+    pub async fn call(self: &Arc<Self>, req: Request<Bytes>) -> Result<Reply, DispatchError> {
+        let inflight = InflightGuard::enter(self.clone());
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let r = self.call_inner(req).await;
+        let r = self.call_inner(req, inflight).await;
         if !matches!(&r, Ok(reply) if reply.outcome == Outcome::Ok) {
             self.counters.errors.fetch_add(1, Ordering::Relaxed);
         }
         r
     }
 
-    async fn call_inner(&self, req: Request<Bytes>) -> Result<Reply, DispatchError> {
+    async fn call_inner(
+        self: &Arc<Self>,
+        req: Request<Bytes>,
+        inflight: Hold,
+    ) -> Result<Reply, DispatchError> {
         let name = || self.name().to_string();
         // The request counts in the function's concurrency from arrival (queued or not)
         // until it is answered: that is the level the autoscaler averages.
@@ -315,7 +323,7 @@ impl Deployment {
             w.arrival(now);
             w.change(now, 1);
         }
-        let _level = LevelGuard(&self.load);
+        let level = LevelGuard(self.clone());
         // Admission: a warm instance now, or a place in the activator queue while the
         // autoscaler (poked at once) brings one up.
         let wait = self.spec.scaling.queue_timeout.0;
@@ -324,7 +332,7 @@ impl Deployment {
             self.poke.notify_one();
             self.demand.notify_one();
         };
-        let _permit = match self.gate.enter(wait, |_| poke()).await {
+        let permit = match self.gate.enter(wait, |_| poke()).await {
             Ok(p) => p,
             Err(GateError::QueueFull) => {
                 return Err(DispatchError::Overloaded {
@@ -348,16 +356,19 @@ impl Deployment {
         let endpoint = self.live_endpoint(None).await?;
         let limit = self.spec.limits.max_body.0 as usize;
         let deadline = tokio::time::Instant::now() + self.timeout() + TIMEOUT_GRACE;
-        let mut sent = tokio::time::timeout_at(deadline, endpoint.send(req, limit)).await;
+        let mut sent = tokio::time::timeout_at(deadline, endpoint.send(req, limit, deadline)).await;
         if let Ok(Err(TransportError::NotDelivered { request, .. })) = sent {
             // The request never left: a pooled connection was already closed, or the
             // sandbox is gone. A new connection tells which; if the sandbox is gone, the
             // request goes to the replacement the supervisor starts. Either way it is sent
             // once: a delivered request is never sent twice.
-            sent = tokio::time::timeout_at(deadline, endpoint.send_fresh(*request, limit)).await;
+            sent =
+                tokio::time::timeout_at(deadline, endpoint.send_fresh(*request, limit, deadline))
+                    .await;
             if let Ok(Err(TransportError::NotDelivered { request, .. })) = sent {
                 let next = self.live_endpoint(Some(&endpoint)).await?;
-                sent = tokio::time::timeout_at(deadline, next.send(*request, limit)).await;
+                sent =
+                    tokio::time::timeout_at(deadline, next.send(*request, limit, deadline)).await;
             }
         }
         let response = match sent {
@@ -381,6 +392,20 @@ impl Deployment {
             }
             Ok(Ok(r)) => r,
         };
+        let mut response = response;
+        if response.body().is_streamed() {
+            let d = self.clone();
+            response.body_mut().on_end(move |ended| {
+                // A client that went away is not the function's error.
+                if matches!(
+                    ended,
+                    stream::Ended::Failed { .. } | stream::Ended::Broken(_)
+                ) {
+                    d.counters.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                drop((permit, level, inflight));
+            });
+        }
         let outcome = response
             .headers()
             .get(protocol::OUTCOME)

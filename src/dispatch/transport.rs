@@ -1,11 +1,13 @@
 //! The gateway↔sandbox transport: one frame each way per request on the sandbox's Unix
 //! socket (`surge_runtime::sandbox::frame`), written and read by the calling task, with a
 //! pool of kept-alive connections. A connection goes back to the pool only after its whole
-//! response was read, so a pooled connection is always ready for the next request.
+//! response was read (for a streamed response, when its body ends: `stream.rs`), so a
+//! pooled connection is always ready for the next request.
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::{Request, Response};
@@ -13,6 +15,9 @@ use parking_lot::Mutex;
 use surge_runtime::sandbox::frame;
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
+use tokio::time::Instant;
+
+use super::stream::{ReplyBody, Streamed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -49,23 +54,27 @@ impl Endpoint {
         }
     }
 
-    /// Send one request and read the whole response, up to `max_response` bytes of body.
+    /// Send one request and read the response: whole, or its head with a body that reads
+    /// the rest as it is polled. The body is capped at `max_response` bytes; `deadline`
+    /// bounds a streamed body's reads.
     pub async fn send(
-        &self,
+        self: &Arc<Self>,
         req: Request<Bytes>,
         max_response: usize,
-    ) -> Result<Response<Bytes>, TransportError> {
-        self.send_on(req, max_response, true).await
+        deadline: Instant,
+    ) -> Result<Response<ReplyBody>, TransportError> {
+        self.send_on(req, max_response, deadline, true).await
     }
 
     /// As [`Endpoint::send`], on a new connection: after a pooled connection turned out to be
     /// closed, this tells a sandbox that closed one connection from one that is gone.
     pub async fn send_fresh(
-        &self,
+        self: &Arc<Self>,
         req: Request<Bytes>,
         max_response: usize,
-    ) -> Result<Response<Bytes>, TransportError> {
-        self.send_on(req, max_response, false).await
+        deadline: Instant,
+    ) -> Result<Response<ReplyBody>, TransportError> {
+        self.send_on(req, max_response, deadline, false).await
     }
 
     /// Close every connection once it is idle: the next requests connect anew, and the
@@ -88,12 +97,21 @@ impl Endpoint {
         None
     }
 
+    /// A connection whose response was read to its end, back into the pool (unless
+    /// [`Endpoint::drop_idle`] ran since it was opened).
+    fn give_back(&self, stream: UnixStream, generation: u64) {
+        if generation == self.generation.load(Ordering::Relaxed) {
+            self.idle.lock().push((stream, generation));
+        }
+    }
+
     async fn send_on(
-        &self,
+        self: &Arc<Self>,
         req: Request<Bytes>,
         max_response: usize,
+        deadline: Instant,
         pooled: bool,
-    ) -> Result<Response<Bytes>, TransportError> {
+    ) -> Result<Response<ReplyBody>, TransportError> {
         let not_delivered = |reason: String, req: Request<Bytes>| {
             Err(TransportError::NotDelivered {
                 reason,
@@ -125,14 +143,20 @@ impl Endpoint {
             Ok(None) => return Err(TransportError::Broken("closed before answering".into())),
             Err(e) => return Err(TransportError::Broken(e.to_string())),
         };
-        let resp =
-            frame::decode_response(payload).map_err(|e| TransportError::Broken(e.to_string()))?;
-        if resp.body().len() > max_response {
-            return Err(TransportError::TooLarge(max_response));
+        match frame::decode_response(payload).map_err(|e| TransportError::Broken(e.to_string()))? {
+            frame::ResponseStart::Whole(resp) => {
+                if resp.body().len() > max_response {
+                    return Err(TransportError::TooLarge(max_response));
+                }
+                self.give_back(stream, generation);
+                Ok(resp.map(ReplyBody::from))
+            }
+            frame::ResponseStart::Head(head) => {
+                let pool = self.clone();
+                let give_back = Box::new(move |s| pool.give_back(s, generation));
+                let body = Streamed::new(stream, give_back, max_response, deadline);
+                Ok(head.map(|()| ReplyBody::Streamed(Box::new(body))))
+            }
         }
-        if generation == self.generation.load(Ordering::Relaxed) {
-            self.idle.lock().push((stream, generation));
-        }
-        Ok(resp)
     }
 }

@@ -80,9 +80,27 @@ pub async fn hold(gw: &Gateway, target: Target<'_>) -> Result<Hold, ApiError> {
 
 /// Send a request to a deployment, recording metrics: every invocation, synchronous or
 /// not, on any surface, goes through here.
-pub async fn invoke(gw: &Gateway, d: &Deployment, req: Request<Bytes>) -> Result<Reply, ApiError> {
+pub async fn invoke(
+    gw: &Gateway,
+    d: &Arc<Deployment>,
+    req: Request<Bytes>,
+) -> Result<Reply, ApiError> {
     let started = tokio::time::Instant::now();
-    let r = d.call(req).await;
+    let mut r = d.call(req).await;
+    // A streamed reply is counted when its body ends, with how it ended.
+    if let Ok(reply) = &mut r {
+        if reply.response.body().is_streamed() {
+            let (requests, duration) = (gw.metrics.requests.clone(), gw.metrics.duration.clone());
+            let name = d.name().to_string();
+            reply.response.body_mut().on_end(move |ended| {
+                requests.with_label_values(&[&name, ended.outcome()]).inc();
+                duration
+                    .with_label_values(&[&name])
+                    .observe(started.elapsed().as_secs_f64());
+            });
+            return Ok(r?);
+        }
+    }
     let outcome = match &r {
         Ok(reply) => reply.outcome.as_str(),
         Err(DispatchError::Timeout { .. }) => "timeout",

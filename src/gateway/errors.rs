@@ -2,8 +2,8 @@
 //! own failures alike. The same failure looks different on each surface: plain text on
 //! function routes, Lambda's error shapes on the Invoke API, JSON on the admin API.
 
+use crate::dispatch::stream::ReplyBody;
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{Response, StatusCode};
 use surge_runtime::exec::Outcome;
 
@@ -11,7 +11,7 @@ use crate::control::supervisor::StartError;
 use crate::dispatch::DispatchError;
 use crate::registry::DeployError;
 
-pub type HttpResponse = Response<Full<Bytes>>;
+pub type HttpResponse = Response<ReplyBody>;
 
 /// Which API a request came in on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,7 +189,7 @@ impl ApiError {
                 serde_json::json!({ "error": self.to_string() }).to_string()
             }
         };
-        b.body(Full::new(Bytes::from(body)))
+        b.body(ReplyBody::from(Bytes::from(body)))
             .expect("valid response")
     }
 }
@@ -198,7 +198,7 @@ pub fn text(status: StatusCode, body: impl Into<Bytes>) -> HttpResponse {
     Response::builder()
         .status(status)
         .header("content-type", "text/plain; charset=utf-8")
-        .body(Full::new(body.into()))
+        .body(ReplyBody::from(body.into()))
         .expect("valid response")
 }
 
@@ -206,7 +206,7 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> HttpResponse {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
+        .body(ReplyBody::from(Bytes::from(
             serde_json::to_vec(value).expect("serializable"),
         )))
         .expect("valid response")

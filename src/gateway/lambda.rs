@@ -12,7 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http_body_util::Full;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use surge_runtime::exec::Outcome;
@@ -22,6 +22,7 @@ use surge_runtime::Kind;
 use super::body::{read_function_body, sandbox_request};
 use super::context::{self, invoke, Gateway, Target};
 use super::errors::{ApiError, GuestFailure, HttpResponse, Surface};
+use crate::dispatch::stream::ReplyBody;
 
 pub const PREFIX: &str = "/2015-03-31/functions/";
 
@@ -133,7 +134,10 @@ async fn handle_inner(
             // it is done, so a redeploy or remove still drains it. Counted in the request
             // metrics as a synchronous invocation is.
             tokio::spawn(async move {
-                let _ = invoke(&gw, &d, req).await;
+                // A streamed reply runs its guest only as it is read: read it to the end.
+                if let Ok(reply) = invoke(&gw, &d, req).await {
+                    let _ = reply.response.into_body().collect().await;
+                }
                 drop(hold);
             });
             return Ok(empty(StatusCode::ACCEPTED, &version));
@@ -183,7 +187,7 @@ async fn handle_inner(
         None => Response::builder()
             .status(StatusCode::OK)
             .header("content-type", "application/json")
-            .body(Full::new(body))
+            .body(body)
             .expect("valid response"),
         Some((failure, message)) => ApiError::Guest {
             function: d.name().to_string(),
@@ -212,7 +216,7 @@ fn executed_version(resp: &mut HttpResponse, version: &str) {
 fn empty(status: StatusCode, version: &str) -> HttpResponse {
     let mut r = Response::builder()
         .status(status)
-        .body(Full::default())
+        .body(ReplyBody::default())
         .expect("valid response");
     executed_version(&mut r, version);
     r

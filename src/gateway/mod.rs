@@ -14,8 +14,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
+use crate::dispatch::stream::ReplyBody;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -70,7 +69,7 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
             .render(&gw.registry.list(), &gw.registry.node_status());
         return Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(body)))
+            .body(ReplyBody::from(body))
             .expect("valid response");
     }
     if path.starts_with("/admin/") {

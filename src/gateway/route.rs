@@ -1,6 +1,5 @@
 //! Function routes: a request to the function whose route is the longest prefix of its path.
 
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response};
@@ -15,24 +14,32 @@ use super::errors::{ApiError, GuestFailure, HttpResponse};
 /// A function route: forward to the function whose route is the longest prefix.
 pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let hold = context::hold(gw, Target::Path(req.uri().path())).await?;
-    let d = hold.deployment();
+    let d = &hold.deployment().clone();
     let (parts, body) = req.into_parts();
     let body = read_function_body(d, &parts, body).await?;
     let reply = invoke(gw, d, sandbox_request(parts, body)).await?;
-    let (mut parts, body) = reply.response.into_parts();
+    let (mut parts, mut body) = reply.response.into_parts();
     match reply.outcome {
         Outcome::Ok => {
             strip_protocol_headers(&mut parts.headers);
-            // The body is whole now: hyper sets content-length itself.
+            // A whole body: hyper sets content-length itself. A streamed one keeps the
+            // guest's content-length if it set one (hyper cuts the response short if the
+            // body disagrees); without one hyper sends it chunked.
             for h in HOP_BY_HOP {
-                parts.headers.remove(h);
+                if h != "content-length" || !body.is_streamed() {
+                    parts.headers.remove(h);
+                }
+            }
+            // The version must not drain under a body still streaming from its sandbox.
+            if body.is_streamed() {
+                body.on_end(move |_| drop(hold));
             }
             if d.kind == Kind::Event && !parts.headers.contains_key("content-type") {
                 parts
                     .headers
                     .insert("content-type", HeaderValue::from_static("application/json"));
             }
-            Ok(Response::from_parts(parts, Full::new(body)))
+            Ok(Response::from_parts(parts, body))
         }
         failed => Err(ApiError::Guest {
             function: d.name().to_string(),

@@ -6,11 +6,14 @@
 //! machinery. Here every instance is instantiated ahead of the request that uses it, and an
 //! instance that trapped, timed out or reached `reuse` is replaced in the background.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 
-use bytes::Bytes;
-use http_body_util::BodyExt;
+use bytes::{Bytes, BytesMut};
+use http_body::Body;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -382,17 +385,24 @@ impl HttpHandler {
         }
     }
 
-    /// Serve one request on a warm instance and return the whole response, its body capped
-    /// at `max_body` bytes.
+    /// Serve one request on a warm instance. The response comes back whole when the guest
+    /// finishes its body before it waits on anything and within `stream_after` bytes (the
+    /// common case: one frame to the host); otherwise it goes to `sink` as the guest writes
+    /// it, a piece each time the guest waits or `stream_after` bytes pile up. Either way the
+    /// body is capped at `max_body` bytes. `Err`: the call failed before anything was sent.
     ///
     /// The guest call and the reading of its response body run jointly in the caller's task
     /// (no spawn, no cross-thread hand-off per request): the guest may keep writing the body
-    /// after it sets the response head, so the two must progress together.
-    pub async fn handle<B>(
+    /// after it sets the response head, so the two must progress together. The call is
+    /// polled first in each pass, so the body side knows whether the guest has just gone to
+    /// wait (a sleep, a full body stream): that is when what it wrote so far is sent.
+    pub async fn handle<B, S: ResponseSink>(
         self: &Arc<Self>,
         req: hyper::Request<B>,
         max_body: usize,
-    ) -> Result<hyper::Response<Bytes>, HttpFailure>
+        stream_after: usize,
+        sink: &mut S,
+    ) -> Result<Answer, HttpFailure>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -419,43 +429,156 @@ impl HttpHandler {
             .proxy
             .wasi_http_incoming_handler()
             .call_handle(&mut inst.store, wreq, out);
+        // Where the guest call stood after its last poll (the call is polled first in each
+        // pass), and whether the head went out.
+        let call_state = AtomicU8::new(RUNNING);
+        let began = AtomicBool::new(false);
+        let returned = || call_state.load(Ordering::Relaxed) == RETURNED;
         let response = async {
-            let resp = match rx.await {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(code)) => return Err(Some(format!("handler returned an error: {code:?}"))),
+            let mut rx = rx;
+            // A guest writes its response only while its call runs, so once the call has
+            // returned, what is not there yet never comes.
+            let set = poll_fn(|cx| match Pin::new(&mut rx).poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending if returned() => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await;
+            let resp = match set {
+                Some(Ok(Ok(resp))) => resp,
+                Some(Ok(Err(code))) => {
+                    return Err(Some(format!("handler returned an error: {code:?}")))
+                }
                 // Dropped without a response: the call's own result says why.
-                Err(_) => return Err(None),
+                Some(Err(_)) => return Err(None),
+                None => {
+                    return Err(Some(
+                        "the handler returned without setting a response".into(),
+                    ))
+                }
             };
-            let (parts, body) = resp.into_parts();
-            match http_body_util::Limited::new(body, max_body).collect().await {
-                Ok(b) => Ok(hyper::Response::from_parts(parts, b.to_bytes())),
-                Err(_) => Err(Some(format!(
+            let (parts, mut body) = resp.into_parts();
+            let mut head = Some(parts);
+            let mut held = BytesMut::new();
+            let mut total = 0usize;
+            let over = || {
+                Some(format!(
                     "the response body is over the function's max_body of {max_body} bytes"
-                ))),
+                ))
+            };
+            loop {
+                // The next piece of the body; or, when there is none for now: if the guest
+                // is waiting, send what it wrote (the head at least), and if it returned,
+                // the body never ends. Else its next write wakes this task.
+                let unsent = head.is_some() || !held.is_empty();
+                let step = poll_fn(|cx| match Pin::new(&mut body).poll_frame(cx) {
+                    Poll::Ready(frame) => Poll::Ready(Step::Frame(frame)),
+                    Poll::Pending => match call_state.load(Ordering::Relaxed) {
+                        RETURNED => Poll::Ready(Step::Unfinished),
+                        WAITING if unsent => Poll::Ready(Step::Send),
+                        _ => Poll::Pending,
+                    },
+                })
+                .await;
+                match step {
+                    Step::Frame(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            total += data.len();
+                            if total > max_body {
+                                return Err(over());
+                            }
+                            held.extend_from_slice(&data);
+                        }
+                    }
+                    Step::Frame(Some(Err(e))) => {
+                        return Err(Some(format!("the response body failed: {e:?}")))
+                    }
+                    Step::Frame(None) => break,
+                    Step::Send => {
+                        send(sink, &mut head, &mut held, &began).await?;
+                        continue;
+                    }
+                    Step::Unfinished => return Err(Some(UNFINISHED.into())),
+                }
+                if held.len() >= stream_after {
+                    send(sink, &mut head, &mut held, &began).await?;
+                }
+            }
+            match head {
+                Some(parts) => Ok(Some(hyper::Response::from_parts(parts, held.freeze()))),
+                None => {
+                    if !held.is_empty() {
+                        send(sink, &mut head, &mut held, &began).await?;
+                    }
+                    Ok(None)
+                }
             }
         };
         let joined = {
             let _running = self.settings.clock.running();
-            tokio::time::timeout(wall_limit(self.settings.timeout_ms), async {
-                tokio::join!(call, response)
-            })
+            let (mut call, mut response) = (pin!(call), pin!(response));
+            let (mut called, mut responded) = (None, None);
+            tokio::time::timeout(
+                wall_limit(self.settings.timeout_ms),
+                poll_fn(|cx| {
+                    if called.is_none() {
+                        // Pending and already woken is a yield (tokio's budget, an epoch
+                        // tick), not a wait: the guest is still running.
+                        let watch = Arc::new(WakeWatch {
+                            woken: AtomicBool::new(false),
+                            task: cx.waker().clone(),
+                        });
+                        let waker = Waker::from(watch.clone());
+                        match call.as_mut().poll(&mut Context::from_waker(&waker)) {
+                            Poll::Ready(r) => {
+                                called = Some(r);
+                                call_state.store(RETURNED, Ordering::Relaxed);
+                            }
+                            Poll::Pending if watch.woken.load(Ordering::Relaxed) => {
+                                call_state.store(RUNNING, Ordering::Relaxed)
+                            }
+                            Poll::Pending => call_state.store(WAITING, Ordering::Relaxed),
+                        }
+                    }
+                    if responded.is_none() {
+                        if let Poll::Ready(r) = response.as_mut().poll(cx) {
+                            responded = Some(r);
+                        }
+                    }
+                    if called.is_some() && responded.is_some() {
+                        Poll::Ready((called.take().unwrap(), responded.take().unwrap()))
+                    } else {
+                        Poll::Pending
+                    }
+                }),
+            )
             .await
+        };
+        let streamed = began.load(Ordering::Relaxed);
+        let answer = |r: Result<Option<hyper::Response<Bytes>>, HttpFailure>| match r {
+            Ok(Some(resp)) => Ok(Answer::Whole(resp)),
+            Ok(None) => Ok(Answer::Streamed(Ok(()))),
+            Err(f) if streamed => Ok(Answer::Streamed(Err(f))),
+            Err(f) => Err(f),
         };
         let Ok((called, response)) = joined else {
             // Parked in a host call past the deadline: this instance's state is unknown.
             drop(inst);
             self.replenish();
-            return Err(HttpFailure {
+            return answer(Err(HttpFailure {
                 outcome: Outcome::Timeout,
                 message: WALL_TIMEOUT_MESSAGE.into(),
-            });
+            }));
         };
         inst.served += 1;
         self.settings.memory.observe(&inst.store.data().limiter);
         let failure = called
             .err()
             .map(|e| classify(&e, &inst.store.data().limiter));
+        // A guest whose response failed (left unfinished, over max_body, a host that went
+        // away) is in a state nobody checked: it is replaced, not reused.
         if failure.is_none()
+            && response.is_ok()
             && inst.served < self.settings.reuse
             && !inst.store.data().limiter.denied
         {
@@ -464,7 +587,7 @@ impl HttpHandler {
             drop(inst);
             self.replenish();
         }
-        match (response, failure) {
+        answer(match (response, failure) {
             (Ok(resp), None) => Ok(resp),
             (_, Some((outcome, message))) => Err(HttpFailure { outcome, message }),
             (Err(Some(message)), None) => Err(HttpFailure {
@@ -475,6 +598,80 @@ impl HttpHandler {
                 outcome: Outcome::Error,
                 message: "the handler returned without setting a response".into(),
             }),
-        }
+        })
     }
+}
+
+/// The task's waker, noting whether it was woken.
+struct WakeWatch {
+    woken: AtomicBool,
+    task: Waker,
+}
+
+impl Wake for WakeWatch {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Relaxed);
+        self.task.wake_by_ref()
+    }
+}
+
+/// Where the guest call stands, as the body side of [`HttpHandler::handle`] sees it.
+const RUNNING: u8 = 0;
+const WAITING: u8 = 1;
+const RETURNED: u8 = 2;
+
+/// What the body side of [`HttpHandler::handle`] does next.
+enum Step<F> {
+    Frame(Option<F>),
+    /// The guest waits with some of its response unsent.
+    Send,
+    /// The call returned and the body is not finished: it never will be.
+    Unfinished,
+}
+
+const UNFINISHED: &str = "the handler returned without finishing its response body";
+
+/// Send the head if it is still held, then the body held so far.
+async fn send<S: ResponseSink>(
+    sink: &mut S,
+    head: &mut Option<http::response::Parts>,
+    held: &mut BytesMut,
+    began: &AtomicBool,
+) -> Result<(), Option<String>> {
+    let gone = |e: std::io::Error| Some(format!("the host stopped reading the response: {e}"));
+    if let Some(parts) = head.take() {
+        began.store(true, Ordering::Relaxed);
+        sink.head(parts).await.map_err(gone)?;
+    }
+    if !held.is_empty() {
+        let piece = held.split().freeze();
+        sink.piece(piece).await.map_err(gone)?;
+    }
+    Ok(())
+}
+
+/// What [`HttpHandler::handle`] made of a call.
+#[derive(Debug)]
+pub enum Answer {
+    /// The whole response, not yet sent.
+    Whole(hyper::Response<Bytes>),
+    /// The head and the body went to the sink; how the call ended.
+    Streamed(Result<(), HttpFailure>),
+}
+
+/// Where a streamed response goes while the guest is still writing it.
+pub trait ResponseSink: Send {
+    /// The head, before any of the body; at most once.
+    fn head(
+        &mut self,
+        head: http::response::Parts,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    /// The next piece of the body.
+    fn piece(
+        &mut self,
+        data: Bytes,
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 }

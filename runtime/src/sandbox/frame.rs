@@ -7,7 +7,15 @@
 //! A frame is `u32` (little endian) payload length, then the payload:
 //! - request: `b'Q'`, method (`u16` length + bytes), path and query (`u32` + bytes),
 //!   headers, then the body: the rest of the payload;
-//! - response: `b'R'`, status (`u16`), headers, then the body.
+//! - response: `b'R'`, status (`u16`), headers, then the body;
+//! - or a streamed response: `b'H'`, status, headers (the head alone), then any number of
+//!   `b'C'` frames (a piece of the body each: the rest of the payload), then one `b'E'`
+//!   frame with headers of its own: the sandbox's verdict on the call (`x-surge-outcome`,
+//!   `x-surge-message`), known only once the body is done. No `E` header means `ok`.
+//!
+//! A sandbox sends the whole response in one `R` frame when the guest finishes its body
+//! before it waits on anything and within [`STREAM_AFTER`] bytes: the common case costs one
+//! frame each way. Otherwise it streams (`sandbox/server.rs`, `exec/http.rs`).
 //!
 //! Headers are a `u16` count, then each name (`u16` + bytes) and value (`u32` + bytes).
 //! The body needs no length of its own: the frame has one. Both sides bound what they read
@@ -21,8 +29,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 /// Most bytes a frame may spend beside its body: method, path and headers.
 pub const MAX_HEAD_BYTES: usize = 64 << 10;
 
+/// Body bytes a sandbox holds before it sends what it has as a streamed response; also the
+/// most it holds between two pieces of a streamed body.
+pub const STREAM_AFTER: usize = 64 << 10;
+
 const REQUEST: u8 = b'Q';
 const RESPONSE: u8 = b'R';
+const HEAD: u8 = b'H';
+const CHUNK: u8 = b'C';
+const END: u8 = b'E';
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
@@ -107,6 +122,31 @@ pub fn encode_response(resp: &Response<Bytes>) -> Bytes {
     finish(out)
 }
 
+/// The head of a streamed response (its body follows in [`encode_chunk`] frames).
+pub fn encode_head(status: StatusCode, headers: &HeaderMap) -> Bytes {
+    let mut out = start(64);
+    out.put_u8(HEAD);
+    out.put_u16_le(status.as_u16());
+    put_headers(&mut out, headers);
+    finish(out)
+}
+
+/// One piece of a streamed body.
+pub fn encode_chunk(data: &[u8]) -> Bytes {
+    let mut out = start(1 + data.len());
+    out.put_u8(CHUNK);
+    out.put_slice(data);
+    finish(out)
+}
+
+/// The end of a streamed body, with the sandbox's verdict on the call.
+pub fn encode_end(verdict: &HeaderMap) -> Bytes {
+    let mut out = start(64);
+    out.put_u8(END);
+    put_headers(&mut out, verdict);
+    finish(out)
+}
+
 /// A cursor over a payload that fails instead of panicking when it runs out.
 struct Cursor(Bytes);
 
@@ -172,18 +212,61 @@ pub fn decode_request(payload: Bytes) -> Result<Request<Bytes>, FrameError> {
     Ok(req)
 }
 
-/// A response payload back into a response; the body shares the payload's buffer.
-pub fn decode_response(payload: Bytes) -> Result<Response<Bytes>, FrameError> {
+/// The first frame of a response.
+#[derive(Debug)]
+pub enum ResponseStart {
+    /// The whole response; the body shares the payload's buffer.
+    Whole(Response<Bytes>),
+    /// The head of a streamed response: [`BodyFrame`]s follow.
+    Head(Response<()>),
+}
+
+/// A frame after a streamed response's head.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyFrame {
+    Chunk(Bytes),
+    /// The body is done; the sandbox's verdict on the call.
+    End(HeaderMap),
+}
+
+/// A response's first payload back into a response.
+pub fn decode_response(payload: Bytes) -> Result<ResponseStart, FrameError> {
     let mut c = Cursor(payload);
-    if c.u8()? != RESPONSE {
+    let kind = c.u8()?;
+    if kind != RESPONSE && kind != HEAD {
         return Err(FrameError::Malformed("not a response"));
     }
     let status = StatusCode::from_u16(c.u16()?).map_err(|_| FrameError::Malformed("status"))?;
     let headers = c.headers()?;
+    if kind == HEAD {
+        if !c.0.is_empty() {
+            return Err(FrameError::Malformed("a body in a response head"));
+        }
+        let mut resp = Response::new(());
+        *resp.status_mut() = status;
+        *resp.headers_mut() = headers;
+        return Ok(ResponseStart::Head(resp));
+    }
     let mut resp = Response::new(c.0);
     *resp.status_mut() = status;
     *resp.headers_mut() = headers;
-    Ok(resp)
+    Ok(ResponseStart::Whole(resp))
+}
+
+/// A payload after a streamed response's head.
+pub fn decode_body(payload: Bytes) -> Result<BodyFrame, FrameError> {
+    let mut c = Cursor(payload);
+    match c.u8()? {
+        CHUNK => Ok(BodyFrame::Chunk(c.0)),
+        END => {
+            let verdict = c.headers()?;
+            if !c.0.is_empty() {
+                return Err(FrameError::Malformed("bytes after a body's end"));
+            }
+            Ok(BodyFrame::End(verdict))
+        }
+        _ => Err(FrameError::Malformed("not a piece of a body")),
+    }
 }
 
 #[cfg(test)]
@@ -217,7 +300,10 @@ mod tests {
             .header("content-type", "text/plain")
             .body(Bytes::new())
             .unwrap();
-        let back = decode_response(payload(encode_response(&resp))).unwrap();
+        let ResponseStart::Whole(back) = decode_response(payload(encode_response(&resp))).unwrap()
+        else {
+            panic!("a whole response")
+        };
         assert_eq!(back.status(), 418);
         assert_eq!(back.headers(), resp.headers());
         assert!(back.body().is_empty());
@@ -250,6 +336,42 @@ mod tests {
         assert!(decode_request(p).is_err(), "a response is not a request");
     }
 
+    #[test]
+    fn streamed_responses_round_trip_and_refuse_frames_out_of_place() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "content-type",
+            HeaderValue::from_static("text/event-stream"),
+        );
+        let head = payload(encode_head(StatusCode::ACCEPTED, &h));
+        let ResponseStart::Head(back) = decode_response(head.clone()).unwrap() else {
+            panic!("a head")
+        };
+        assert_eq!(back.status(), 202);
+        assert_eq!(back.headers(), &h);
+        assert_eq!(
+            decode_body(payload(encode_chunk(b"data: 1\n\n"))).unwrap(),
+            BodyFrame::Chunk(Bytes::from_static(b"data: 1\n\n"))
+        );
+        let mut verdict = HeaderMap::new();
+        verdict.insert("x-surge-outcome", HeaderValue::from_static("trap"));
+        assert_eq!(
+            decode_body(payload(encode_end(&verdict))).unwrap(),
+            BodyFrame::End(verdict)
+        );
+        // A head is not a piece of a body, a piece is not a response, and neither hides
+        // bytes after its headers.
+        assert!(decode_body(head.clone()).is_err());
+        assert!(decode_response(payload(encode_chunk(b"x"))).is_err());
+        let mut long = head.to_vec();
+        long.push(b'!');
+        assert!(decode_response(Bytes::from(long)).is_err());
+        let mut long = payload(encode_end(&HeaderMap::new())).to_vec();
+        long.push(b'!');
+        assert!(decode_body(Bytes::from(long)).is_err());
+        assert!(decode_body(Bytes::new()).is_err());
+    }
+
     #[tokio::test]
     async fn reading_bounds_the_frame_before_allocating() {
         let frame = encode_response(
@@ -259,7 +381,10 @@ mod tests {
         );
         let mut r = &frame[..];
         let got = read(&mut r, 2000).await.unwrap().unwrap().unwrap();
-        assert_eq!(decode_response(got).unwrap().body().len(), 1000);
+        let ResponseStart::Whole(got) = decode_response(got).unwrap() else {
+            panic!("a whole response")
+        };
+        assert_eq!(got.body().len(), 1000);
         assert!(read(&mut r, 2000).await.unwrap().is_none(), "clean end");
         let mut r = &frame[..];
         assert!(matches!(

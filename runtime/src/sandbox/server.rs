@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
+use hyper::{HeaderMap, Request, Response, StatusCode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use wasmtime::component::Component;
@@ -17,7 +17,7 @@ use super::frame;
 use super::protocol::{self, HostCommand, SandboxReport, SandboxSpec};
 use crate::engine::{pooled_engine, EpochClock, PoolShape};
 use crate::exec::event::{EventHandler, EventSettings};
-use crate::exec::http::{HttpHandler, HttpSettings};
+use crate::exec::http::{Answer, HttpHandler, HttpSettings, ResponseSink};
 use crate::exec::{MemoryLedger, Outcome};
 use crate::Kind;
 
@@ -339,7 +339,8 @@ fn load(
 }
 
 /// One kept-alive connection from the host, served on the current thread until it closes:
-/// a request frame in, the guest, a response frame out (`frame.rs`).
+/// a request frame in, the guest, then a response frame out, or a streamed response's head,
+/// pieces and end (`frame.rs`).
 async fn serve_connection(mut stream: UnixStream, handler: Arc<Handler>, max_body: usize) {
     loop {
         let payload = match frame::read(&mut stream, max_body + frame::MAX_HEAD_BYTES).await {
@@ -352,21 +353,52 @@ async fn serve_connection(mut stream: UnixStream, handler: Arc<Handler>, max_bod
             }
             Ok(None) | Err(_) => return,
         };
-        let resp = match frame::decode_request(payload) {
-            Ok(req) => dispatch(&handler, req, max_body).await,
-            Err(e) => failure(Outcome::Error, &format!("bad request frame: {e}"), None),
+        let answer = match frame::decode_request(payload) {
+            Ok(req) => dispatch(&handler, req, max_body, &mut Connection(&mut stream)).await,
+            Err(e) => Answer::Whole(failure(
+                Outcome::Error,
+                &format!("bad request frame: {e}"),
+                None,
+            )),
         };
-        if stream
-            .write_all(&frame::encode_response(&resp))
-            .await
-            .is_err()
-        {
+        let last = match answer {
+            Answer::Whole(resp) => frame::encode_response(&resp),
+            Answer::Streamed(Ok(())) => frame::encode_end(&HeaderMap::new()),
+            Answer::Streamed(Err(f)) => {
+                frame::encode_end(failure(f.outcome, &f.message, None).headers())
+            }
+        };
+        if stream.write_all(&last).await.is_err() {
             return;
         }
     }
 }
 
-async fn dispatch(handler: &Handler, req: Request<Bytes>, max_body: usize) -> Response<Bytes> {
+/// The host's connection, as the sink of a streamed response.
+struct Connection<'a>(&'a mut UnixStream);
+
+impl ResponseSink for Connection<'_> {
+    async fn head(&mut self, mut head: http::response::Parts) -> std::io::Result<()> {
+        // The host reads these as the sandbox's own verdict: a guest must not set them.
+        for name in protocol::RESERVED {
+            head.headers.remove(*name);
+        }
+        self.0
+            .write_all(&frame::encode_head(head.status, &head.headers))
+            .await
+    }
+
+    async fn piece(&mut self, data: Bytes) -> std::io::Result<()> {
+        self.0.write_all(&frame::encode_chunk(&data)).await
+    }
+}
+
+async fn dispatch(
+    handler: &Handler,
+    req: Request<Bytes>,
+    max_body: usize,
+    conn: &mut Connection<'_>,
+) -> Answer {
     match handler {
         Handler::Http(h) => {
             let mut req = req;
@@ -376,25 +408,26 @@ async fn dispatch(handler: &Handler, req: Request<Bytes>, max_body: usize) -> Re
                 req.headers_mut()
                     .insert(http::header::CONTENT_LENGTH, n.into());
             }
-            match h.handle(req.map(Full::new), max_body).await {
-                Ok(mut resp) => {
-                    // The host reads these as the sandbox's own verdict: a guest must not set them.
+            let req = req.map(Full::new);
+            match h.handle(req, max_body, frame::STREAM_AFTER, conn).await {
+                Ok(Answer::Whole(mut resp)) => {
                     for name in protocol::RESERVED {
                         resp.headers_mut().remove(*name);
                     }
-                    resp
+                    Answer::Whole(resp)
                 }
-                Err(f) => failure(f.outcome, &f.message, None),
+                Ok(streamed) => streamed,
+                Err(f) => Answer::Whole(failure(f.outcome, &f.message, None)),
             }
         }
         Handler::Event(h) => {
             let event = req.into_body();
             if event.len() > max_body {
-                return failure(
+                return Answer::Whole(failure(
                     Outcome::Error,
                     "request body over the function's max_body",
                     None,
-                );
+                ));
             }
             let r = h.invoke(event).await;
             let tail_start = r.stderr.len().saturating_sub(protocol::LOG_TAIL_BYTES);
@@ -408,7 +441,7 @@ async fn dispatch(handler: &Handler, req: Request<Bytes>, max_body: usize) -> Re
             if let Some(m) = &r.message {
                 b = b.header(protocol::MESSAGE, protocol::header_safe(m));
             }
-            b.body(r.stdout).expect("valid response")
+            Answer::Whole(b.body(r.stdout).expect("valid response"))
         }
     }
 }
