@@ -518,12 +518,15 @@ impl HttpHandler {
             let _running = self.settings.clock.running();
             let (mut call, mut response) = (pin!(call), pin!(response));
             let (mut called, mut responded) = (None, None);
+            // Unconstrained by tokio's budget, both sides: a budget-forced Pending (woken
+            // later, not at once) would read as a guest that waits, and, once the call has
+            // returned, as a response that never comes.
             tokio::time::timeout(
                 wall_limit(self.settings.timeout_ms),
-                poll_fn(|cx| {
+                tokio::task::unconstrained(poll_fn(|cx| {
                     if called.is_none() {
-                        // Pending and already woken is a yield (tokio's budget, an epoch
-                        // tick), not a wait: the guest is still running.
+                        // Pending and already woken is a yield (an epoch tick), not a
+                        // wait: the guest is still running.
                         let watch = Arc::new(WakeWatch {
                             woken: AtomicBool::new(false),
                             task: cx.waker().clone(),
@@ -550,7 +553,7 @@ impl HttpHandler {
                     } else {
                         Poll::Pending
                     }
-                }),
+                })),
             )
             .await
         };
