@@ -14,3 +14,4 @@ pub mod gateway;
 pub mod manifest;
 pub mod metrics;
 pub mod registry;
+pub mod replay;

@@ -99,9 +99,46 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Replay a production trace (the Azure Functions trace's schema) under keep-alive
+    /// policies, with the live host's policy code on simulated time, and report cold
+    /// starts and wasted memory per policy.
+    Replay {
+        /// Invocations per minute: HashFunction,HashOwner,HashApp, then one column a minute.
+        #[arg(long)]
+        invocations: PathBuf,
+        /// Memory per app (AverageAllocatedMb); without it every function counts 1 GB.
+        #[arg(long)]
+        memory: Option<PathBuf>,
+        /// Execution-time percentiles per function (checked; the minute model does not use them).
+        #[arg(long)]
+        durations: Option<PathBuf>,
+        /// The model of time: `minute`, Shahrad et al.'s (USENIX ATC'20).
+        #[arg(long, value_enum, default_value = "minute")]
+        model: ReplayModel,
+        /// Comma-separated policies: fixed:<minutes>, hybrid.
+        #[arg(
+            long,
+            default_value = "fixed:10,fixed:20,fixed:60,fixed:120,fixed:240,hybrid"
+        )]
+        policy: String,
+        /// Only the first N functions of the file.
+        #[arg(long)]
+        functions: Option<usize>,
+        /// One JSON object per policy and line.
+        #[arg(long)]
+        json: bool,
+        /// Also draw the Pareto chart (wasted memory against cold starts) into this SVG file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Internal: the fork server that starts every sandbox (and `sandbox-check`'s probes).
     #[command(name = "__zygote", hide = true)]
     Zygote,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReplayModel {
+    Minute,
 }
 
 fn main() {
@@ -111,6 +148,38 @@ fn main() {
         surge_runtime::sandbox::zygote::run();
     }
     init_tracing();
+    if let Command::Replay {
+        invocations,
+        memory,
+        durations,
+        model: ReplayModel::Minute,
+        policy,
+        functions,
+        json,
+        plot,
+    } = cli.command
+    {
+        // No runtime: the replay is one thread of arithmetic.
+        let run = || -> anyhow::Result<()> {
+            let policies = surge::control::keepalive::PolicySpec::parse_list(&policy)
+                .map_err(anyhow::Error::msg)?;
+            cli::replay::run(
+                &surge::replay::Options {
+                    invocations,
+                    memory,
+                    durations,
+                    policies,
+                    functions,
+                },
+                json,
+                plot.as_deref(),
+            )
+        };
+        if let Err(e) = run() {
+            fail(e);
+        }
+        return;
+    }
     // `serve` reads its config first: the config says how many threads the runtime gets.
     let serve_config = match &cli.command {
         Command::Serve { config, .. } => match cli::serve::load_config(config.as_deref()) {
@@ -175,7 +244,7 @@ fn main() {
                 let cfg = cli::serve::load_config(config.as_deref())?;
                 cli::check::run(&cfg.sandbox).await
             }
-            Command::Zygote => unreachable!("handled above"),
+            Command::Zygote | Command::Replay { .. } => unreachable!("handled above"),
         }
     });
     if let Err(e) = result {

@@ -1,0 +1,101 @@
+//! Pre-warm and keep-alive policies: after a function's activity ends, how long to wait
+//! before loading an instance again (pre-warm) and how long to keep it loaded then
+//! (keep-alive). One implementation per policy, used alike by `surge replay` on simulated
+//! time and by the live control loop: a policy is a pure state machine over what it has
+//! seen of one function (its idle times), with no clock and no I/O of its own.
+//!
+//! Units: whole minutes, the granularity of the production traces the policies are judged
+//! on (Shahrad et al., "Serverless in the Wild", USENIX ATC'20) and of their histograms.
+
+pub mod fixed;
+pub mod hybrid;
+pub mod policy;
+
+pub use policy::{KeepAlive, Windows};
+
+use std::fmt;
+
+/// A policy by name, as `surge replay --policy` and the manifest spell it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicySpec {
+    /// `fixed:<minutes>`: keep alive that long after every activity, never pre-warm.
+    Fixed(u32),
+    /// `hybrid`: Shahrad et al.'s hybrid histogram policy.
+    Hybrid,
+}
+
+impl PolicySpec {
+    /// Parse one policy name. The error names what is accepted.
+    pub fn parse(s: &str) -> Result<PolicySpec, String> {
+        let s = s.trim();
+        if let Some(m) = s.strip_prefix("fixed:") {
+            return match m.parse::<u32>() {
+                Ok(m) if m > 0 => Ok(PolicySpec::Fixed(m)),
+                _ => Err(format!(
+                    "policy {s:?}: fixed:<minutes> needs a whole number of minutes above 0"
+                )),
+            };
+        }
+        match s {
+            "hybrid" => Ok(PolicySpec::Hybrid),
+            _ => Err(format!(
+                "unknown policy {s:?}: the policies are fixed:<minutes> (e.g. fixed:10) and hybrid"
+            )),
+        }
+    }
+
+    /// A comma-separated list, in order; the error names the first bad entry.
+    pub fn parse_list(s: &str) -> Result<Vec<PolicySpec>, String> {
+        let list: Vec<PolicySpec> = s
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(PolicySpec::parse)
+            .collect::<Result<_, _>>()?;
+        if list.is_empty() {
+            return Err("no policy given: e.g. --policy fixed:10,hybrid".into());
+        }
+        Ok(list)
+    }
+
+    /// Fresh state for one function.
+    pub fn start(&self) -> Box<dyn KeepAlive> {
+        match *self {
+            PolicySpec::Fixed(m) => Box::new(fixed::Fixed::new(m)),
+            PolicySpec::Hybrid => Box::new(hybrid::Hybrid::new(hybrid::Params::default())),
+        }
+    }
+}
+
+impl fmt::Display for PolicySpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicySpec::Fixed(m) => write!(f, "fixed:{m}"),
+            PolicySpec::Hybrid => f.write_str("hybrid"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_names_parse_and_print_back() {
+        let list = PolicySpec::parse_list("fixed:10, fixed:240,hybrid").unwrap();
+        assert_eq!(
+            list,
+            vec![
+                PolicySpec::Fixed(10),
+                PolicySpec::Fixed(240),
+                PolicySpec::Hybrid
+            ]
+        );
+        let back: Vec<String> = list.iter().map(|p| p.to_string()).collect();
+        assert_eq!(back, ["fixed:10", "fixed:240", "hybrid"]);
+        for bad in ["fixed:0", "fixed:x", "fixed:", "lru", ""] {
+            let e = PolicySpec::parse_list(bad).unwrap_err();
+            assert!(e.contains("policy") || e.contains("fixed"), "{bad}: {e}");
+        }
+        assert!(PolicySpec::parse("kpa").unwrap_err().contains("\"kpa\""));
+    }
+}

@@ -1,0 +1,221 @@
+//! `surge replay` on the Azure Functions trace sample (traces/azure2019: Shahrad et al.,
+//! "Serverless in the Wild", USENIX ATC'20; CC-BY 4.0), against an independent
+//! reimplementation of the minute model in Python (tests/replay_reference.py), and on bad
+//! input.
+
+// Integration tests drive real processes from plain threads: the time rule of
+// `.clippy.toml` is for the host, not for them.
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn surge() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_surge"))
+}
+
+fn sample(file: &str) -> PathBuf {
+    common::repo().join("traces/azure2019").join(file)
+}
+
+fn replay(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(surge())
+        .arg("replay")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn json_lines(s: &str) -> Vec<serde_json::Value> {
+    s.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_minute_model_matches_an_independent_reimplementation_on_the_sample() {
+    let policies = ["fixed:10", "fixed:20", "fixed:60", "fixed:240", "hybrid"];
+    let (inv, mem) = (sample("500_inv.csv"), sample("500_mem.csv"));
+    let (code, out, err) = replay(&[
+        "--invocations",
+        inv.to_str().unwrap(),
+        "--memory",
+        mem.to_str().unwrap(),
+        "--durations",
+        sample("500_run.csv").to_str().unwrap(),
+        "--policy",
+        &policies.join(","),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ours = json_lines(&out);
+    let reference = Command::new("python3")
+        .arg(common::repo().join("tests/replay_reference.py"))
+        .args([&inv, &mem])
+        .args(policies)
+        .output()
+        .unwrap();
+    assert!(
+        reference.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let theirs = json_lines(&String::from_utf8_lossy(&reference.stdout));
+    assert_eq!(ours.len(), policies.len());
+    for (a, b) in ours.iter().zip(&theirs) {
+        for key in ["policy", "model", "functions", "invocations", "cold_starts"] {
+            assert_eq!(a[key], b[key], "{key}: {a} against {b}");
+        }
+        for key in [
+            "cold_share",
+            "cold_share_p50",
+            "cold_share_p75",
+            "wasted_gb_min",
+        ] {
+            let (x, y) = (a[key].as_f64().unwrap(), b[key].as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-9 * y.abs().max(1.0),
+                "{key}: {x} against {y}"
+            );
+        }
+    }
+    // The sample's own figures (README): 500 functions, 439,482 invocations. A longer
+    // keep-alive never has more cold starts, and never wastes less.
+    assert_eq!(ours[0]["functions"], 500);
+    assert_eq!(ours[0]["invocations"], 439_482);
+    for w in ours[..4].windows(2) {
+        assert!(w[1]["cold_starts"].as_u64() <= w[0]["cold_starts"].as_u64());
+        assert!(w[1]["wasted_gb_min"].as_f64() >= w[0]["wasted_gb_min"].as_f64());
+    }
+
+    // --plot draws the Pareto chart: every policy named over the fixed sweep.
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("pareto.svg");
+    let (code, _, err) = replay(&[
+        "--invocations",
+        inv.to_str().unwrap(),
+        "--memory",
+        mem.to_str().unwrap(),
+        "--policy",
+        "fixed:10,hybrid",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawn.starts_with("<svg"),
+        "{}",
+        &drawn[..drawn.len().min(200)]
+    );
+    for text in [
+        "hybrid",
+        "fixed:10",
+        "fixed keep-alive, 1–240 min",
+        "cold starts",
+    ] {
+        assert!(drawn.contains(text), "{text} missing from the chart");
+    }
+    let nowhere = dir.path().join("no/such/dir/p.svg");
+    let (code, _, err) = replay(&[
+        "--invocations",
+        inv.to_str().unwrap(),
+        "--plot",
+        nowhere.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no/such/dir/p.svg"), "{err}");
+
+    // The table names every policy; --functions takes the first N.
+    let (code, out, err) = replay(&["--invocations", inv.to_str().unwrap(), "--functions", "7"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("7 functions, 1440 minutes"), "{out}");
+    for p in ["fixed:10", "fixed:240", "hybrid"] {
+        assert!(out.contains(p), "{out}");
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn bad_traces_and_policies_are_refused_naming_the_file_line_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let head = "HashFunction,HashOwner,HashApp,1,2,3\n";
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (
+            write(d, "header.csv", "Function,Owner,App,1,2\nf,o,a,1,2\n"),
+            ":1: column 1 must be \"HashFunction\"",
+        ),
+        (
+            write(d, "count.csv", &format!("{head}f,o,a,1,0,0\ng,o,a,0,x,1\n")),
+            "count.csv:3: minute 2: \"x\" is not a count of invocations",
+        ),
+        (
+            write(d, "short.csv", &format!("{head}f,o,a,1,0\n")),
+            "short.csv:2: 5 columns where the header has 6",
+        ),
+        (
+            write(d, "negative.csv", &format!("{head}f,o,a,1,-1,0\n")),
+            "negative.csv:2: minute 2: \"-1\" is not a count",
+        ),
+        (
+            write(d, "nominutes.csv", "HashFunction,HashOwner,HashApp\n"),
+            "no minute columns",
+        ),
+        (d.join("missing.csv"), "missing.csv: cannot open"),
+    ];
+    for (path, want) in cases {
+        let (code, _, err) = replay(&["--invocations", path.to_str().unwrap()]);
+        assert_eq!(code, 1, "{}", path.display());
+        assert!(err.contains(want), "{}: {err}", path.display());
+    }
+    let inv = write(d, "ok.csv", &format!("{head}f,o,a,1,0,2\n"));
+    let inv = inv.to_str().unwrap();
+    let mem = write(d, "mem.csv", "HashOwner,HashApp,Mb\no,a,100\n");
+    let (code, _, err) = replay(&["--invocations", inv, "--memory", mem.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("mem.csv:1: no column \"AverageAllocatedMb\""),
+        "{err}"
+    );
+    let mem = write(
+        d,
+        "mem2.csv",
+        "HashOwner,HashApp,AverageAllocatedMb\no,a,lots\n",
+    );
+    let (code, _, err) = replay(&["--invocations", inv, "--memory", mem.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("mem2.csv:2: AverageAllocatedMb \"lots\""),
+        "{err}"
+    );
+    for (policy, want) in [
+        ("fixed:0", "fixed:<minutes>"),
+        ("lru", "unknown policy \"lru\""),
+        ("", "no policy given"),
+    ] {
+        let (code, _, err) = replay(&["--invocations", inv, "--policy", policy]);
+        assert_eq!(code, 1, "{policy}");
+        assert!(err.contains(want), "{policy}: {err}");
+    }
+    // A good file: 3 invocations, 2 busy minutes, one cold start under any policy.
+    let (code, out, err) = replay(&["--invocations", inv, "--policy", "fixed:5", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let r = &json_lines(&out)[0];
+    assert_eq!(
+        (r["invocations"].as_u64(), r["cold_starts"].as_u64()),
+        (Some(3), Some(1))
+    );
+}
