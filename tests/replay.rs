@@ -41,7 +41,14 @@ fn json_lines(s: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn the_minute_model_matches_an_independent_reimplementation_on_the_sample() {
-    let policies = ["fixed:10", "fixed:20", "fixed:60", "fixed:240", "hybrid"];
+    let policies = [
+        "fixed:10",
+        "fixed:20",
+        "fixed:60",
+        "fixed:240",
+        "hybrid",
+        "kpa",
+    ];
     let (inv, mem) = (sample("500_inv.csv"), sample("500_mem.csv"));
     let (code, out, err) = replay(&[
         "--invocations",
@@ -137,7 +144,7 @@ fn the_minute_model_matches_an_independent_reimplementation_on_the_sample() {
     let (code, out, err) = replay(&["--invocations", inv.to_str().unwrap(), "--functions", "7"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("7 functions, 1440 minutes"), "{out}");
-    for p in ["fixed:10", "fixed:240", "hybrid"] {
+    for p in ["fixed:10", "fixed:240", "hybrid", "kpa"] {
         assert!(out.contains(p), "{out}");
     }
 }

@@ -65,6 +65,8 @@ class Hybrid:
 def make(policy):
     if policy.startswith("fixed:"):
         return Fixed(int(policy[6:]))
+    if policy == "kpa":  # scale to zero after 60 s idle: a minute on this model
+        return Fixed(1)
     assert policy == "hybrid", policy
     return Hybrid()
 

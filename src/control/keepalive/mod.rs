@@ -9,6 +9,7 @@
 
 pub mod fixed;
 pub mod hybrid;
+pub mod kpa;
 pub mod policy;
 
 pub use policy::{KeepAlive, Windows};
@@ -22,6 +23,8 @@ pub enum PolicySpec {
     Fixed(u32),
     /// `hybrid`: Shahrad et al.'s hybrid histogram policy.
     Hybrid,
+    /// `kpa`: the live autoscaler's scale-to-zero after its default idle span.
+    Kpa,
 }
 
 impl PolicySpec {
@@ -38,8 +41,9 @@ impl PolicySpec {
         }
         match s {
             "hybrid" => Ok(PolicySpec::Hybrid),
+            "kpa" => Ok(PolicySpec::Kpa),
             _ => Err(format!(
-                "unknown policy {s:?}: the policies are fixed:<minutes> (e.g. fixed:10) and hybrid"
+                "unknown policy {s:?}: the policies are fixed:<minutes> (e.g. fixed:10), hybrid and kpa"
             )),
         }
     }
@@ -62,6 +66,9 @@ impl PolicySpec {
         match *self {
             PolicySpec::Fixed(m) => Box::new(fixed::Fixed::new(m)),
             PolicySpec::Hybrid => Box::new(hybrid::Hybrid::new(hybrid::Params::default())),
+            PolicySpec::Kpa => Box::new(kpa::Kpa::new(
+                crate::control::autoscale::decider::Params::default().scale_to_zero_after,
+            )),
         }
     }
 }
@@ -71,6 +78,7 @@ impl fmt::Display for PolicySpec {
         match self {
             PolicySpec::Fixed(m) => write!(f, "fixed:{m}"),
             PolicySpec::Hybrid => f.write_str("hybrid"),
+            PolicySpec::Kpa => f.write_str("kpa"),
         }
     }
 }
@@ -81,21 +89,30 @@ mod tests {
 
     #[test]
     fn policy_names_parse_and_print_back() {
-        let list = PolicySpec::parse_list("fixed:10, fixed:240,hybrid").unwrap();
+        let list = PolicySpec::parse_list("fixed:10, fixed:240,hybrid,kpa").unwrap();
         assert_eq!(
             list,
             vec![
                 PolicySpec::Fixed(10),
                 PolicySpec::Fixed(240),
-                PolicySpec::Hybrid
+                PolicySpec::Hybrid,
+                PolicySpec::Kpa
             ]
         );
         let back: Vec<String> = list.iter().map(|p| p.to_string()).collect();
-        assert_eq!(back, ["fixed:10", "fixed:240", "hybrid"]);
+        assert_eq!(back, ["fixed:10", "fixed:240", "hybrid", "kpa"]);
         for bad in ["fixed:0", "fixed:x", "fixed:", "lru", ""] {
             let e = PolicySpec::parse_list(bad).unwrap_err();
             assert!(e.contains("policy") || e.contains("fixed"), "{bad}: {e}");
         }
-        assert!(PolicySpec::parse("kpa").unwrap_err().contains("\"kpa\""));
+        assert!(PolicySpec::parse("lru").unwrap_err().contains("\"lru\""));
+        // The live default: 60 s of no traffic, a minute on the minute model.
+        assert_eq!(
+            PolicySpec::Kpa.start().windows(),
+            Windows {
+                prewarm: 0,
+                keepalive: 1
+            }
+        );
     }
 }
