@@ -226,3 +226,77 @@ fn bad_traces_and_policies_are_refused_naming_the_file_line_and_value() {
         (Some(3), Some(1))
     );
 }
+
+/// A file of thousands of functions (generated: sparse and bursty minutes) replays whole,
+/// and two policies whose answers are known exactly give them: keeping an instance all
+/// day costs one cold start per function, and a one-minute keep-alive one per busy minute
+/// that follows an idle one.
+#[test]
+fn thousands_of_functions_replay_with_exact_answers_at_the_extremes() {
+    use std::fmt::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (n, minutes) = (3000usize, 1440usize);
+    let mut text = String::from("HashFunction,HashOwner,HashApp");
+    for m in 1..=minutes {
+        write!(text, ",{m}").unwrap();
+    }
+    text.push('\n');
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut invocations, mut functions, mut first_colds, mut minute_colds) = (0u64, 0u64, 0, 0);
+    for f in 0..n {
+        // Function f is busy in a minute with probability 1 / (1 + f % 97).
+        let every = 1 + (f % 97) as u64;
+        write!(text, "f{f},o{f},a{f}").unwrap();
+        let mut any = false;
+        let mut prev_busy = false;
+        for _ in 0..minutes {
+            let c = if next() % every == 0 {
+                next() % 50 + 1
+            } else {
+                0
+            };
+            write!(text, ",{c}").unwrap();
+            invocations += c;
+            if c > 0 && !prev_busy {
+                minute_colds += 1;
+            }
+            any |= c > 0;
+            prev_busy = c > 0;
+        }
+        text.push('\n');
+        if any {
+            functions += 1;
+            first_colds += 1;
+        }
+    }
+    let inv = write(dir.path(), "big_inv.csv", &text);
+    let (code, out, err) = replay(&[
+        "--invocations",
+        inv.to_str().unwrap(),
+        "--policy",
+        "fixed:1440,fixed:1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r = json_lines(&out);
+    for p in &r {
+        assert_eq!(p["functions"].as_u64(), Some(functions));
+        assert_eq!(p["invocations"].as_u64(), Some(invocations));
+    }
+    assert_eq!(
+        r[0]["cold_starts"].as_u64(),
+        Some(first_colds),
+        "kept all day"
+    );
+    assert_eq!(
+        r[1]["cold_starts"].as_u64(),
+        Some(minute_colds),
+        "kept one minute"
+    );
+}
