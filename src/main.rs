@@ -115,7 +115,7 @@ enum Command {
         /// The model of time: `minute`, Shahrad et al.'s (USENIX ATC'20).
         #[arg(long, value_enum, default_value = "minute")]
         model: ReplayModel,
-        /// Comma-separated policies: fixed:<minutes>, hybrid, kpa (the live autoscaler's).
+        /// Comma-separated policies: fixed:<minutes>, hybrid, kpa (the live autoscaler's), cost:<w>.
         #[arg(
             long,
             default_value = "fixed:10,fixed:20,fixed:60,fixed:120,fixed:240,hybrid,kpa"

@@ -76,7 +76,7 @@ pub fn run_minute(opts: &Options) -> Result<Replay, TraceError> {
             with_durations += 1;
         }
         for (i, spec) in opts.policies.iter().enumerate() {
-            let o = minute::simulate(&f.per_minute, spec.start().as_mut());
+            let o = minute::simulate(&f.per_minute, spec.start(mb).as_mut());
             totals[i].invocations += o.invocations;
             totals[i].cold_starts += o.cold_starts;
             totals[i].wasted_minutes += o.wasted_minutes;
