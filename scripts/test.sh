@@ -5,10 +5,12 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
-# The AWS SDK for Python, for the Invoke API test (into the tools venv functions/build.sh made).
+# The AWS SDK for Python, for the Invoke API test, and statsmodels, the forecasters'
+# reference (into the tools venv functions/build.sh made).
 venv="${SURGE_TOOLS_DIR:-$HOME/.cache/surge-tools}/venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c 'import boto3' 2>/dev/null || "$venv/bin/pip" install -q boto3==1.35.99
+"$venv/bin/python" -c 'import statsmodels' 2>/dev/null || "$venv/bin/pip" install -q statsmodels==0.14.4
 # --all-targets: the criterion benches run too, once each, as tests (they must not rot).
 cargo test --release --locked --workspace --all-targets 2>&1 | tee /tmp/surge-test.log
 # Make skipped cgroup tests visible at the end of the log.

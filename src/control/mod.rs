@@ -4,6 +4,7 @@
 //! writes back their sandbox endpoint and warm capacity, never the other way round.
 
 pub mod autoscale;
+pub mod forecast;
 pub mod keepalive;
 pub mod node;
 pub mod supervisor;
