@@ -9,29 +9,9 @@ use std::process::Command;
 
 use common::{repo, Host};
 
-fn python_with_boto3() -> Result<String, String> {
-    let tools = std::env::var("SURGE_TOOLS_DIR").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/surge-tools",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let py = format!("{tools}/venv/bin/python");
-    let ok = Command::new(&py)
-        .args(["-c", "import boto3"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if ok {
-        Ok(py)
-    } else {
-        Err(format!("{py} has no boto3 (scripts/test.sh installs it)"))
-    }
-}
-
 #[test]
 fn boto3_invokes_functions_and_reads_lambda_errors() {
-    let py = match python_with_boto3() {
+    let py = match common::tools_python("boto3") {
         Ok(p) => p,
         Err(why) => return common::skip("boto3_invokes_functions_and_reads_lambda_errors", &why),
     };

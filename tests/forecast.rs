@@ -19,20 +19,15 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 
 #[test]
 fn linear_regression_on_lags_matches_statsmodels_autoreg() {
-    let tools = std::env::var("SURGE_TOOLS_DIR")
-        .unwrap_or_else(|_| format!("{}/.cache/surge-tools", std::env::var("HOME").unwrap()));
-    let py = format!("{tools}/venv/bin/python");
-    let has = Command::new(&py)
-        .args(["-c", "import statsmodels"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has {
-        common::skip(
-            "linear_regression_on_lags_matches_statsmodels_autoreg",
-            &format!("no statsmodels in {py} (scripts/test.sh installs it)"),
-        );
-        return;
-    }
+    let py = match common::tools_python("statsmodels") {
+        Ok(py) => py,
+        Err(why) => {
+            return common::skip(
+                "linear_regression_on_lags_matches_statsmodels_autoreg",
+                &why,
+            )
+        }
+    };
     let out = Command::new(&py)
         .arg(common::repo().join("tests/forecast_reference.py"))
         .arg(common::repo().join("traces/azure2019/500_inv.csv"))

@@ -57,6 +57,26 @@ fn column(path: &Path, headers: &[String], name: &str) -> Result<usize, TraceErr
     })
 }
 
+/// The data rows, each with its line, a bad one as an error naming it.
+fn rows<'a>(
+    path: &'a Path,
+    r: &'a mut csv::Reader<File>,
+) -> impl Iterator<Item = Result<(csv::StringRecord, Option<u64>), TraceError>> + 'a {
+    r.records().map(move |rec| {
+        rec.map(|rec| {
+            let line = line_of(&rec);
+            (rec, line)
+        })
+        .map_err(|e| {
+            error(
+                path,
+                e.position().map(|p| p.line()),
+                format!("unreadable row: {e}"),
+            )
+        })
+    })
+}
+
 fn line_of(r: &csv::StringRecord) -> Option<u64> {
     r.position().map(|p| p.line())
 }
@@ -172,15 +192,8 @@ impl Memory {
             column(path, &h, "AverageAllocatedMb")?,
         );
         let mut by_app = HashMap::new();
-        for rec in r.records() {
-            let rec = rec.map_err(|e| {
-                error(
-                    path,
-                    e.position().map(|p| p.line()),
-                    format!("unreadable row: {e}"),
-                )
-            })?;
-            let line = line_of(&rec);
+        for row in rows(path, &mut r) {
+            let (rec, line) = row?;
             let field = |i: usize| rec.get(i).unwrap_or("").trim();
             let v: f64 = field(mb).parse().map_err(|_| {
                 error(
@@ -247,15 +260,8 @@ impl Durations {
             ));
         }
         let mut by_function = HashMap::new();
-        for rec in r.records() {
-            let rec = rec.map_err(|e| {
-                error(
-                    path,
-                    e.position().map(|p| p.line()),
-                    format!("unreadable row: {e}"),
-                )
-            })?;
-            let line = line_of(&rec);
+        for row in rows(path, &mut r) {
+            let (rec, line) = row?;
             let field = |i: usize| rec.get(i).unwrap_or("").trim();
             let mut points = Vec::with_capacity(pcts.len());
             for &(i, p) in &pcts {

@@ -460,3 +460,26 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// The tools venv's python (scripts/test.sh fills it) if it can `import module`; else why
+/// not, for a skip.
+pub fn tools_python(module: &str) -> Result<String, String> {
+    let tools = std::env::var("SURGE_TOOLS_DIR").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/surge-tools",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let py = format!("{tools}/venv/bin/python");
+    let ok = std::process::Command::new(&py)
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        Ok(py)
+    } else {
+        Err(format!(
+            "{py} has no {module} (scripts/test.sh installs it)"
+        ))
+    }
+}

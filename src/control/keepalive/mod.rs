@@ -78,7 +78,7 @@ impl PolicySpec {
             PolicySpec::Cost(w) => Box::new(cost::Cost::new(w, memory_mb, 240)),
             PolicySpec::Fixed(m) => Box::new(fixed::Fixed::new(m)),
             PolicySpec::Hybrid => Box::new(hybrid::Hybrid::new(hybrid::Params::default())),
-            PolicySpec::Kpa => Box::new(kpa::Kpa::new(
+            PolicySpec::Kpa => Box::new(kpa::kpa(
                 crate::control::autoscale::decider::Params::default().scale_to_zero_after,
             )),
         }
