@@ -46,6 +46,7 @@ fn tick(fns: &mut [(Window, Decider)], now: Instant) -> u64 {
             current: w.level(),
             idle_since: w.idle_since(),
             ready: 2,
+            keep: None,
         };
         if let surge::control::autoscale::decider::Decision::Desired { instances, .. } =
             d.decide(&obs, now)

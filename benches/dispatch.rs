@@ -61,6 +61,7 @@ fn dispatch(c: &mut Criterion) {
         poke: Arc::new(tokio::sync::Notify::new()),
         node: Arc::new(Node::from_config(&cfg.node)),
         vertical: surge::control::vertical::params(&cfg.vertical),
+        keepalive: cfg.keepalive.clone(),
     });
     let store = Store::open(state.path()).unwrap();
     let cache = CompileCache::new(cfg.cache_dir()).unwrap();

@@ -1,6 +1,6 @@
 //! `surge replay --model minute` over the Azure sample (traces/azure2019: Shahrad et al.,
 //! USENIX ATC'20; CC-BY 4.0): the whole run (reading the CSVs and replaying every
-//! function under the six default policies) for the first 10, 100 and 500 functions, so
+//! function under the seven policies of BENCHMARKS.md's table) for the first 10, 100 and 500 functions, so
 //! the cost per function-day and its growth show.
 //!
 //!   cargo bench --bench replay
@@ -14,8 +14,9 @@ use surge::replay::{run_minute, Options};
 fn replay(c: &mut Criterion) {
     let traces = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("traces/azure2019");
     let policies =
-        PolicySpec::parse_list("fixed:10,fixed:20,fixed:60,fixed:120,fixed:240,hybrid").unwrap();
-    let mut g = c.benchmark_group("replay_minute_six_policies");
+        PolicySpec::parse_list("fixed:10,fixed:20,fixed:60,fixed:120,fixed:240,hybrid,predictive")
+            .unwrap();
+    let mut g = c.benchmark_group("replay_minute_seven_policies");
     g.sample_size(20);
     for n in [10usize, 100, 500] {
         let opts = Options {
@@ -24,6 +25,7 @@ fn replay(c: &mut Criterion) {
             durations: None,
             policies: policies.clone(),
             functions: Some(n),
+            cold_start_gb_s: surge::replay::embedded_cold_start_gb_s(),
         };
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{n}_functions"), |b| {

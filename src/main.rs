@@ -115,10 +115,10 @@ enum Command {
         /// The model of time: `minute`, Shahrad et al.'s (USENIX ATC'20).
         #[arg(long, value_enum, default_value = "minute")]
         model: ReplayModel,
-        /// Comma-separated policies: fixed:<minutes>, hybrid, kpa (the live autoscaler's), cost:<w>.
+        /// Comma-separated policies: fixed:<minutes>, hybrid, kpa (the live autoscaler's), predictive (the host config's costs) or predictive:<GB-minutes a cold start is worth>.
         #[arg(
             long,
-            default_value = "fixed:10,fixed:20,fixed:60,fixed:120,fixed:240,hybrid,kpa"
+            default_value = "fixed:10,fixed:20,fixed:60,fixed:120,fixed:240,hybrid,kpa,predictive"
         )]
         policy: String,
         /// Only the first N functions of the file.
@@ -170,6 +170,7 @@ fn main() {
                     durations,
                     policies,
                     functions,
+                    cold_start_gb_s: surge::replay::embedded_cold_start_gb_s(),
                 },
                 json,
                 plot.as_deref(),

@@ -128,7 +128,105 @@ pub struct Metrics {
     throttled_ratio: GaugeVec,
     resizes: IntCounterVec,
     node: IntGaugeVec,
+    keepalive: KeepAliveMetrics,
     render: parking_lot::Mutex<()>,
+}
+
+/// The keep-alive policy's figures, per function.
+struct KeepAliveMetrics {
+    cold_requests: IntCounterVec,
+    prewarm_hits: IntCounterVec,
+    /// `window` = prewarm | keepalive.
+    windows: GaugeVec,
+    next_arrival: GaugeVec,
+    forecast_rate: GaugeVec,
+    /// 1, labelled with the policy and the pattern it sees.
+    policy: IntGaugeVec,
+}
+
+impl KeepAliveMetrics {
+    fn new(registry: &PromRegistry) -> Self {
+        let counter = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["function"]).expect("valid metric")
+        };
+        let float = |name: &str, help: &str, labels: &[&str]| {
+            GaugeVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let m = KeepAliveMetrics {
+            cold_requests: counter(
+                "surge_function_cold_requests_total",
+                "Requests that arrived with no instance ready and waited for a start.",
+            ),
+            prewarm_hits: counter(
+                "surge_function_prewarm_hits_total",
+                "Arrivals that found an instance only a pre-warm had loaded: cold starts avoided.",
+            ),
+            windows: float(
+                "surge_function_keepalive_window_seconds",
+                "The keep-alive policy's windows after the last activity: unloaded for `prewarm`, then loaded for `keepalive`.",
+                &["function", "window"],
+            ),
+            next_arrival: float(
+                "surge_function_next_arrival_seconds",
+                "When the keep-alive policy expects the next arrival, from now (idle functions with a predicted pattern).",
+                &["function"],
+            ),
+            forecast_rate: float(
+                "surge_function_forecast_requests_per_second",
+                "The arrival rate the keep-alive policy forecasts (beside surge_function_requests_per_second, the actual).",
+                &["function"],
+            ),
+            policy: IntGaugeVec::new(
+                Opts::new(
+                    "surge_function_keepalive_policy",
+                    "1, labelled with the function's keep-alive policy and the pattern it sees.",
+                ),
+                &["function", "policy", "pattern"],
+            )
+            .expect("valid metric"),
+        };
+        for c in [
+            Box::new(m.cold_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.prewarm_hits.clone()),
+            Box::new(m.windows.clone()),
+            Box::new(m.next_arrival.clone()),
+            Box::new(m.forecast_rate.clone()),
+            Box::new(m.policy.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        m
+    }
+
+    fn render(&self, functions: &[FunctionInfo]) {
+        self.cold_requests.reset();
+        self.prewarm_hits.reset();
+        self.windows.reset();
+        self.next_arrival.reset();
+        self.forecast_rate.reset();
+        self.policy.reset();
+        for f in functions {
+            let l = [f.name.as_str()];
+            self.cold_requests
+                .with_label_values(&l)
+                .inc_by(f.cold_requests);
+            self.prewarm_hits
+                .with_label_values(&l)
+                .inc_by(f.prewarm_hits);
+            for (w, v) in [("prewarm", f.prewarm_s), ("keepalive", f.keepalive_s)] {
+                self.windows.with_label_values(&[f.name.as_str(), w]).set(v);
+            }
+            if let Some(s) = f.next_arrival_s {
+                self.next_arrival.with_label_values(&l).set(s);
+            }
+            if let Some(r) = f.forecast_rps {
+                self.forecast_rate.with_label_values(&l).set(r);
+            }
+            self.policy
+                .with_label_values(&[f.name.as_str(), f.policy.as_str(), f.pattern.as_str()])
+                .set(1);
+        }
+    }
 }
 
 impl Metrics {
@@ -308,7 +406,6 @@ impl Metrics {
                 .expect("unique metric");
         }
         Metrics {
-            registry,
             requests,
             duration,
             inflight,
@@ -328,6 +425,8 @@ impl Metrics {
             throttled_ratio,
             resizes,
             node,
+            keepalive: KeepAliveMetrics::new(&registry),
+            registry,
             render: parking_lot::Mutex::new(()),
         }
     }
@@ -395,6 +494,7 @@ impl Metrics {
                 .with_label_values(&[f.name.as_str(), "manual"])
                 .inc_by(f.resizes_manual);
         }
+        self.keepalive.render(functions);
         for f in functions {
             let l = [f.name.as_str()];
             self.inflight.with_label_values(&l).set(f.executing as i64);

@@ -347,3 +347,86 @@ fn a_cold_start_beside_a_cpu_hog_completes_and_is_counted() {
     assert_eq!(num(&h, "echo", "cold_starts"), 1);
     eprintln!("cold start beside a CPU hog: {took:?} at the client");
 }
+
+/// The predictive keep-alive policy on a real host: `echo` invoked every 3 s by a timer,
+/// with `scale_to_zero_after` at 2 s, so a plain keep-alive unloads it before every
+/// arrival and each one is cold. The policy learns the period from the idle spans, then
+/// pre-warms just before each arrival and unloads just after it: a run of warm arrivals
+/// (counted by the host: no request waited for a start) with the function seen at zero
+/// between each two. What it learnt survives a restart of the host.
+#[test]
+fn a_timer_is_learnt_prewarmed_before_each_arrival_and_unloaded_between() {
+    const PERIOD: Duration = Duration::from_secs(3);
+    const WANT_WARM_RUN: usize = 4;
+    let scaling = "min_instances = 0\nmax_instances = 1\nscale_to_zero_after = \"2s\"\n\
+                   policy = \"predictive\"\n";
+    // The default autoscaler tick (1 s): a pre-warm inside it starts on the policy's edge.
+    let mut h = Host::start_scaled(&["echo"], "", scaling);
+    wait_until("echo idle to zero", Duration::from_secs(15), || {
+        at_zero(&h, "echo")
+    });
+    let begin = Instant::now();
+    let mut warm_run = 0;
+    let mut log = Vec::new();
+    for i in 0..16u32 {
+        // Fixed schedule, so the period does not drift with each request's latency.
+        let at = begin + PERIOD * i;
+        // Between arrivals: was the function ever at zero?
+        let mut zero_between = false;
+        while Instant::now() + Duration::from_millis(30) < at {
+            zero_between |= at_zero(&h, "echo");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        let before = num(&h, "echo", "cold_requests");
+        let r = h.invoke("echo", format!("{{\"tick\":{i}}}").as_bytes());
+        assert_eq!(r.status, 200, "{}", r.text());
+        let cold = num(&h, "echo", "cold_requests") > before;
+        log.push((i, cold, zero_between));
+        warm_run = if !cold && zero_between {
+            warm_run + 1
+        } else {
+            0
+        };
+        if warm_run == WANT_WARM_RUN {
+            break;
+        }
+    }
+    let f = h.function("echo").unwrap();
+    assert_eq!(
+        warm_run, WANT_WARM_RUN,
+        "(arrival, cold, at zero before it): {log:?}; {f}"
+    );
+    // The first arrivals, before the policy knew the period, were cold.
+    assert!(log[1].1, "{log:?}");
+    assert_eq!(f["policy"], "predictive", "{f}");
+    assert_eq!(f["pattern"], "periodic", "{f}");
+    // The control loop reads the last arrival's idle span at its next decision.
+    wait_until("the pre-warms counted", Duration::from_secs(5), || {
+        num(&h, "echo", "prewarm_hits") >= WANT_WARM_RUN as u64
+    });
+    let keep = f["keepalive_s"].as_f64().unwrap();
+    assert!(
+        keep > 0.0 && keep < 1.0,
+        "loaded under a second per period: {f}"
+    );
+    let m = h.get("/metrics").text();
+    for line in [
+        "surge_function_keepalive_policy{function=\"echo\",pattern=\"periodic\",policy=\"predictive\"} 1",
+        "surge_function_prewarm_hits_total{function=\"echo\"}",
+        "surge_function_keepalive_window_seconds{function=\"echo\",window=\"prewarm\"}",
+    ] {
+        assert!(m.contains(line), "{line} in {m}");
+    }
+    let (code, out, err) = h.cli(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("echo ") && l.contains("predictive") && l.contains("periodic")),
+        "{out}"
+    );
+    // Restarted, the host still knows the timer.
+    h.restart();
+    let f = h.function("echo").unwrap();
+    assert_eq!(f["pattern"], "periodic", "after a restart: {f}");
+}

@@ -48,6 +48,8 @@ fn the_minute_model_matches_an_independent_reimplementation_on_the_sample() {
         "fixed:240",
         "hybrid",
         "kpa",
+        "predictive",
+        "predictive:4",
     ];
     let (inv, mem) = (sample("500_inv.csv"), sample("500_mem.csv"));
     let (code, out, err) = replay(&[
@@ -101,6 +103,26 @@ fn the_minute_model_matches_an_independent_reimplementation_on_the_sample() {
         assert!(w[1]["cold_starts"].as_u64() <= w[0]["cold_starts"].as_u64());
         assert!(w[1]["wasted_gb_min"].as_f64() >= w[0]["wasted_gb_min"].as_f64());
     }
+
+    // The goal for the predictive policy, on the host config's costs: at most 60 %
+    // of the hybrid policy's cold starts, at no more wasted memory; and below the fixed
+    // curve: fewer cold starts than fixed:60, which wastes about as much.
+    let (hybrid, predictive) = (&ours[4], &ours[6]);
+    let cold = |r: &serde_json::Value| r["cold_starts"].as_u64().unwrap() as f64;
+    let waste = |r: &serde_json::Value| r["wasted_gb_min"].as_f64().unwrap();
+    assert!(
+        cold(predictive) <= 0.6 * cold(hybrid),
+        "{predictive} against {hybrid}"
+    );
+    assert!(
+        waste(predictive) <= waste(hybrid),
+        "{predictive} against {hybrid}"
+    );
+    let fixed60 = &ours[2];
+    assert!(
+        cold(predictive) < cold(fixed60) && waste(predictive) < 1.1 * waste(fixed60),
+        "{predictive} against {fixed60}"
+    );
 
     // --plot draws the Pareto chart: every policy named over the fixed sweep.
     let dir = tempfile::tempdir().unwrap();

@@ -62,11 +62,66 @@ class Hybrid:
         return prewarm, max(0, end - prewarm) + 1
 
 
-def make(policy):
+class Predictive:
+    """surge's predictive policy (src/control/keepalive/predictive.rs), written again from
+    its description: a timer (the last 4 idle times within max(1, a tenth) of the
+    shortest, at least 5) is pre-warmed over that range widened by a fed-back margin (1..3:
+    +1 on a miss, -1 after 8 hits in a row); otherwise the keep-alive is the rung of
+    break-even x (1/4, 1/2, 1, 2, 4) that is cheapest in hindsight, once it leads the
+    current one by more than 4 cold starts' worth."""
+
+    def __init__(self, break_even, cap=RANGE):
+        self.be = break_even
+        self.rungs = [int(min(max(round_half_away(break_even * m), 1), cap)) for m in (0.25, 0.5, 1, 2, 4)]
+        self.loss = [0.0] * 5
+        self.rung = 2
+        self.recent = []
+        self.period = None
+        self.margin = 1
+        self.hits = 0
+
+    def idle(self, g):
+        if self.period:
+            p, k = self.windows()
+            if g < p or g >= p + k:
+                self.margin, self.hits = min(self.margin + 1, 3), 0
+            else:
+                self.hits += 1
+                if self.hits >= 8:
+                    self.margin, self.hits = max(self.margin - 1, 1), 0
+        for i, k in enumerate(self.rungs):
+            self.loss[i] += g if g < k else self.be + k
+        best = min(range(5), key=lambda i: (self.loss[i], i))
+        if self.loss[best] < self.loss[self.rung] - 4 * self.be:
+            self.rung = best
+        self.recent = (self.recent + [g])[-8:]
+        self.period = None
+        if len(self.recent) >= 4:
+            run = self.recent[-4:]
+            lo, hi = min(run), max(run)
+            if lo >= 5 and hi - lo <= max(1.0, 0.1 * lo):
+                self.period = (lo, hi)
+
+    def windows(self):
+        if self.period:
+            lo, hi = self.period
+            p = max(lo - self.margin, 0)
+            return p, hi + self.margin - p + 1
+        return 0, self.rungs[self.rung]
+
+
+def round_half_away(x):
+    return math.floor(x + 0.5)
+
+
+def make(policy, memory_mb, cold_start_gb_s):
     if policy.startswith("fixed:"):
         return Fixed(int(policy[6:]))
     if policy == "kpa":  # scale to zero after 60 s idle: a minute on this model
         return Fixed(1)
+    if policy.startswith("predictive"):
+        gb_s = float(policy[11:]) * 60 if ":" in policy else cold_start_gb_s
+        return Predictive(gb_s / (memory_mb / 1024) / 60)
     assert policy == "hybrid", policy
     return Hybrid()
 
@@ -94,6 +149,8 @@ def simulate(counts, policy):
 
 def main():
     inv_path, mem_path, policies = sys.argv[1], sys.argv[2], sys.argv[3:]
+    # config/surge.toml's [keepalive]: cold_start_cost / memory_cost, GB-s per cold start.
+    cold_start_gb_s = 0.014 / 0.0000166667
     with open(mem_path) as f:
         mem = {(r["HashOwner"], r["HashApp"]): float(r["AverageAllocatedMb"]) for r in csv.DictReader(f)}
     median = statistics.median(mem.values())
@@ -107,10 +164,11 @@ def main():
             counts = [int(x) for x in r[3:]]
             if not any(counts):
                 continue
-            i, c, w = simulate(counts, make(name))
+            mb = mem.get((r[1], r[2]), median)
+            i, c, w = simulate(counts, make(name, mb, cold_start_gb_s))
             tot_inv += i
             tot_cold += c
-            gbmin += w * mem.get((r[1], r[2]), median) / 1024
+            gbmin += w * mb / 1024
             shares.append(c / i)
         q = statistics.quantiles(shares, n=100, method="inclusive")
         print(json.dumps({"policy": name, "model": "minute", "functions": len(shares),

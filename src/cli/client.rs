@@ -227,8 +227,44 @@ pub async fn status(t: &Target) -> anyhow::Result<()> {
             f.errors,
         );
     }
+    print_keepalive(&s);
     print_vertical(&s);
     Ok(())
+}
+
+/// The keep-alive table of `surge status`: each function's policy, the pattern it sees,
+/// its windows, the next arrival it expects, and what pre-warming saved.
+fn print_keepalive(s: &StatusReport) {
+    println!();
+    println!(
+        "{:<20} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8} {:>9} {:>8}",
+        "NAME",
+        "POLICY",
+        "PATTERN",
+        "PREWARM",
+        "KEEP",
+        "NEXT",
+        "FORECAST/S",
+        "ACTUAL/S",
+        "COLD-REQS",
+        "AVOIDED"
+    );
+    let secs = |s: f64| format!("{s:.1}s");
+    for f in &s.functions {
+        println!(
+            "{:<20} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8.2} {:>9} {:>8}",
+            f.name,
+            f.policy,
+            f.pattern,
+            secs(f.prewarm_s),
+            secs(f.keepalive_s),
+            f.next_arrival_s.map_or("-".into(), secs),
+            f.forecast_rps.map_or("-".into(), |r| format!("{r:.2}")),
+            f.rps,
+            f.cold_requests,
+            f.prewarm_hits,
+        );
+    }
 }
 
 /// The second table of `surge status`: each function's quota, what its cgroup holds and

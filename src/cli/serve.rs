@@ -22,6 +22,9 @@ use crate::metrics::Metrics;
 use crate::registry::store::Store;
 use crate::registry::Registry;
 
+/// How often the keep-alive policies' state is written to the store.
+const KEEPALIVE_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct ServeArgs {
     /// Loaded before the runtime starts: it says how many threads the runtime has.
     pub config: HostConfig,
@@ -170,6 +173,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         poke: poke.clone(),
         node: node.clone(),
         vertical: vertical_params.clone(),
+        keepalive: cfg.keepalive.clone(),
     });
     let listen = cfg.listen;
     let state_dir = cfg.state_dir.clone();
@@ -215,6 +219,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     ));
 
+    // The keep-alive policies' state goes to the store every few seconds, and at the end.
+    let saver = {
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(KEEPALIVE_SAVE_EVERY);
+            loop {
+                every.tick().await;
+                registry.save_keepalive();
+            }
+        })
+    };
+
     let errors = registry.restore_and_scan(plan).await;
     // The compiles' freed heap goes back to the kernel (runtime/src/heap.rs).
     let _ = tokio::task::spawn_blocking(surge_runtime::heap::trim).await;
@@ -237,6 +253,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = scaler.await;
     let _ = vertical_stop_tx.send(());
     let _ = resizer.await;
+    saver.abort();
+    registry.save_keepalive();
     registry.shutdown().await;
     let _ = std::fs::remove_file(state_dir.join("server-url"));
     Ok(())

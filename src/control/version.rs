@@ -4,8 +4,9 @@
 //! the registry publishes the live set as a [`LiveVersions`] watch, which the control loops
 //! follow instead of holding the registry.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use surge_runtime::cgroup::usage::UsageReader;
 
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,12 @@ pub struct Lifecycle {
     pub restarts: AtomicU64,
     /// Sandbox starts from zero instances (not restarts after a crash).
     pub cold_starts: AtomicU64,
+    /// How long the last start took, µs (0: none yet): a pre-warm begins that early.
+    pub last_start_us: AtomicU64,
 }
+
+/// The pre-warm lead before any start was measured.
+const DEFAULT_START_LEAD: Duration = Duration::from_millis(50);
 
 impl Lifecycle {
     pub fn new(phase: Phase) -> Self {
@@ -47,6 +53,16 @@ impl Lifecycle {
             phase: watch::Sender::new(phase),
             restarts: AtomicU64::new(0),
             cold_starts: AtomicU64::new(0),
+            last_start_us: AtomicU64::new(0),
+        }
+    }
+
+    /// How early a pre-warm should begin: the last start's time, with half again as
+    /// margin.
+    pub fn start_lead(&self) -> Duration {
+        match self.last_start_us.load(Ordering::Relaxed) {
+            0 => DEFAULT_START_LEAD,
+            us => Duration::from_micros(us + us / 2),
         }
     }
 

@@ -54,6 +54,25 @@ pub struct Window {
     last_ns: u64,
     level: u64,
     idle_since: Option<Instant>,
+    /// The idle spans that ended (level 0 → 1) since the first busy span, newest at
+    /// `gaps_total % GAPS`: what the keep-alive policy learns from. Read by the control path
+    /// with [`gaps_after`](Self::gaps_after); a reader more than `GAPS` behind loses the
+    /// oldest.
+    gaps: [Gap; GAPS],
+    gaps_total: u64,
+    /// Whether the level was ever above 0 (the span before the first request is no gap).
+    was_busy: bool,
+}
+
+/// Idle spans kept for the control path to read.
+pub const GAPS: usize = 16;
+
+/// One idle span that ended with an arrival.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gap {
+    pub idle: Duration,
+    /// The arrival found warm capacity (instances ready).
+    pub warm: bool,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -76,6 +95,9 @@ impl Window {
             last_ns: 0,
             level: 0,
             idle_since: Some(now),
+            gaps: [Gap::default(); GAPS],
+            gaps_total: 0,
+            was_busy: false,
         }
     }
 
@@ -83,10 +105,26 @@ impl Window {
     /// when it leaves). The old level is accounted up to `now` first; the new
     /// level saturates at 0. Dropping to 0 records `now` as idle-since.
     pub fn change(&mut self, now: Instant, delta: i64) {
+        self.change_found(now, delta, true);
+    }
+
+    /// [`change`](Self::change), where an entering request found warm capacity or not: an
+    /// idle span it ends is recorded as a [`Gap`].
+    pub fn change_found(&mut self, now: Instant, delta: i64, warm: bool) {
         let t = self.advance(now);
         let before = self.level;
         self.level = before.saturating_add_signed(delta);
         if self.level > 0 {
+            if before == 0 {
+                if let (true, Some(since)) = (self.was_busy, self.idle_since) {
+                    self.gaps[(self.gaps_total % GAPS as u64) as usize] = Gap {
+                        idle: now.saturating_duration_since(since),
+                        warm,
+                    };
+                    self.gaps_total += 1;
+                }
+                self.was_busy = true;
+            }
             self.idle_since = None;
         } else if before > 0 {
             self.idle_since = Some(self.instant_at(t, now));
@@ -126,6 +164,16 @@ impl Window {
         let (start, end) = self.range(now, window)?;
         let count = self.sum(start, end, |s| s.arrivals as f64);
         Some(count * 1e9 / (end - start) as f64)
+    }
+
+    /// The idle spans recorded after the first `seen` (oldest first, at most [`GAPS`]),
+    /// and the count to pass next time.
+    pub fn gaps_after(&self, seen: u64) -> (Vec<Gap>, u64) {
+        let from = seen.max(self.gaps_total.saturating_sub(GAPS as u64));
+        let out = (from..self.gaps_total)
+            .map(|i| self.gaps[(i % GAPS as u64) as usize])
+            .collect();
+        (out, self.gaps_total)
     }
 
     /// When the level last became 0 (or `new`'s `now` if it never was above
@@ -367,6 +415,47 @@ mod tests {
         assert_eq!(w.level(), 0);
         // Ten quiet seconds later the 10 s rate is 0.
         assert!(close(w.arrival_rate(t0 + secs(20), secs(10)), Some(0.0)));
+    }
+
+    #[test]
+    fn idle_spans_are_recorded_after_the_first_busy_span() {
+        let t0 = Instant::now();
+        let mut w = Window::new(t0, ms(100), secs(10));
+        // Deploy at t0, first request at 5 s: no gap (nothing was busy before).
+        w.change_found(t0 + secs(5), 1, false);
+        w.change(t0 + secs(5) + ms(10), -1);
+        assert_eq!(w.gaps_after(0), (vec![], 0));
+        // Idle 3 s, then a warm arrival; two requests overlapping are one busy span.
+        w.change_found(t0 + secs(8) + ms(10), 1, true);
+        w.change_found(t0 + secs(8) + ms(20), 1, true);
+        w.change(t0 + secs(8) + ms(30), -1);
+        w.change(t0 + secs(8) + ms(40), -1);
+        w.change_found(t0 + secs(9) + ms(40), 1, false);
+        let (gaps, seen) = w.gaps_after(0);
+        assert_eq!(
+            gaps,
+            vec![
+                Gap {
+                    idle: secs(3),
+                    warm: true
+                },
+                Gap {
+                    idle: secs(1),
+                    warm: false
+                }
+            ]
+        );
+        assert_eq!(w.gaps_after(seen), (vec![], 2));
+        assert_eq!(w.gaps_after(1).0.len(), 1);
+        // A reader far behind gets the newest GAPS.
+        w.change(t0 + secs(9) + ms(50), -1);
+        for i in 0..(GAPS as u64 + 5) {
+            let at = t0 + secs(10 + i);
+            w.change_found(at, 1, true);
+            w.change(at + ms(1), -1);
+        }
+        let (gaps, seen) = w.gaps_after(0);
+        assert_eq!((gaps.len(), seen), (GAPS, GAPS as u64 + 7));
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub struct Reply {
 pub struct Counters {
     pub requests: AtomicU64,
     pub errors: AtomicU64,
+    /// Requests that arrived with no instance ready: each waited for a start (a cold
+    /// start, a restart, or one still being pre-warmed).
+    pub cold_requests: AtomicU64,
 }
 
 pub struct Deployment {
@@ -275,6 +278,11 @@ impl Deployment {
         }
     }
 
+    /// The idle spans that ended after the first `seen` (see [`Window::gaps_after`]).
+    pub fn idle_gaps(&self, seen: u64) -> (Vec<load::Gap>, u64) {
+        self.load.lock().gaps_after(seen)
+    }
+
     /// Instances busy on average over the last `span` (requests inside ÷ per instance), at
     /// most the ready ones: what a sandbox's CPU is divided by to get one instance's.
     pub fn busy_instances(&self, now: Instant, span: Duration) -> f64 {
@@ -318,10 +326,14 @@ impl Deployment {
         // The request counts in the function's concurrency from arrival (queued or not)
         // until it is answered: that is the level the autoscaler averages.
         {
+            let warm = self.ready() > 0;
+            if !warm {
+                self.counters.cold_requests.fetch_add(1, Ordering::Relaxed);
+            }
             let now = Instant::now();
             let mut w = self.load.lock();
             w.arrival(now);
-            w.change(now, 1);
+            w.change_found(now, 1, warm);
         }
         let level = LevelGuard(self.clone());
         // Admission: a warm instance now, or a place in the activator queue while the

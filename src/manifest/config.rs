@@ -28,6 +28,7 @@ pub struct HostConfig {
     pub gateway_threads: u32,
     pub defaults: Defaults,
     pub autoscaler: AutoscalerConfig,
+    pub keepalive: KeepAliveConfig,
     pub vertical: VerticalConfig,
     pub node: NodeConfig,
     pub sandbox: SandboxConfig,
@@ -75,6 +76,26 @@ pub struct NodeConfig {
 pub struct AutoscalerConfig {
     /// Period of the control loop.
     pub tick: Span,
+}
+
+/// The keep-alive policies' time step and the cost they minimise:
+/// `cold_start_cost × cold starts + memory_cost × GB-s loaded and idle`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepAliveConfig {
+    /// The policies' time step: idle times are counted in whole ticks.
+    pub tick: Span,
+    /// What one cold start costs (any unit; the same as `memory_cost`'s).
+    pub cold_start_cost: f64,
+    /// What one GB-second of idle loaded memory costs.
+    pub memory_cost: f64,
+}
+
+impl KeepAliveConfig {
+    /// GB-seconds of idle memory one cold start is worth.
+    pub fn cold_start_gb_s(&self) -> f64 {
+        self.cold_start_cost / self.memory_cost
+    }
 }
 
 /// The shortest control-loop tick accepted.
@@ -221,6 +242,24 @@ impl HostConfig {
                 ),
             ));
         }
+        let k = &self.keepalive;
+        let bad = if k.tick.0 < std::time::Duration::from_millis(10) {
+            Some(("tick", format!("{} is below the minimum of 10ms", k.tick)))
+        } else if !(k.cold_start_cost.is_finite() && k.cold_start_cost > 0.0) {
+            Some(("cold_start_cost", "must be above 0".to_string()))
+        } else if !(k.memory_cost.is_finite() && k.memory_cost > 0.0) {
+            Some(("memory_cost", "must be above 0".to_string()))
+        } else {
+            None
+        };
+        if let Some((key, msg)) = bad {
+            let dotted = format!("keepalive.{key}");
+            return Err(FileError::new(
+                file,
+                line_of_key(text, &dotted),
+                format!("key `{dotted}`: {msg}"),
+            ));
+        }
         if let Err((key, msg)) = check_vertical(&self.vertical) {
             let dotted = format!("vertical.{key}");
             return Err(FileError::new(
@@ -280,6 +319,7 @@ struct PartialCheck {
     gateway_threads: Option<u32>,
     defaults: Option<PartialDefaults>,
     autoscaler: Option<PartialAutoscaler>,
+    keepalive: Option<PartialKeepAlive>,
     vertical: Option<PartialVertical>,
     node: Option<PartialNode>,
     sandbox: Option<PartialSandbox>,
@@ -296,6 +336,15 @@ struct PartialSandbox {
     gid: Option<u32>,
     start_timeout: Option<Span>,
     threads: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialKeepAlive {
+    tick: Option<Span>,
+    cold_start_cost: Option<f64>,
+    memory_cost: Option<f64>,
 }
 
 #[derive(Deserialize)]

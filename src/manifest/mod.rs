@@ -156,6 +156,7 @@ impl FunctionSpec {
             scale_down_delay: s.scale_down_delay.unwrap_or(d.scaling.scale_down_delay),
             queue_depth: s.queue_depth.unwrap_or(d.scaling.queue_depth),
             queue_timeout: s.queue_timeout.unwrap_or(d.scaling.queue_timeout),
+            policy: s.policy.unwrap_or(d.scaling.policy),
         };
         check_scaling(&scaling).map_err(|(key, msg)| err(&format!("scaling.{key}"), msg))?;
         let vertical = resolve_vertical(&raw.vertical, &limits).map_err(|(k, m)| err(k, m))?;

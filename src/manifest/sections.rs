@@ -70,6 +70,31 @@ pub struct ScalingToml {
     pub scale_down_delay: Option<Span>,
     pub queue_depth: Option<u32>,
     pub queue_timeout: Option<Span>,
+    pub policy: Option<KeepAlivePolicy>,
+}
+
+/// `[scaling] policy`: what decides when an idle function's instance is loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepAlivePolicy {
+    /// Pre-warm ahead of predicted arrivals and unload when they are not expected, against
+    /// the host's `[keepalive]` costs; never longer than `scale_to_zero_after`.
+    #[default]
+    Predictive,
+    /// Keep the last instance `scale_to_zero_after`, then go to zero: the KPA's rule.
+    Fixed,
+    /// Shahrad et al.'s hybrid histogram, over `[keepalive] tick` bins.
+    Hybrid,
+}
+
+impl KeepAlivePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeepAlivePolicy::Predictive => "predictive",
+            KeepAlivePolicy::Fixed => "fixed",
+            KeepAlivePolicy::Hybrid => "hybrid",
+        }
+    }
 }
 
 /// Per-instance limits, resolved.
@@ -109,6 +134,9 @@ pub struct Scaling {
     pub queue_depth: u32,
     /// Longest a request waits in that queue (including a cold start) before 429/503.
     pub queue_timeout: Span,
+    /// The keep-alive policy (pre-warm and unload of an idle function).
+    #[serde(default)]
+    pub policy: KeepAlivePolicy,
 }
 
 /// The most instances one function may ask for. Each pool slot reserves virtual address

@@ -268,6 +268,13 @@ impl Registry {
         };
         let deployed_at = restore.map(|r| r.deployed_at_unix).unwrap_or_else(now_unix);
         let pins = tokio::task::block_in_place(|| self.store.pins(&name))?;
+        // The keep-alive policy goes on from what it learnt: the live version's state is
+        // saved first, so a new version starts from it.
+        self.save_keepalive();
+        let keepalive_state = tokio::task::block_in_place(|| {
+            self.store
+                .keepalive_state(&name, spec.scaling.policy.as_str())
+        })?;
         // A restored version that may idle at zero comes back with no process: it was proven
         // at its first deploy, and its first request cold-starts it. Its artifact must still
         // read as this engine's (a cheap header check); if not, it is started as a proof.
@@ -285,6 +292,7 @@ impl Registry {
                 artifact,
                 pins,
                 at_zero,
+                keepalive_state,
             },
         )
         .await?;
@@ -576,6 +584,27 @@ impl Registry {
         let _live = self.live.lock().await;
         let next = f(&self.routes());
         self.routes.send_replace(Arc::new(next));
+    }
+
+    /// Keep every live version's keep-alive state that changed since the last call in the
+    /// store (the host calls this every few seconds and at shutdown). A failure is logged:
+    /// the policy keeps its state in memory and tries again next time.
+    pub fn save_keepalive(&self) {
+        let rows: Vec<_> = self
+            .versions
+            .borrow()
+            .iter()
+            .filter_map(|v| {
+                let (policy, state) = v.scaler.take_keep_state()?;
+                Some((v.deployment.name().to_string(), policy, state))
+            })
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = tokio::task::block_in_place(|| self.store.put_keepalive_states(&rows)) {
+            tracing::warn!(error = %e, "saving the keep-alive policies' state");
+        }
     }
 
     /// Stop every sandbox (host shutdown). Deployments stay in the store.

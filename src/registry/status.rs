@@ -28,6 +28,30 @@ pub struct FunctionInfo {
     pub rps: f64,
     pub mode: Mode,
     pub cold_starts: u64,
+    /// Requests that arrived with no instance ready (each waited for a start).
+    #[serde(default)]
+    pub cold_requests: u64,
+    /// The keep-alive policy, and the pattern it sees in the arrivals.
+    #[serde(default)]
+    pub policy: String,
+    #[serde(default)]
+    pub pattern: String,
+    /// Its windows after the last activity, seconds: unloaded for `prewarm_s`, then
+    /// loaded for `keepalive_s`.
+    #[serde(default)]
+    pub prewarm_s: f64,
+    #[serde(default)]
+    pub keepalive_s: f64,
+    /// When it expects the next arrival, seconds from now (while idle, for a pattern it
+    /// predicts).
+    #[serde(default)]
+    pub next_arrival_s: Option<f64>,
+    /// The arrival rate it forecasts (a timer's), per second, beside `rps`, the actual.
+    #[serde(default)]
+    pub forecast_rps: Option<f64>,
+    /// Arrivals that found an instance only a pre-warm had loaded: cold starts avoided.
+    #[serde(default)]
+    pub prewarm_hits: u64,
     /// Where the version's supervisor is: zero, starting, running, stopping.
     #[serde(default)]
     pub phase: Phase,
@@ -86,7 +110,10 @@ impl FunctionInfo {
     pub fn of(c: &VersionControl) -> Self {
         use std::sync::atomic::Ordering::Relaxed;
         let d = &c.deployment;
-        let pool = c.scaler.status(d, tokio::time::Instant::now());
+        let now = tokio::time::Instant::now();
+        let pool = c.scaler.status(d, now);
+        let keep = c.scaler.keep_status(now);
+        let ms = |s: f64| (s * 1000.0).round() / 1000.0;
         FunctionInfo {
             name: d.name().to_string(),
             version: d.version,
@@ -103,6 +130,14 @@ impl FunctionInfo {
             rps: (pool.rps * 100.0).round() / 100.0,
             mode: pool.mode,
             cold_starts: c.lifecycle.cold_starts.load(Relaxed),
+            cold_requests: d.counters.cold_requests.load(Relaxed),
+            policy: keep.policy.to_string(),
+            pattern: keep.pattern.as_str().to_string(),
+            prewarm_s: ms(keep.prewarm.as_secs_f64()),
+            keepalive_s: ms(keep.keepalive.as_secs_f64()),
+            next_arrival_s: keep.next_arrival.map(|d| ms(d.as_secs_f64())),
+            forecast_rps: keep.forecast_rps.map(|r| (r * 100.0).round() / 100.0),
+            prewarm_hits: keep.avoided,
             phase: c.lifecycle.phase(),
             memory: d.spec.limits.memory.to_string(),
             cpu: d.spec.limits.cpu.to_string(),

@@ -82,6 +82,11 @@ impl Store {
                  name TEXT PRIMARY KEY,
                  memory_bytes INTEGER,
                  cpu_millicores INTEGER
+             );
+             CREATE TABLE IF NOT EXISTS keepalive_state (
+                 name TEXT PRIMARY KEY,
+                 policy TEXT NOT NULL,
+                 state TEXT NOT NULL
              );",
         )
         .map_err(sql)?;
@@ -164,6 +169,8 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         tx.execute("DELETE FROM quota_pins WHERE name = ?1", params![name])
             .map_err(|e| self.sql(e))?;
+        tx.execute("DELETE FROM keepalive_state WHERE name = ?1", params![name])
+            .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;
         Ok(n > 0)
     }
@@ -198,6 +205,44 @@ impl Store {
             ],
         )
         .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// The keep-alive policy's state last kept for `name`, if it was kept for `policy` (a
+    /// row that does not parse reads as none: the policy starts afresh).
+    pub fn keepalive_state(
+        &self,
+        name: &str,
+        policy: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let conn = self.conn.lock();
+        let row: Option<String> = conn
+            .query_row(
+                "SELECT state FROM keepalive_state WHERE name = ?1 AND policy = ?2",
+                params![name, policy],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        Ok(row.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+
+    /// Keep the policies' states, in one transaction: (function, policy, state).
+    pub fn put_keepalive_states(
+        &self,
+        rows: &[(String, String, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction().map_err(|e| self.sql(e))?;
+        for (name, policy, state) in rows {
+            tx.execute(
+                "INSERT INTO keepalive_state (name, policy, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET policy = ?2, state = ?3",
+                params![name, policy, state.to_string()],
+            )
+            .map_err(|e| self.sql(e))?;
+        }
+        tx.commit().map_err(|e| self.sql(e))?;
         Ok(())
     }
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::control::keepalive::PolicySpec;
+use crate::control::keepalive::{Fit, PolicySpec};
 use trace::{percentile, Durations, Invocations, Memory, TraceError};
 
 pub struct Options {
@@ -24,6 +24,16 @@ pub struct Options {
     pub policies: Vec<PolicySpec>,
     /// Only the first N functions of the file.
     pub functions: Option<usize>,
+    /// GB-seconds of idle memory a cold start is worth, for `predictive` (the host
+    /// config's `[keepalive]` costs: [`embedded_cold_start_gb_s`]).
+    pub cold_start_gb_s: f64,
+}
+
+/// The embedded host config's `[keepalive]` costs, as GB-seconds per cold start.
+pub fn embedded_cold_start_gb_s() -> f64 {
+    crate::manifest::config::HostConfig::embedded()
+        .keepalive
+        .cold_start_gb_s()
 }
 
 /// What one policy did over the whole trace.
@@ -75,8 +85,9 @@ pub fn run_minute(opts: &Options) -> Result<Replay, TraceError> {
         if durations.as_ref().is_some_and(|d| d.of(&f).is_some()) {
             with_durations += 1;
         }
+        let fit = Fit::minute(mb, opts.cold_start_gb_s);
         for (i, spec) in opts.policies.iter().enumerate() {
-            let o = minute::simulate(&f.per_minute, spec.start(mb).as_mut());
+            let o = minute::simulate(&f.per_minute, spec.start(&fit).as_mut());
             totals[i].invocations += o.invocations;
             totals[i].cold_starts += o.cold_starts;
             totals[i].wasted_minutes += o.wasted_minutes;

@@ -11,24 +11,29 @@ use super::PolicyReport;
 
 /// The fixed keep-alives of the curve, in minutes.
 pub const SWEEP: [u32; 15] = [1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240];
+/// The predictive policy's curve: what a cold start is worth, GB-minutes.
+pub const PREDICTIVE_SWEEP: [f64; 9] = [2.0, 4.0, 7.0, 10.0, 14.0, 20.0, 30.0, 50.0, 80.0];
 
-/// Draw `policies` as points over the `sweep` curve into an SVG file at `path`.
+/// Draw `policies` as points over the `sweep` curve (and the predictive policy's, when
+/// given) into an SVG file at `path`.
 pub fn pareto(
     path: &Path,
     title: &str,
     sweep: &[PolicyReport],
+    predictive: &[PolicyReport],
     policies: &[PolicyReport],
 ) -> Result<(), String> {
-    draw(path, title, sweep, policies).map_err(|e| format!("{}: {e}", path.display()))
+    draw(path, title, sweep, predictive, policies).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn draw(
     path: &Path,
     title: &str,
     sweep: &[PolicyReport],
+    predictive: &[PolicyReport],
     policies: &[PolicyReport],
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let all = || sweep.iter().chain(policies);
+    let all = || sweep.iter().chain(predictive).chain(policies);
     let cold = |r: &PolicyReport| (r.cold_starts as f64).max(1.0);
     let x_min = all().map(cold).fold(f64::INFINITY, f64::min) / 1.3;
     let x_max = all().map(cold).fold(1.0, f64::max) * 1.3;
@@ -75,6 +80,32 @@ fn draw(
                 ("sans-serif", 11).into_font().color(&blue),
             )
     }))?;
+
+    if !predictive.is_empty() {
+        let green = RGBColor(44, 160, 44);
+        chart
+            .draw_series(LineSeries::new(
+                predictive.iter().map(|r| (cold(r), r.wasted_gb_min)),
+                green.stroke_width(2),
+            ))?
+            .label(format!(
+                "predictive, a cold start worth {}–{} GB-min",
+                PREDICTIVE_SWEEP[0],
+                PREDICTIVE_SWEEP[PREDICTIVE_SWEEP.len() - 1]
+            ))
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], green.stroke_width(2))
+            });
+        chart.draw_series(predictive.iter().map(|r| {
+            EmptyElement::at((cold(r), r.wasted_gb_min))
+                + Circle::new((0, 0), 3, green.filled())
+                + Text::new(
+                    r.policy.trim_start_matches("predictive:").to_string(),
+                    (4, 6),
+                    ("sans-serif", 11).into_font().color(&green),
+                )
+        }))?;
+    }
 
     let red = RGBColor(214, 39, 40);
     chart

@@ -72,6 +72,24 @@ pub struct Observation {
     pub idle_since: Option<Instant>,
     /// Instances ready to serve now.
     pub ready: u32,
+    /// While idle: when the keep-alive policy wants an instance loaded. None: the KPA's
+    /// rule, loaded until `scale_to_zero_after` of idleness.
+    pub keep: Option<KeepWarm>,
+}
+
+/// The span of an idle function's time in which the keep-alive policy wants one instance
+/// loaded: `[from, until)`. Before `from` (a pre-warm still ahead) and from `until` on,
+/// it wants none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeepWarm {
+    pub from: Instant,
+    pub until: Instant,
+}
+
+impl KeepWarm {
+    pub fn holds(&self, now: Instant) -> bool {
+        self.from <= now && now < self.until
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -238,17 +256,23 @@ impl Decider {
             desired = self.recent.iter().map(|&(_, d)| d).max().unwrap_or(desired);
         }
 
-        // 6. Zero after a full idle grace period; otherwise keep one warm.
-        let idle_long = obs.current == 0
-            && obs
-                .idle_since
-                .is_some_and(|t| now.saturating_duration_since(t) >= p.scale_to_zero_after);
-        if idle_long {
+        // 6. Idle: zero after a full grace period (or outside the keep-alive policy's
+        // span), one instance inside it, even from zero (a pre-warm).
+        let idle = obs.current == 0 && obs.idle_since.is_some();
+        let zero = idle
+            && match (obs.keep, obs.idle_since) {
+                (Some(k), _) => !k.holds(now),
+                (None, Some(t)) => now.saturating_duration_since(t) >= p.scale_to_zero_after,
+                (None, None) => false,
+            };
+        if zero {
             desired = 0;
             self.panic_since = None;
             self.max_panic = 0;
             self.recent.clear();
-        } else if desired == 0 && (obs.ready > 0 || obs.current > 0) {
+        } else if desired == 0
+            && (obs.ready > 0 || obs.current > 0 || obs.keep.is_some_and(|k| k.holds(now)))
+        {
             desired = 1;
         }
 
@@ -276,6 +300,35 @@ mod tests {
             current,
             idle_since: if current == 0 { idle } else { None },
             ready,
+            keep: None,
+        }
+    }
+
+    /// The keep-alive policy's span: zero before a pre-warm, one inside it (from zero
+    /// too), zero after it, whatever `scale_to_zero_after` says; a request inside always
+    /// counts.
+    #[test]
+    fn an_idle_function_follows_the_keep_alive_span() {
+        let t0 = Instant::now();
+        let mut d = Decider::new(Params::default());
+        let keep = KeepWarm {
+            from: t0 + secs(20),
+            until: t0 + secs(23),
+        };
+        let at = |ready, current, idle| Observation {
+            keep: Some(keep),
+            ..obs(0.0, current, ready, idle)
+        };
+        for (s, ready, current, want) in [
+            (1, 1, 0, 0),  // just idle, pre-warm ahead: unload now, not after 60 s
+            (10, 0, 0, 0), // at zero before the span
+            (20, 0, 0, 1), // the pre-warm, from zero
+            (22, 1, 0, 1),
+            (23, 1, 0, 0), // the span is over
+            (30, 0, 1, 1), // a request inside counts whatever the span says
+        ] {
+            let got = d.decide(&at(ready, current, Some(t0)), t0 + secs(s));
+            assert_eq!(got, desired(want, Mode::Stable), "at {s} s");
         }
     }
 
@@ -302,6 +355,7 @@ mod tests {
             current,
             idle_since: None,
             ready,
+            keep: None,
         };
         let cases: Vec<(&str, Params, Observation, Decision)> = vec![
             (
@@ -457,6 +511,7 @@ mod tests {
                 current,
                 idle_since: None,
                 ready,
+                keep: None,
             };
             let got = d.decide(&o, t0 + secs(at));
             assert_eq!(got, desired(want, mode), "at {at} s");
@@ -615,6 +670,7 @@ mod tests {
                 current,
                 idle_since,
                 ready,
+                keep: None,
             };
             let want = match d.decide(&o, t0 + secs(s)) {
                 Decision::NotEnoughData => ready,

@@ -13,6 +13,7 @@
 //! versions through the registry's [`LiveVersions`] watch.
 
 pub mod decider;
+pub mod keep;
 pub mod scaler;
 
 use std::sync::Arc;
@@ -29,6 +30,9 @@ use crate::control::version::LiveVersions;
 /// (BENCHMARKS.md), a poked one ~2 µs.
 const POKE_SPACING: Duration = Duration::from_millis(5);
 
+/// An edge round also decides for edges this close behind it (timers fire a little late).
+const EDGE_SLACK: Duration = Duration::from_millis(50);
+
 /// Run the control loop until `shutdown` resolves.
 pub async fn run(
     live: LiveVersions,
@@ -38,20 +42,38 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut next = Instant::now() + tick;
+    // The earliest keep-alive edge (a pre-warm to start, a kept instance to unload).
+    let mut edge: Option<Instant> = None;
     loop {
-        let poked = tokio::select! {
+        let wake = edge.map_or(next, |e| e.min(next));
+        let (poked, at_edge) = tokio::select! {
             _ = &mut shutdown => return,
-            _ = tokio::time::sleep_until(next) => false,
-            _ = poke.notified() => true,
+            _ = tokio::time::sleep_until(wake) => (false, wake < next),
+            _ = poke.notified() => (true, false),
         };
         let now = Instant::now();
         let versions = live.borrow().clone();
+        edge = None;
         for v in versions.iter() {
-            // A poke round decides only where a request queued; a tick decides everywhere
-            // (and clears the marks, which it covers).
-            if v.deployment.take_poke() || !poked {
-                v.scaler.decide(&v.deployment, now);
+            // A poke round decides only where a request queued, an edge round only where
+            // an edge passed; a tick decides everywhere (and clears the marks, which it
+            // covers).
+            let behind = now.checked_sub(EDGE_SLACK).unwrap_or(now);
+            let due = v.scaler.next_edge(behind).is_some_and(|e| e <= now);
+            if if poked {
+                v.deployment.take_poke()
+            } else {
+                !at_edge || due
+            } {
+                v.scaler
+                    .decide(&v.deployment, v.lifecycle.start_lead(), now);
             }
+            if let Some(e) = v.scaler.next_edge(now) {
+                edge = Some(edge.map_or(e, |x: Instant| x.min(e)));
+            }
+        }
+        if at_edge {
+            continue;
         }
         if poked {
             tokio::time::sleep(POKE_SPACING).await;

@@ -6,7 +6,10 @@ use surge_runtime::Kind;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use std::time::Duration;
+
 use crate::control::autoscale::decider::{Decider, Decision, Mode, Observation, Params};
+use crate::control::autoscale::keep::{KeepStatus, LivePolicy};
 use crate::dispatch::{per_instance, Deployment};
 use crate::manifest::FunctionSpec;
 
@@ -44,30 +47,42 @@ pub struct PoolStatus {
 
 pub struct Scaler {
     decider: Mutex<Decider>,
+    /// The keep-alive policy: when an idle function has an instance loaded.
+    keep: Mutex<LivePolicy>,
     /// The autoscaler's target, watched by the supervisor.
     target: watch::Sender<u32>,
 }
 
 impl Scaler {
-    pub fn new(params: Params, initial: u32) -> Self {
+    pub fn new(params: Params, keep: LivePolicy, initial: u32) -> Self {
         Scaler {
             decider: Mutex::new(Decider::new(params)),
+            keep: Mutex::new(keep),
             target: watch::Sender::new(initial),
         }
     }
 
-    /// One decision at `now` for `d`: observe its load, decide, publish the target.
+    /// One decision at `now` for `d`: observe its load, let the keep-alive policy learn
+    /// from the idle spans that ended and plan the current one, decide, publish the target.
+    /// `lead` is how long a start takes (a pre-warm begins that much early).
     /// NotEnoughData leaves the target as it is.
-    pub fn decide(&self, d: &Deployment, now: Instant) -> Decision {
+    pub fn decide(&self, d: &Deployment, lead: Duration, now: Instant) -> Decision {
         let mut decider = self.decider.lock();
         let p = decider.params();
         let load = d.load(now, p.stable_window, p.panic_window);
+        let ready = d.ready();
+        let keep = {
+            let mut k = self.keep.lock();
+            let (gaps, seen) = d.idle_gaps(k.gaps_seen());
+            k.plan(&gaps, seen, load.idle_since, lead, ready, now)
+        };
         let obs = Observation {
             stable_concurrency: load.long_average,
             panic_concurrency: load.short_average,
             current: load.current,
             idle_since: load.idle_since,
-            ready: d.ready(),
+            ready,
+            keep,
         };
         let decision = decider.decide(&obs, now);
         drop(decider);
@@ -75,6 +90,21 @@ impl Scaler {
             self.set_target(instances);
         }
         decision
+    }
+
+    /// When the keep-alive plan next changes what the decider wants: the control loop
+    /// wakes then, not only on its tick, so a pre-warm starts on time.
+    pub fn next_edge(&self, now: Instant) -> Option<Instant> {
+        self.keep.lock().next_edge(now)
+    }
+
+    pub fn keep_status(&self, now: Instant) -> KeepStatus {
+        self.keep.lock().status(now)
+    }
+
+    /// The keep-alive policy's state, when it changed since the last call (for the store).
+    pub fn take_keep_state(&self) -> Option<(String, serde_json::Value)> {
+        self.keep.lock().take_save()
     }
 
     /// Publish a target (the decider's, or a test's).

@@ -14,12 +14,15 @@
 //!   a function also gets the standard keep-alive, which is what the paper's policy does
 //!   before it has the ARIMA model.
 
-use super::policy::{KeepAlive, Windows};
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug)]
+use super::policy::{Fit, KeepAlive, Windows, STANDARD_RANGE};
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Params {
-    /// Bins of 1 minute: idle times 0..range-1 are in range.
-    pub range_minutes: u32,
+    /// Bins of one tick (a minute, as in the paper, on the minute model): idle times
+    /// 0..range-1 are in range.
+    pub range: u32,
     /// Percentiles (0..100) of the histogram for the pre-warm and keep-alive ends.
     pub head_percentile: f64,
     pub tail_percentile: f64,
@@ -34,7 +37,7 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
-            range_minutes: 240,
+            range: STANDARD_RANGE,
             head_percentile: 5.0,
             tail_percentile: 99.0,
             margin: 0.10,
@@ -44,6 +47,7 @@ impl Default for Params {
     }
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hybrid {
     params: Params,
     bins: Vec<u32>,
@@ -56,11 +60,24 @@ pub struct Hybrid {
 impl Hybrid {
     pub fn new(params: Params) -> Self {
         Hybrid {
-            bins: vec![0; params.range_minutes.max(1) as usize],
+            bins: vec![0; params.range.max(1) as usize],
             params,
             in_range: 0,
             out_of_bounds: 0,
             sum_squares: 0,
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The parameters [`PolicySpec::start`](super::PolicySpec::start) gives for `fit`: the
+    /// paper's, over the fit's range.
+    pub fn params_for(fit: &Fit) -> Params {
+        Params {
+            range: fit.max_keepalive.max(1),
+            ..Params::default()
         }
     }
 
@@ -92,7 +109,7 @@ impl Hybrid {
     fn standard(&self) -> Windows {
         Windows {
             prewarm: 0,
-            keepalive: self.params.range_minutes,
+            keepalive: self.params.range,
         }
     }
 }
@@ -108,6 +125,10 @@ impl KeepAlive for Hybrid {
             }
             None => self.out_of_bounds += 1,
         }
+    }
+
+    fn save(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
     }
 
     fn windows(&self) -> Windows {

@@ -4,41 +4,43 @@
 //! time and by the live control loop: a policy is a pure state machine over what it has
 //! seen of one function (its idle times), with no clock and no I/O of its own.
 //!
-//! Units: whole minutes, the granularity of the production traces the policies are judged
-//! on (Shahrad et al., "Serverless in the Wild", USENIX ATC'20) and of their histograms.
+//! Units: ticks. On the minute model a tick is a minute, the granularity of the production
+//! traces the policies are judged on (Shahrad et al., "Serverless in the Wild", USENIX
+//! ATC'20) and of their histograms; live it is the host's `[keepalive] tick`.
 
-pub mod cost;
 pub mod fixed;
 pub mod hybrid;
 pub mod kpa;
 pub mod policy;
+pub mod predictive;
 
-pub use policy::{KeepAlive, Windows};
+pub use policy::{Fit, KeepAlive, Pattern, Windows};
 
 use std::fmt;
 
 /// A policy by name, as `surge replay --policy` and the manifest spell it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PolicySpec {
-    /// `fixed:<minutes>`: keep alive that long after every activity, never pre-warm.
+    /// `fixed:<ticks>`: keep alive that long after every activity, never pre-warm.
     Fixed(u32),
     /// `hybrid`: Shahrad et al.'s hybrid histogram policy.
     Hybrid,
     /// `kpa`: the live autoscaler's scale-to-zero after its default idle span.
     Kpa,
-    /// `cost:<w>`: the least expected cost when a cold start is worth `w` GB-minutes.
-    Cost(f64),
+    /// `predictive`, or `predictive:<w>` with a cold start worth `w` GB-minutes instead
+    /// of the host config's costs.
+    Predictive(Option<f64>),
 }
 
 impl PolicySpec {
     /// Parse one policy name. The error names what is accepted.
     pub fn parse(s: &str) -> Result<PolicySpec, String> {
         let s = s.trim();
-        if let Some(w) = s.strip_prefix("cost:") {
+        if let Some(w) = s.strip_prefix("predictive:") {
             return match w.parse::<f64>() {
-                Ok(w) if w.is_finite() && w > 0.0 => Ok(PolicySpec::Cost(w)),
+                Ok(w) if w.is_finite() && w > 0.0 => Ok(PolicySpec::Predictive(Some(w))),
                 _ => Err(format!(
-                    "policy {s:?}: cost:<w> needs the GB-minutes a cold start is worth, above 0"
+                    "policy {s:?}: predictive:<w> needs the GB-minutes a cold start is worth, above 0"
                 )),
             };
         }
@@ -53,8 +55,9 @@ impl PolicySpec {
         match s {
             "hybrid" => Ok(PolicySpec::Hybrid),
             "kpa" => Ok(PolicySpec::Kpa),
+            "predictive" => Ok(PolicySpec::Predictive(None)),
             _ => Err(format!(
-                "unknown policy {s:?}: the policies are fixed:<minutes> (e.g. fixed:10), hybrid, kpa and cost:<w> (e.g. cost:5)"
+                "unknown policy {s:?}: the policies are fixed:<minutes> (e.g. fixed:10), hybrid, kpa, predictive and predictive:<w> (e.g. predictive:20)"
             )),
         }
     }
@@ -72,15 +75,45 @@ impl PolicySpec {
         Ok(list)
     }
 
-    /// Fresh state for one function of `memory_mb`.
-    pub fn start(&self, memory_mb: f64) -> Box<dyn KeepAlive> {
+    /// Fresh state for one function.
+    pub fn start(&self, fit: &Fit) -> Box<dyn KeepAlive> {
         match *self {
-            PolicySpec::Cost(w) => Box::new(cost::Cost::new(w, memory_mb, 240)),
             PolicySpec::Fixed(m) => Box::new(fixed::Fixed::new(m)),
-            PolicySpec::Hybrid => Box::new(hybrid::Hybrid::new(hybrid::Params::default())),
+            PolicySpec::Hybrid => Box::new(hybrid::Hybrid::new(hybrid::Hybrid::params_for(fit))),
             PolicySpec::Kpa => Box::new(kpa::kpa(
                 crate::control::autoscale::decider::Params::default().scale_to_zero_after,
             )),
+            PolicySpec::Predictive(w) => {
+                let fit = Fit {
+                    cold_start_gb_s: w.map_or(fit.cold_start_gb_s, |w| w * 60.0),
+                    ..*fit
+                };
+                Box::new(predictive::Predictive::new(predictive::Params {
+                    break_even: fit.break_even(),
+                    max_keepalive: fit.max_keepalive,
+                }))
+            }
+        }
+    }
+
+    /// State saved by [`KeepAlive::save`], for the same spec and fit; a fresh start when
+    /// it does not read back (another policy's, or another version's), so a bad row never
+    /// keeps a function from deploying.
+    pub fn restore(&self, fit: &Fit, saved: &serde_json::Value) -> Box<dyn KeepAlive> {
+        let fresh = self.start(fit);
+        match self {
+            PolicySpec::Hybrid => match serde_json::from_value::<hybrid::Hybrid>(saved.clone()) {
+                Ok(h) if h.params() == &hybrid::Hybrid::params_for(fit) => Box::new(h),
+                _ => fresh,
+            },
+            PolicySpec::Predictive(_) => {
+                match serde_json::from_value::<predictive::Predictive>(saved.clone()) {
+                    // Only for the same costs, memory and bound: else the rungs are stale.
+                    Ok(p) if p.save().get("params") == fresh.save().get("params") => Box::new(p),
+                    _ => fresh,
+                }
+            }
+            PolicySpec::Fixed(_) | PolicySpec::Kpa => fresh,
         }
     }
 }
@@ -91,7 +124,8 @@ impl fmt::Display for PolicySpec {
             PolicySpec::Fixed(m) => write!(f, "fixed:{m}"),
             PolicySpec::Hybrid => f.write_str("hybrid"),
             PolicySpec::Kpa => f.write_str("kpa"),
-            PolicySpec::Cost(w) => write!(f, "cost:{w}"),
+            PolicySpec::Predictive(None) => f.write_str("predictive"),
+            PolicySpec::Predictive(Some(w)) => write!(f, "predictive:{w}"),
         }
     }
 }
@@ -114,13 +148,24 @@ mod tests {
         );
         let back: Vec<String> = list.iter().map(|p| p.to_string()).collect();
         assert_eq!(back, ["fixed:10", "fixed:240", "hybrid", "kpa"]);
-        assert_eq!(PolicySpec::parse("cost:20").unwrap().to_string(), "cost:20");
         assert_eq!(
-            PolicySpec::parse("cost:2.5").unwrap(),
-            PolicySpec::Cost(2.5)
+            PolicySpec::parse("predictive:20").unwrap().to_string(),
+            "predictive:20"
+        );
+        assert_eq!(
+            PolicySpec::parse("predictive").unwrap(),
+            PolicySpec::Predictive(None)
         );
         for bad in [
-            "fixed:0", "fixed:x", "fixed:", "cost:0", "cost:-1", "cost:inf", "lru", "",
+            "fixed:0",
+            "fixed:x",
+            "fixed:",
+            "predictive:0",
+            "predictive:-1",
+            "predictive:inf",
+            "cost:5",
+            "lru",
+            "",
         ] {
             let e = PolicySpec::parse_list(bad).unwrap_err();
             assert!(e.contains("policy") || e.contains("fixed"), "{bad}: {e}");
@@ -128,11 +173,41 @@ mod tests {
         assert!(PolicySpec::parse("lru").unwrap_err().contains("\"lru\""));
         // The live default: 60 s of no traffic, a minute on the minute model.
         assert_eq!(
-            PolicySpec::Kpa.start(128.0).windows(),
+            PolicySpec::Kpa.start(&Fit::minute(128.0, 840.0)).windows(),
             Windows {
                 prewarm: 0,
                 keepalive: 1
             }
         );
+    }
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+
+    #[test]
+    fn saved_state_comes_back_only_for_the_same_policy_and_fit() {
+        let fit = Fit::minute(256.0, 840.0);
+        for spec in [PolicySpec::Predictive(None), PolicySpec::Hybrid] {
+            let mut p = spec.start(&fit);
+            for g in [29, 29, 29, 29, 29] {
+                p.observe_idle(g);
+            }
+            let saved = p.save();
+            let back = spec.restore(&fit, &saved);
+            assert_eq!(back.windows(), p.windows(), "{spec}");
+            assert_eq!(back.save(), saved, "{spec}");
+            // Another memory size and bound (a redeploy with new limits): fresh.
+            let other = Fit {
+                max_keepalive: 100,
+                ..Fit::minute(2048.0, 840.0)
+            };
+            let fresh = spec.restore(&other, &saved);
+            assert_eq!(fresh.save(), spec.start(&other).save(), "{spec}");
+            // Garbage: fresh.
+            let junk = spec.restore(&fit, &serde_json::json!({"x": 1}));
+            assert_eq!(junk.save(), spec.start(&fit).save(), "{spec}");
+        }
     }
 }

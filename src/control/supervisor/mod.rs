@@ -42,6 +42,7 @@ use surge_runtime::Kind;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::control::autoscale::keep::LivePolicy;
 use crate::control::autoscale::scaler::{self, Scaler};
 use crate::control::node::fit::{fit, memory_room, Fitted, PoolDemand};
 use crate::control::node::{Node, Resources};
@@ -120,6 +121,8 @@ pub struct SandboxCtx {
     pub node: Arc<Node>,
     /// The vertical recommender's parameters.
     pub vertical: recommender::Params,
+    /// The keep-alive policies' tick and costs.
+    pub keepalive: crate::manifest::config::KeepAliveConfig,
 }
 
 impl SandboxCtx {
@@ -221,6 +224,8 @@ pub struct Version {
     /// Start with no process (a restored version at `min_instances = 0`, proven at its first
     /// deploy): its first request cold-starts it.
     pub at_zero: bool,
+    /// The keep-alive policy's state a previous version or host kept (the store's).
+    pub keepalive_state: Option<serde_json::Value>,
 }
 
 /// Start a version's first sandbox and its supervisor. The first start is the deploy's
@@ -236,6 +241,7 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         artifact,
         pins,
         at_zero,
+        keepalive_state,
     } = v;
     let name = spec.name.to_string();
     // The manifest's quota, with the dimensions a manual resize pinned (kept inside the
@@ -289,8 +295,10 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
             .unwrap_or_default(),
     );
     let (ep_tx, ep_rx) = watch::channel(None);
+    let keep = LivePolicy::new(&spec, &ctx.keepalive, keepalive_state.as_ref());
     let scaler = Scaler::new(
         scaler::params(&spec, kind),
+        keep,
         if at_zero { 0 } else { initial },
     );
     let vertical = VerticalState::new(spec.vertical.clone(), quota, pins, &ctx.vertical);
@@ -826,8 +834,12 @@ impl Job {
             return State::Zero;
         }
         self.set_phase(Phase::Starting);
+        let began = tokio::time::Instant::now();
         match self.start_sandbox(want).await {
             Ok(sb) => {
+                let took = u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let l = &self.control.lifecycle;
+                l.last_start_us.store(took.max(1), Ordering::Relaxed);
                 if std::mem::take(cold) {
                     let l = &self.control.lifecycle;
                     l.cold_starts.fetch_add(1, Ordering::Relaxed);

@@ -242,6 +242,7 @@ fn rig(node_memory: u64) -> Rig {
             cpu_millicores: 4000,
         })),
         vertical: crate::control::vertical::params(&cfg.vertical),
+        keepalive: cfg.keepalive.clone(),
     });
     Rig {
         world,
@@ -287,6 +288,7 @@ async fn start_spec(r: &Rig, spec: FunctionSpec) -> Result<Supervised, StartErro
             artifact: PathBuf::from("/fake/artifact"),
             pins: QuotaUpdate::default(),
             at_zero: false,
+            keepalive_state: None,
         },
     )
     .await
@@ -662,6 +664,7 @@ async fn a_version_restored_at_zero_holds_nothing_until_its_first_request() {
             artifact: PathBuf::from("/fake/artifact"),
             pins: QuotaUpdate::default(),
             at_zero: true,
+            keepalive_state: None,
         },
     )
     .await
