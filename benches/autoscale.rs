@@ -47,6 +47,7 @@ fn tick(fns: &mut [(Window, Decider)], now: Instant) -> u64 {
             idle_since: w.idle_since(),
             ready: 2,
             keep: None,
+            forecast_floor: None,
         };
         if let surge::control::autoscale::decider::Decision::Desired { instances, .. } =
             d.decide(&obs, now)

@@ -12,20 +12,21 @@ mod common;
 use std::process::Command;
 
 use surge::control::forecast::ar::Ar;
+use surge::control::forecast::arima::Arima;
+use surge::control::forecast::ets::{Ets, Trend};
 
 fn close(a: f64, b: f64, rel: f64) -> bool {
     (a - b).abs() <= rel * b.abs().max(1.0)
 }
 
-#[test]
-fn linear_regression_on_lags_matches_statsmodels_autoreg() {
+/// statsmodels' cases of one model (`tests/forecast_reference.py`), or None when the tools
+/// venv has no statsmodels (the test then says it skipped, and why).
+fn reference(model: &str, test: &str) -> Option<Vec<serde_json::Value>> {
     let py = match common::tools_python("statsmodels") {
         Ok(py) => py,
         Err(why) => {
-            return common::skip(
-                "linear_regression_on_lags_matches_statsmodels_autoreg",
-                &why,
-            )
+            common::skip(test, &why);
+            return None;
         }
     };
     let out = Command::new(&py)
@@ -38,10 +39,31 @@ fn linear_regression_on_lags_matches_statsmodels_autoreg() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let cases: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|c| c["model"] == model)
+            .collect(),
+    )
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn linear_regression_on_lags_matches_statsmodels_autoreg() {
+    let Some(cases) = reference(
+        "ar",
+        "linear_regression_on_lags_matches_statsmodels_autoreg",
+    ) else {
+        return;
+    };
     assert!(cases.len() >= 9, "{} cases", cases.len());
     for case in &cases {
         let y: Vec<f64> = case["series"]
@@ -80,5 +102,85 @@ fn linear_regression_on_lags_matches_statsmodels_autoreg() {
                 i + 1
             );
         }
+    }
+}
+
+/// ETS by maximum likelihood against statsmodels' ETSModel on the same series. The two
+/// maximise the same likelihood with different optimisers (augurs: Nelder–Mead, as R's
+/// forecast package; statsmodels: L-BFGS-B), on surfaces that are flat along the trend, so
+/// they agree on the likelihood they reach (ours at most LOGLIK_SLACK below statsmodels',
+/// as −n/2 log SSE) and on the first ETS_STEPS forecasts (an hour of 10-minute buckets) to
+/// ETS_TOLERANCE of the series' mean level, not to rounding. Beyond, a trend estimated a
+/// little differently drifts apart.
+const LOGLIK_SLACK: f64 = 0.25;
+const ETS_TOLERANCE: f64 = 0.05;
+const ETS_STEPS: usize = 6;
+
+#[test]
+fn exponential_smoothing_matches_statsmodels_ets() {
+    let Some(cases) = reference("ets", "exponential_smoothing_matches_statsmodels_ets") else {
+        return;
+    };
+    assert!(cases.len() >= 6, "{} cases", cases.len());
+    for case in &cases {
+        let y = floats(&case["series"]);
+        let trend = match case["trend"].as_str().unwrap() {
+            "none" => Trend::None,
+            _ => Trend::Additive,
+        };
+        let want = floats(&case["forecast"])[..ETS_STEPS].to_vec();
+        let m = Ets::fit(&y, trend).unwrap_or_else(|e| panic!("{trend:?}: {e}"));
+        let scale = (y.iter().map(|v| v.abs()).sum::<f64>() / y.len() as f64).max(1.0);
+        let got = m.forecast(want.len());
+        let theirs = case["loglik"].as_f64().unwrap();
+        assert!(
+            m.log_likelihood() >= theirs - LOGLIK_SLACK,
+            "ETS {trend:?}: log-likelihood {} against statsmodels' {theirs}",
+            m.log_likelihood()
+        );
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= ETS_TOLERANCE * scale,
+                "ETS {trend:?} step {}: {g} against statsmodels' {w} (scale {scale})",
+                i + 1
+            );
+        }
+    }
+}
+
+/// ARIMA by Hannan–Rissanen against statsmodels' own `hannan_rissanen` (without the bias
+/// correction) on the same series and orders: the same two linear solves, so the same
+/// parameters to rounding.
+#[test]
+fn arima_by_hannan_rissanen_matches_statsmodels() {
+    let Some(cases) = reference("arima", "arima_by_hannan_rissanen_matches_statsmodels") else {
+        return;
+    };
+    assert!(cases.len() >= 15, "{} cases", cases.len());
+    for case in &cases {
+        let y = floats(&case["series"]);
+        let o: Vec<usize> = floats(&case["order"]).iter().map(|&v| v as usize).collect();
+        let m = Arima::fit(&y, o[0], o[1], o[2]).unwrap_or_else(|e| panic!("{o:?}: {e}"));
+        for (name, got, want) in [
+            ("ar", &m.ar, floats(&case["ar"])),
+            ("ma", &m.ma, floats(&case["ma"])),
+        ] {
+            assert_eq!(got.len(), want.len(), "{o:?} {name}");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    close(*g, *w, 1e-6),
+                    "ARIMA{o:?} {name}.L{}: {g} against statsmodels' {w}",
+                    i + 1
+                );
+            }
+        }
+        let want = case["sigma2"].as_f64().unwrap();
+        assert!(
+            (m.sigma2 - want).abs() <= 1e-6 * want.abs().max(1e-12),
+            "ARIMA{o:?} sigma2: {} against statsmodels' {want}",
+            m.sigma2
+        );
+        let f = m.forecast(6);
+        assert!(f.iter().all(|v| v.is_finite()), "ARIMA{o:?}: {f:?}");
     }
 }

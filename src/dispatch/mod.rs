@@ -78,8 +78,9 @@ pub struct Load {
     /// Average requests inside over the two spans asked for; None: not enough data.
     pub long_average: Option<f64>,
     pub short_average: Option<f64>,
-    /// Arrivals per second over the short span.
+    /// Arrivals per second over the short span, and the long one.
     pub short_rate: Option<f64>,
+    pub long_rate: Option<f64>,
     /// Requests inside now (executing + queued).
     pub current: u64,
     /// When the level last became 0; None while requests are inside.
@@ -273,6 +274,7 @@ impl Deployment {
             long_average: w.average_concurrency(now, long),
             short_average: w.average_concurrency(now, short),
             short_rate: w.arrival_rate(now, short),
+            long_rate: w.arrival_rate(now, long),
             current: w.level(),
             idle_since: w.idle_since(),
         }

@@ -89,6 +89,11 @@ pub struct KeepAliveConfig {
     pub cold_start_cost: f64,
     /// What one GB-second of idle loaded memory costs.
     pub memory_cost: f64,
+    /// The arrival-rate series the forecasters see: one point per bucket.
+    pub forecast_bucket: Span,
+    /// Below this forecast rate (requests per second) the forecast does not hold
+    /// instances up.
+    pub forecast_min_rps: f64,
 }
 
 impl KeepAliveConfig {
@@ -249,6 +254,13 @@ impl HostConfig {
             Some(("cold_start_cost", "must be above 0".to_string()))
         } else if !(k.memory_cost.is_finite() && k.memory_cost > 0.0) {
             Some(("memory_cost", "must be above 0".to_string()))
+        } else if k.forecast_bucket.0 < std::time::Duration::from_secs(1) {
+            Some((
+                "forecast_bucket",
+                format!("{} is below the minimum of 1s", k.forecast_bucket),
+            ))
+        } else if !(k.forecast_min_rps.is_finite() && k.forecast_min_rps >= 0.0) {
+            Some(("forecast_min_rps", "must be 0 or more".to_string()))
         } else {
             None
         };
@@ -345,6 +357,8 @@ struct PartialKeepAlive {
     tick: Option<Span>,
     cold_start_cost: Option<f64>,
     memory_cost: Option<f64>,
+    forecast_bucket: Option<Span>,
+    forecast_min_rps: Option<f64>,
 }
 
 #[derive(Deserialize)]

@@ -46,9 +46,12 @@ pub struct FunctionInfo {
     /// predicts).
     #[serde(default)]
     pub next_arrival_s: Option<f64>,
-    /// The arrival rate it forecasts (a timer's), per second, beside `rps`, the actual.
+    /// The arrival rate forecast for the next bucket, per second, beside `rps`, the
+    /// actual: the load forecasters' (and which won the backtest), or a timer's.
     #[serde(default)]
     pub forecast_rps: Option<f64>,
+    #[serde(default)]
+    pub forecaster: Option<String>,
     /// Arrivals that found an instance only a pre-warm had loaded: cold starts avoided.
     #[serde(default)]
     pub prewarm_hits: u64,
@@ -112,7 +115,7 @@ impl FunctionInfo {
         let d = &c.deployment;
         let now = tokio::time::Instant::now();
         let pool = c.scaler.status(d, now);
-        let keep = c.scaler.keep_status(now);
+        let (keep, forecaster) = c.scaler.keep_status(now);
         let ms = |s: f64| (s * 1000.0).round() / 1000.0;
         FunctionInfo {
             name: d.name().to_string(),
@@ -137,6 +140,7 @@ impl FunctionInfo {
             keepalive_s: ms(keep.keepalive.as_secs_f64()),
             next_arrival_s: keep.next_arrival.map(|d| ms(d.as_secs_f64())),
             forecast_rps: keep.forecast_rps.map(|r| (r * 100.0).round() / 100.0),
+            forecaster: forecaster.map(|f| f.as_str().to_string()),
             prewarm_hits: keep.avoided,
             phase: c.lifecycle.phase(),
             memory: d.spec.limits.memory.to_string(),

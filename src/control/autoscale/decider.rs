@@ -75,6 +75,9 @@ pub struct Observation {
     /// While idle: when the keep-alive policy wants an instance loaded. None: the KPA's
     /// rule, loaded until `scale_to_zero_after` of idleness.
     pub keep: Option<KeepWarm>,
+    /// The instances the load forecast for the next bucket needs (a busy function only):
+    /// a floor, ahead of a ramp.
+    pub forecast_floor: Option<u32>,
 }
 
 /// The span of an idle function's time in which the keep-alive policy wants one instance
@@ -256,6 +259,12 @@ impl Decider {
             desired = self.recent.iter().map(|&(_, d)| d).max().unwrap_or(desired);
         }
 
+        // 5b. The forecast's floor, within the rate limit: the instances the next bucket's
+        // predicted load needs, before the windows see it.
+        if let Some(f) = obs.forecast_floor {
+            desired = desired.max(f.min(up));
+        }
+
         // 6. Idle: zero after a full grace period (or outside the keep-alive policy's
         // span), one instance inside it, even from zero (a pre-warm).
         let idle = obs.current == 0 && obs.idle_since.is_some();
@@ -301,7 +310,33 @@ mod tests {
             idle_since: if current == 0 { idle } else { None },
             ready,
             keep: None,
+            forecast_floor: None,
         }
+    }
+
+    /// The forecast's floor raises the pool ahead of the windows, within the rate limit,
+    /// and never stops a scale to zero.
+    #[test]
+    fn the_forecast_floor_raises_the_pool_ahead_of_the_windows() {
+        let t0 = Instant::now();
+        let mut d = Decider::new(Params {
+            max_instances: 50,
+            ..Params::default()
+        });
+        let ahead = |floor, avg, ready| Observation {
+            forecast_floor: Some(floor),
+            ..obs(avg, 1, ready, None)
+        };
+        // The windows ask for 2 (1.4 / 0.7); the forecast needs 6.
+        assert_eq!(d.decide(&ahead(6, 1.4, 2), t0), desired(6, Mode::Stable));
+        // Below the windows' desire, the floor changes nothing.
+        assert_eq!(d.decide(&ahead(1, 1.4, 2), t0), desired(2, Mode::Stable));
+        // Idle past scale_to_zero_after: zero, whatever the floor.
+        let idle = Observation {
+            forecast_floor: Some(3),
+            ..obs(0.0, 0, 1, Some(t0))
+        };
+        assert_eq!(d.decide(&idle, t0 + secs(61)), desired(0, Mode::Stable));
     }
 
     /// The keep-alive policy's span: zero before a pre-warm, one inside it (from zero
@@ -356,6 +391,7 @@ mod tests {
             idle_since: None,
             ready,
             keep: None,
+            forecast_floor: None,
         };
         let cases: Vec<(&str, Params, Observation, Decision)> = vec![
             (
@@ -512,6 +548,7 @@ mod tests {
                 idle_since: None,
                 ready,
                 keep: None,
+                forecast_floor: None,
             };
             let got = d.decide(&o, t0 + secs(at));
             assert_eq!(got, desired(want, mode), "at {at} s");
@@ -671,6 +708,7 @@ mod tests {
                 idle_since,
                 ready,
                 keep: None,
+                forecast_floor: None,
             };
             let want = match d.decide(&o, t0 + secs(s)) {
                 Decision::NotEnoughData => ready,

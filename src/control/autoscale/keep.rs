@@ -186,14 +186,15 @@ impl LivePolicy {
         }
     }
 
-    /// The state to store, when it changed since the last call: (policy as the manifest
-    /// names it, state).
-    pub fn take_save(&mut self) -> Option<(String, Value)> {
-        if !std::mem::take(&mut self.dirty) {
-            return None;
-        }
-        let state = self.policy.save();
-        (!state.is_null()).then(|| (self.choice.as_str().to_string(), state))
+    /// Whether the state changed since the last call.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The state to store: (the policy as the manifest names it, its state; null for a
+    /// stateless one).
+    pub fn saved(&self) -> (String, Value) {
+        (self.choice.as_str().to_string(), self.policy.save())
     }
 
     pub fn fit(&self) -> &Fit {
@@ -262,8 +263,9 @@ mod tests {
         p.plan(&[], 4, Some(t0), lead, 0, k.from);
         p.plan(&[gap(2_990, true)], 5, None, lead, 1, k.from + tick * 2);
         assert_eq!(p.status(t0).avoided, 1);
-        assert!(p.take_save().is_some());
-        assert!(p.take_save().is_none(), "saved once per change");
+        assert!(p.take_dirty());
+        assert!(!p.take_dirty(), "saved once per change");
+        assert_eq!(p.saved().0, "predictive");
     }
 
     #[test]
@@ -280,6 +282,6 @@ mod tests {
             None
         );
         assert_eq!(p.status(t0).keepalive, Duration::from_secs(60));
-        assert_eq!(p.take_save(), None, "a fixed keep-alive has no state");
+        assert_eq!(p.saved().1, Value::Null, "a fixed keep-alive has no state");
     }
 }

@@ -12,6 +12,7 @@
 //! poke), so a function at zero starts without waiting for the tick. It follows the live
 //! versions through the registry's [`LiveVersions`] watch.
 
+pub mod ahead;
 pub mod decider;
 pub mod keep;
 pub mod scaler;

@@ -6,11 +6,15 @@ use surge_runtime::Kind;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::control::autoscale::ahead::Ahead;
 use crate::control::autoscale::decider::{Decider, Decision, Mode, Observation, Params};
 use crate::control::autoscale::keep::{KeepStatus, LivePolicy};
-use crate::dispatch::{per_instance, Deployment};
+use crate::control::forecast::select::Forecaster;
+use crate::dispatch::load::Gap;
+use crate::dispatch::{per_instance, Deployment, Load};
 use crate::manifest::FunctionSpec;
 
 /// The horizontal decider's parameters for a function.
@@ -45,19 +49,73 @@ pub struct PoolStatus {
     pub mode: Mode,
 }
 
+/// What one decision reads of a function: its load, its warm instances, the idle spans
+/// that ended since the last decision, its request count, and how long a start takes.
+pub struct Input<'a> {
+    pub load: Load,
+    pub ready: u32,
+    pub gaps: &'a [Gap],
+    /// The count of idle spans to ask after next time.
+    pub gaps_seen: u64,
+    pub requests: u64,
+    pub lead: Duration,
+}
+
+/// One decision: the keep-alive policy learns from the idle spans and plans the current
+/// one, the rate forecast sets its floor, the decider decides. The live loop
+/// ([`Scaler::decide`]) and `surge replay --model live` both decide through this.
+pub fn decide_with(
+    decider: &mut Decider,
+    keep: &mut LivePolicy,
+    ahead: &mut Ahead,
+    input: &Input<'_>,
+    now: Instant,
+) -> Decision {
+    let load = &input.load;
+    let planned = keep.plan(
+        input.gaps,
+        input.gaps_seen,
+        load.idle_since,
+        input.lead,
+        input.ready,
+        now,
+    );
+    ahead.observe(input.requests, now);
+    // Little's law: how long a request stays inside, from the long window.
+    let residence = match (load.long_average, load.long_rate) {
+        (Some(c), Some(r)) if r > 0.0 => Some(c / r),
+        _ => None,
+    };
+    let p = decider.params();
+    let per_instance = f64::from(p.concurrency.max(1)) * p.target_utilization;
+    let obs = Observation {
+        stable_concurrency: load.long_average,
+        panic_concurrency: load.short_average,
+        current: load.current,
+        idle_since: load.idle_since,
+        ready: input.ready,
+        keep: planned,
+        forecast_floor: ahead.floor(residence, per_instance),
+    };
+    decider.decide(&obs, now)
+}
+
 pub struct Scaler {
     decider: Mutex<Decider>,
     /// The keep-alive policy: when an idle function has an instance loaded.
     keep: Mutex<LivePolicy>,
+    /// The arrival-rate forecast, and the floor it puts under the pool.
+    ahead: Mutex<Ahead>,
     /// The autoscaler's target, watched by the supervisor.
     target: watch::Sender<u32>,
 }
 
 impl Scaler {
-    pub fn new(params: Params, keep: LivePolicy, initial: u32) -> Self {
+    pub fn new(params: Params, keep: LivePolicy, ahead: Ahead, initial: u32) -> Self {
         Scaler {
             decider: Mutex::new(Decider::new(params)),
             keep: Mutex::new(keep),
+            ahead: Mutex::new(ahead),
             target: watch::Sender::new(initial),
         }
     }
@@ -70,22 +128,18 @@ impl Scaler {
         let mut decider = self.decider.lock();
         let p = decider.params();
         let load = d.load(now, p.stable_window, p.panic_window);
-        let ready = d.ready();
-        let keep = {
-            let mut k = self.keep.lock();
-            let (gaps, seen) = d.idle_gaps(k.gaps_seen());
-            k.plan(&gaps, seen, load.idle_since, lead, ready, now)
+        let mut keep = self.keep.lock();
+        let (gaps, seen) = d.idle_gaps(keep.gaps_seen());
+        let input = Input {
+            load,
+            ready: d.ready(),
+            gaps: &gaps,
+            gaps_seen: seen,
+            requests: d.counters.requests.load(Ordering::Relaxed),
+            lead,
         };
-        let obs = Observation {
-            stable_concurrency: load.long_average,
-            panic_concurrency: load.short_average,
-            current: load.current,
-            idle_since: load.idle_since,
-            ready,
-            keep,
-        };
-        let decision = decider.decide(&obs, now);
-        drop(decider);
+        let decision = decide_with(&mut decider, &mut keep, &mut self.ahead.lock(), &input, now);
+        drop((decider, keep));
         if let Decision::Desired { instances, .. } = decision {
             self.set_target(instances);
         }
@@ -98,13 +152,31 @@ impl Scaler {
         self.keep.lock().next_edge(now)
     }
 
-    pub fn keep_status(&self, now: Instant) -> KeepStatus {
-        self.keep.lock().status(now)
+    /// The keep-alive policy's figures; the forecast rate is the load forecasters' when
+    /// they have one (a busy function), else the policy's own (a timer's).
+    pub fn keep_status(&self, now: Instant) -> (KeepStatus, Option<Forecaster>) {
+        let mut s = self.keep.lock().status(now);
+        let forecast = self.ahead.lock().forecast();
+        if let Some((_, rps)) = forecast {
+            s.forecast_rps = Some(rps);
+        }
+        (s, forecast.map(|(f, _)| f))
     }
 
-    /// The keep-alive policy's state, when it changed since the last call (for the store).
+    /// The state to store, when it changed since the last call: the keep-alive policy as
+    /// the manifest names it, and `{"keep": its state, "rate": the forecasters' series}`.
     pub fn take_keep_state(&self) -> Option<(String, serde_json::Value)> {
-        self.keep.lock().take_save()
+        let mut keep = self.keep.lock();
+        let mut ahead = self.ahead.lock();
+        // Both halves whenever either changed: the row is written whole.
+        let changed = keep.take_dirty() | ahead.take_dirty();
+        changed.then(|| {
+            let (policy, state) = keep.saved();
+            (
+                policy,
+                serde_json::json!({ "keep": state, "rate": ahead.saved() }),
+            )
+        })
     }
 
     /// Publish a target (the decider's, or a test's).

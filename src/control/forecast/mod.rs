@@ -3,6 +3,10 @@
 //! Python's statsmodels on the same series (`tests/forecast.rs`).
 
 pub mod ar;
+pub mod arima;
+pub mod ets;
+pub mod linalg;
+pub mod select;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum FitError {
@@ -16,4 +20,8 @@ pub enum FitError {
         "the series does not determine {0}: its regressors are collinear (a constant series?)"
     )]
     Singular(String),
+    #[error("{0} needs finite values: the series holds a NaN or an infinity")]
+    NotFinite(String),
+    #[error("{0} could not be fitted: {1}")]
+    Failed(String, String),
 }

@@ -42,6 +42,7 @@ use surge_runtime::Kind;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
+use crate::control::autoscale::ahead::Ahead;
 use crate::control::autoscale::keep::LivePolicy;
 use crate::control::autoscale::scaler::{self, Scaler};
 use crate::control::node::fit::{fit, memory_room, Fitted, PoolDemand};
@@ -295,10 +296,14 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
             .unwrap_or_default(),
     );
     let (ep_tx, ep_rx) = watch::channel(None);
-    let keep = LivePolicy::new(&spec, &ctx.keepalive, keepalive_state.as_ref());
+    // The store's row: {"keep": the keep-alive policy's state, "rate": the forecasters'}.
+    let part = |k: &str| keepalive_state.as_ref().and_then(|v| v.get(k));
+    let keep = LivePolicy::new(&spec, &ctx.keepalive, part("keep"));
+    let ahead = Ahead::new(&ctx.keepalive, part("rate"));
     let scaler = Scaler::new(
         scaler::params(&spec, kind),
         keep,
+        ahead,
         if at_zero { 0 } else { initial },
     );
     let vertical = VerticalState::new(spec.vertical.clone(), quota, pins, &ctx.vertical);
