@@ -112,7 +112,8 @@ enum Command {
         /// Execution-time percentiles per function (checked; the minute model does not use them).
         #[arg(long)]
         durations: Option<PathBuf>,
-        /// The model of time: `minute`, Shahrad et al.'s (USENIX ATC'20).
+        /// The model of time: `minute`, Shahrad et al.'s (USENIX ATC'20), or `live`: the live
+        /// autoscaler's own code on simulated seconds (needs --durations).
         #[arg(long, value_enum, default_value = "minute")]
         model: ReplayModel,
         /// Comma-separated policies: fixed:<minutes>, hybrid, kpa (the live autoscaler's), predictive (the host config's costs) or predictive:<GB-minutes a cold start is worth>.
@@ -130,6 +131,12 @@ enum Command {
         /// Also draw the Pareto chart (wasted memory against cold starts) into this SVG file.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// `--model live`: how long an instance takes to start (e.g. 10ms, 1s).
+        #[arg(long, default_value = "10ms")]
+        cold_start: String,
+        /// `--model live`: the seed of the arrival times and execution times.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
     /// Internal: the fork server that starts every sandbox (and `sandbox-check`'s probes).
     #[command(name = "__zygote", hide = true)]
@@ -139,6 +146,7 @@ enum Command {
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReplayModel {
     Minute,
+    Live,
 }
 
 fn main() {
@@ -152,29 +160,41 @@ fn main() {
         invocations,
         memory,
         durations,
-        model: ReplayModel::Minute,
+        model,
         policy,
         functions,
         json,
         plot,
+        cold_start,
+        seed,
     } = cli.command
     {
-        // No runtime: the replay is one thread of arithmetic.
+        // No runtime: the replay is arithmetic on plain threads.
         let run = || -> anyhow::Result<()> {
             let policies = surge::control::keepalive::PolicySpec::parse_list(&policy)
                 .map_err(anyhow::Error::msg)?;
-            cli::replay::run(
-                &surge::replay::Options {
-                    invocations,
-                    memory,
-                    durations,
-                    policies,
-                    functions,
-                    cold_start_gb_s: surge::replay::embedded_cold_start_gb_s(),
-                },
-                json,
-                plot.as_deref(),
-            )
+            let opts = surge::replay::Options {
+                invocations,
+                memory,
+                durations,
+                policies,
+                functions,
+                cold_start_gb_s: surge::replay::embedded_cold_start_gb_s(),
+            };
+            match model {
+                ReplayModel::Minute => cli::replay::run(&opts, json, plot.as_deref()),
+                ReplayModel::Live => {
+                    let cold_start: surge::manifest::units::Span = cold_start
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("--cold-start {cold_start:?}: {e}"))?;
+                    if opts.durations.is_none() {
+                        anyhow::bail!(
+                            "--model live draws execution times from each function's percentiles: give --durations (the trace's *_run.csv)"
+                        );
+                    }
+                    cli::replay::run_live(&opts, cold_start.0, seed, json, plot.as_deref())
+                }
+            }
         };
         if let Err(e) = run() {
             fail(e);

@@ -322,3 +322,73 @@ fn thousands_of_functions_replay_with_exact_answers_at_the_extremes() {
         "kept one minute"
     );
 }
+
+/// `--model live`: the trace through the live autoscaler's code on simulated seconds. On
+/// the first 40 functions: every invocation is served, a longer keep-alive has fewer cold
+/// starts and wastes more, the KPA's minute to zero starts cold most, the same seed gives
+/// the same answer, and without execution times the error says what to give.
+#[test]
+fn the_live_model_replays_through_the_live_autoscaler() {
+    let (inv, mem, run) = (
+        sample("500_inv.csv"),
+        sample("500_mem.csv"),
+        sample("500_run.csv"),
+    );
+    let args = [
+        "--model",
+        "live",
+        "--invocations",
+        inv.to_str().unwrap(),
+        "--memory",
+        mem.to_str().unwrap(),
+        "--durations",
+        run.to_str().unwrap(),
+        "--functions",
+        "40",
+        "--policy",
+        "fixed:10,fixed:240,kpa,predictive",
+        "--json",
+    ];
+    let (code, out, err) = replay(&args);
+    assert_eq!(code, 0, "{err}");
+    let r = json_lines(&out);
+    assert_eq!(r.len(), 4, "{out}");
+    for p in &r {
+        for key in [
+            "policy",
+            "model",
+            "functions",
+            "invocations",
+            "cold_starts",
+            "added_latency_p50_ms",
+            "added_latency_p99_ms",
+            "idle_instance_s",
+            "wasted_gb_s",
+            "wasted_gb_min",
+            "peak_instances",
+        ] {
+            assert!(!p[key].is_null(), "{key} in {p}");
+        }
+        assert_eq!(p["model"], "live");
+        assert_eq!(
+            p["invocations"], r[0]["invocations"],
+            "every one served: {p}"
+        );
+    }
+    let cold = |i: usize| r[i]["cold_starts"].as_u64().unwrap();
+    let waste = |i: usize| r[i]["wasted_gb_s"].as_f64().unwrap();
+    assert!(cold(1) < cold(0) && waste(1) > waste(0), "{out}");
+    assert!(cold(2) > cold(0), "the KPA's minute to zero: {out}");
+    assert!(cold(3) < cold(0), "{out}");
+    // A cold start waits about the start (10 ms by default).
+    assert!(
+        r[2]["added_latency_p99_ms"].as_f64().unwrap() >= 5.0,
+        "{out}"
+    );
+    let (_, again, _) = replay(&args);
+    assert_eq!(again, out, "the same seed, the same replay");
+
+    let (code, _, err) = replay(&["--model", "live", "--invocations", inv.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--durations"), "{err}");
+}

@@ -97,7 +97,8 @@ class Predictive:
     """surge's predictive policy (src/control/keepalive/predictive.rs), written again from
     its description: a timer (the last 4 idle times within max(1, a tenth) of the
     shortest, at least 5) is pre-warmed over that range widened by a fed-back margin (1..3:
-    +1 on a miss, -1 after 8 hits in a row); otherwise the keep-alive is the rung of
+    +1 on a miss, -1 after 8 hits in a row), while the window's hindsight gain over the
+    keep-alive is not negative; otherwise the keep-alive is the rung of
     break-even x (1/4, 1/2, 1, 2, 4) that is cheapest in hindsight, once it leads the
     current one by more than 4 cold starts' worth."""
 
@@ -110,10 +111,20 @@ class Predictive:
         self.period = None
         self.margin = 1
         self.hits = 0
+        self.gain = 0.0  # hindsight: the keep-alive's cost less the window's, under runs
+
+    def window(self):
+        lo, hi = self.period
+        p = max(lo - self.margin, 0)
+        return p, hi + self.margin - p + 1
 
     def idle(self, g):
         if self.period:
-            p, k = self.windows()
+            p, k = self.window()
+            ka = self.rungs[self.rung]
+            under_window = self.be if g < p else (g - p if g < p + k else self.be + k)
+            under_keepalive = g if g < ka else self.be + ka
+            self.gain += under_keepalive - under_window
             if g < p or g >= p + k:
                 self.margin, self.hits = min(self.margin + 1, 3), 0
             else:
@@ -134,10 +145,8 @@ class Predictive:
                 self.period = (lo, hi)
 
     def windows(self):
-        if self.period:
-            lo, hi = self.period
-            p = max(lo - self.margin, 0)
-            return p, hi + self.margin - p + 1
+        if self.period and self.gain >= 0:
+            return self.window()
         return 0, self.rungs[self.rung]
 
 

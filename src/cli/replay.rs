@@ -11,37 +11,10 @@ use crate::replay::{self, plot, Options};
 pub fn run(opts: &Options, json: bool, plot_to: Option<&Path>) -> anyhow::Result<()> {
     let r = replay::run_minute(opts)?;
     if let Some(path) = plot_to {
-        let curve = |policies: Vec<PolicySpec>| {
-            replay::run_minute(&Options {
-                invocations: opts.invocations.clone(),
-                memory: opts.memory.clone(),
-                durations: None,
-                policies,
-                functions: opts.functions,
-                cold_start_gb_s: opts.cold_start_gb_s,
-            })
-        };
-        let sweep = curve(plot::SWEEP.iter().map(|&m| PolicySpec::Fixed(m)).collect())?;
-        // The predictive policy's own curve, when it is replayed: its cost swept.
-        let predictive = if opts
-            .policies
-            .iter()
-            .any(|p| matches!(p, PolicySpec::Predictive(_)))
-        {
-            let ws = plot::PREDICTIVE_SWEEP.iter();
-            curve(ws.map(|&w| PolicySpec::Predictive(Some(w))).collect())?.reports
-        } else {
-            Vec::new()
-        };
-        let title = format!(
-            "Keep-alive policies on {} ({} functions, minute model)",
-            opts.invocations
-                .file_name()
-                .map_or("the trace".into(), |n| n.to_string_lossy()),
-            r.reports.first().map_or(0, |p| p.functions)
-        );
-        plot::pareto(path, &title, &sweep.reports, &predictive, &r.reports)
-            .map_err(anyhow::Error::msg)?;
+        let curve =
+            |policies| Ok(replay::run_minute(&opts.with_policies(policies, false))?.reports);
+        let sweep = (&plot::SWEEP[..], &plot::PREDICTIVE_SWEEP[..]);
+        chart(opts, path, "minute", sweep, &r.reports, curve)?;
     }
     let mut out = std::io::stdout().lock();
     if json {
@@ -59,13 +32,7 @@ pub fn run(opts: &Options, json: bool, plot_to: Option<&Path>) -> anyhow::Result
             .map(|n| format!("; {n} with execution times"))
             .unwrap_or_default()
     )?;
-    let w = r
-        .reports
-        .iter()
-        .map(|p| p.policy.len())
-        .max()
-        .unwrap_or(0)
-        .max(12);
+    let w = name_width(r.reports.iter().map(|p| p.policy.as_str()));
     writeln!(
         out,
         "{:<w$} {:>12} {:>11} {:>8} {:>13} {:>13} {:>14}",
@@ -85,4 +52,118 @@ pub fn run(opts: &Options, json: bool, plot_to: Option<&Path>) -> anyhow::Result
         )?;
     }
     Ok(())
+}
+
+/// `--model live`: the same, on the live autoscaler's code (`crate::replay::live`).
+pub fn run_live(
+    opts: &Options,
+    cold_start: std::time::Duration,
+    seed: u64,
+    json: bool,
+    plot_to: Option<&Path>,
+) -> anyhow::Result<()> {
+    let cfg = crate::manifest::config::HostConfig::embedded();
+    let params = replay::live::LiveParams {
+        cold_start,
+        seed,
+        tick: cfg.autoscaler.tick.0,
+        keepalive: cfg.keepalive,
+    };
+    let reports = replay::run_live(opts, &params)?;
+    if let Some(path) = plot_to {
+        let curve = |policies| {
+            let r = replay::run_live(&opts.with_policies(policies, true), &params)?;
+            Ok(r.iter().map(replay::LiveReport::as_point).collect())
+        };
+        let points: Vec<_> = reports.iter().map(replay::LiveReport::as_point).collect();
+        let sweep = (&plot::LIVE_SWEEP[..], &plot::LIVE_PREDICTIVE_SWEEP[..]);
+        chart(opts, path, "live", sweep, &points, curve)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        for p in &reports {
+            writeln!(out, "{}", serde_json::to_string(p)?)?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} functions, the live model (the host's autoscaler on simulated time; starts take {:?}, seed {seed})",
+        reports.first().map_or(0, |p| p.functions),
+        cold_start
+    )?;
+    let w = name_width(reports.iter().map(|p| p.policy.as_str()));
+    writeln!(
+        out,
+        "{:<w$} {:>12} {:>9} {:>8} {:>10} {:>10} {:>10} {:>13} {:>12} {:>6}",
+        "POLICY",
+        "INVOCATIONS",
+        "COLD",
+        "COLD %",
+        "STARTS",
+        "WAIT P50",
+        "WAIT P99",
+        "IDLE INST-S",
+        "WASTED GB-S",
+        "PEAK"
+    )?;
+    for p in &reports {
+        writeln!(
+            out,
+            "{:<w$} {:>12} {:>9} {:>8.3} {:>10} {:>8.2}ms {:>8.2}ms {:>13.0} {:>12.0} {:>6}",
+            p.policy,
+            p.invocations,
+            p.cold_starts,
+            p.cold_share * 100.0,
+            p.instance_starts,
+            p.added_latency_p50_ms,
+            p.added_latency_p99_ms,
+            p.idle_instance_s,
+            p.wasted_gb_s,
+            p.peak_instances
+        )?;
+    }
+    Ok(())
+}
+
+/// Draw the Pareto chart of `points` over a sweep of fixed keep-alives (`sweep.0`, in
+/// minutes) and, when the predictive policy is among them, its own curve (`sweep.1`: what a
+/// cold start is worth, GB-minutes). `replay` runs a list of policies on the model at hand.
+fn chart(
+    opts: &Options,
+    path: &Path,
+    model: &str,
+    sweep: (&[u32], &[f64]),
+    points: &[replay::PolicyReport],
+    replay: impl Fn(Vec<PolicySpec>) -> anyhow::Result<Vec<replay::PolicyReport>>,
+) -> anyhow::Result<()> {
+    let fixed = replay(sweep.0.iter().map(|&m| PolicySpec::Fixed(m)).collect())?;
+    let with_predictive = opts
+        .policies
+        .iter()
+        .any(|p| matches!(p, PolicySpec::Predictive(_)));
+    let predictive = if with_predictive {
+        replay(
+            sweep
+                .1
+                .iter()
+                .map(|&w| PolicySpec::Predictive(Some(w)))
+                .collect(),
+        )?
+    } else {
+        Vec::new()
+    };
+    let title = format!(
+        "Keep-alive policies on {} ({} functions, {model} model)",
+        opts.invocations
+            .file_name()
+            .map_or("the trace".into(), |n| n.to_string_lossy()),
+        points.first().map_or(0, |p| p.functions)
+    );
+    plot::pareto(path, &title, &fixed, &predictive, points).map_err(anyhow::Error::msg)
+}
+
+/// The policy column's width: its longest name, at least the header's.
+fn name_width<'a>(names: impl Iterator<Item = &'a str>) -> usize {
+    names.map(str::len).max().unwrap_or(0).max(12)
 }

@@ -11,6 +11,10 @@ use super::PolicyReport;
 
 /// The fixed keep-alives of the curve, in minutes.
 pub const SWEEP: [u32; 15] = [1, 2, 3, 5, 7, 10, 15, 20, 30, 45, 60, 90, 120, 180, 240];
+/// The live model's sweeps, shorter: each point there replays the trace on simulated
+/// seconds.
+pub const LIVE_SWEEP: [u32; 7] = [1, 5, 10, 20, 60, 120, 240];
+pub const LIVE_PREDICTIVE_SWEEP: [f64; 4] = [4.0, 10.0, 20.0, 50.0];
 /// The predictive policy's curve: what a cold start is worth, GB-minutes.
 pub const PREDICTIVE_SWEEP: [f64; 9] = [2.0, 4.0, 7.0, 10.0, 14.0, 20.0, 30.0, 50.0, 80.0];
 
@@ -67,8 +71,12 @@ fn draw(
         ))?
         .label(format!(
             "fixed keep-alive, {}–{} min",
-            SWEEP[0],
-            SWEEP[SWEEP.len() - 1]
+            sweep
+                .first()
+                .map_or("", |r| r.policy.trim_start_matches("fixed:")),
+            sweep
+                .last()
+                .map_or("", |r| r.policy.trim_start_matches("fixed:"))
         ))
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], blue.stroke_width(2)));
     chart.draw_series(sweep.iter().map(|r| {
@@ -90,8 +98,10 @@ fn draw(
             ))?
             .label(format!(
                 "predictive, a cold start worth {}–{} GB-min",
-                PREDICTIVE_SWEEP[0],
-                PREDICTIVE_SWEEP[PREDICTIVE_SWEEP.len() - 1]
+                predictive[0].policy.trim_start_matches("predictive:"),
+                predictive[predictive.len() - 1]
+                    .policy
+                    .trim_start_matches("predictive:")
             ))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], green.stroke_width(2))

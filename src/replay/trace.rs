@@ -297,6 +297,18 @@ impl Durations {
         self.by_function.len()
     }
 
+    /// The median over functions of their 50th percentile, ms (0 for an empty file): the
+    /// execution time of a function the file does not list.
+    pub fn median_p50(&self) -> f64 {
+        let mut p50: Vec<f64> = self
+            .by_function
+            .values()
+            .filter_map(|pts| pts.iter().find(|(p, _)| *p == 50.0).map(|&(_, ms)| ms))
+            .collect();
+        p50.sort_by(f64::total_cmp);
+        percentile(&p50, 50.0)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_function.is_empty()
     }

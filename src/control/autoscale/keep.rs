@@ -61,18 +61,37 @@ impl LivePolicy {
     /// The policy the manifest names, fitted to the function; `saved` is the state a
     /// previous host kept for it (ignored unless it is the same policy, fitted alike).
     pub fn new(fspec: &FunctionSpec, cfg: &KeepAliveConfig, saved: Option<&Value>) -> Self {
-        let tick = cfg.tick.0.max(Duration::from_millis(1));
-        let bound = fspec.scaling.scale_to_zero_after.0;
+        Self::with(
+            fspec.scaling.policy,
+            fspec.limits.memory.0 as f64 / f64::from(1 << 20),
+            cfg.tick.0,
+            fspec.scaling.scale_to_zero_after.0,
+            cfg.cold_start_gb_s(),
+            saved,
+        )
+    }
+
+    /// The same from its parts: the policy, the function's memory (MB), the tick, the bound
+    /// on an idle instance's time loaded, and what a cold start is worth (GB-s). `policy`'s
+    /// `Fixed` and `Predictive(Some(w))` also come through here (`surge replay --model live`).
+    pub fn with(
+        choice: KeepAlivePolicy,
+        memory_mb: f64,
+        tick: Duration,
+        bound: Duration,
+        cold_start_gb_s: f64,
+        saved: Option<&Value>,
+    ) -> Self {
+        let tick = tick.max(Duration::from_millis(1));
         let max_keepalive = u32::try_from(bound.as_nanos().div_ceil(tick.as_nanos()))
             .unwrap_or(u32::MAX)
             .max(1);
         let fit = Fit {
-            memory_mb: fspec.limits.memory.0 as f64 / f64::from(1 << 20),
+            memory_mb,
             tick_seconds: tick.as_secs_f64(),
             max_keepalive,
-            cold_start_gb_s: cfg.cold_start_gb_s(),
+            cold_start_gb_s,
         };
-        let choice = fspec.scaling.policy;
         let spec = match choice {
             KeepAlivePolicy::Predictive => PolicySpec::Predictive(None),
             KeepAlivePolicy::Hybrid => PolicySpec::Hybrid,

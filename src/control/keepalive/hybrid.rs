@@ -161,7 +161,14 @@ impl KeepAlive for Hybrid {
             self.history.pop_front();
         }
         self.history.push_back(minutes);
-        self.predicted = self.predict();
+        // Fitted only where it is used: most idle times out of bounds.
+        let seen = self.in_range + self.out_of_bounds;
+        self.predicted = if self.out_of_bounds as f64 >= self.params.max_out_of_bounds * seen as f64
+        {
+            self.predict()
+        } else {
+            None
+        };
     }
 
     fn save(&self) -> serde_json::Value {

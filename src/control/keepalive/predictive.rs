@@ -6,6 +6,12 @@
 //!   instance is pre-warmed just before the next expected arrival and unloaded just after
 //!   it, so a timer costs a tick or two of memory per period instead of a whole keep-alive.
 //!   Its margin is fed back: a miss widens it by a tick, a long run of hits narrows it.
+//!   And the pre-warm itself is fed back: each idle time is scored, in hindsight, under
+//!   the pre-warm window and under the keep-alive; the window is used only while its
+//!   running gain over the keep-alive is not negative. A timer's window saves its idle
+//!   span at each firing; a run of look-alike gaps in random traffic (four Poisson gaps
+//!   within a tenth of each other happen, in a busy day) costs a cold start at its first
+//!   miss, and is not trusted again until hits have paid that back.
 //! - **Otherwise** it keeps the instance for the break-even time of the stated cost, the
 //!   deterministic ski-rental rule: as long as an idle instance costs what a cold start
 //!   does. That is `cold_start_cost ÷ (memory_cost × the function's GB)`, so a large
@@ -71,6 +77,10 @@ pub struct Predictive {
     period: Option<(u32, u32)>,
     margin: u32,
     hits: u32,
+    /// Σ over the idle times seen under a run, in hindsight: the keep-alive's cost less the
+    /// pre-warm window's. The window is used while this is not negative.
+    #[serde(default)]
+    periodic_gain: f64,
 }
 
 impl Predictive {
@@ -89,12 +99,28 @@ impl Predictive {
             period: None,
             margin: MARGIN.0,
             hits: 0,
+            periodic_gain: 0.0,
         }
     }
 
     /// The keep-alive outside a period, ticks.
     pub fn keepalive(&self) -> u32 {
         self.rungs[self.rung]
+    }
+
+    /// The pre-warm window of the current run, used or not.
+    fn prewarm_window(&self) -> Option<Windows> {
+        let (lo, hi) = self.period?;
+        let prewarm = lo.saturating_sub(self.margin);
+        Some(Windows {
+            prewarm,
+            keepalive: hi + self.margin - prewarm + 1,
+        })
+    }
+
+    /// Whether the pre-warm window is in use: a run, and no net loss from it so far.
+    fn trusted(&self) -> bool {
+        self.period.is_some() && self.periodic_gain >= 0.0
     }
 
     fn periodic_run(&self) -> Option<(u32, u32)> {
@@ -110,9 +136,20 @@ impl Predictive {
 
 impl KeepAlive for Predictive {
     fn observe_idle(&mut self, ticks: u32) {
-        // Feedback on the pre-warm window: was this arrival inside it?
-        if self.period.is_some() {
-            let w = self.windows();
+        // Feedback on the pre-warm window: was this arrival inside it, and did the window
+        // (used or not) do better than the keep-alive would have?
+        if let Some(w) = self.prewarm_window() {
+            let (g, be) = (ticks as f64, self.params.break_even);
+            let k = self.keepalive();
+            let window = if ticks < w.prewarm {
+                be
+            } else if ticks < w.prewarm + w.keepalive {
+                g - w.prewarm as f64
+            } else {
+                be + w.keepalive as f64
+            };
+            let keepalive = if ticks < k { g } else { be + k as f64 };
+            self.periodic_gain += keepalive - window;
             if ticks < w.prewarm || ticks >= w.prewarm + w.keepalive {
                 self.margin = (self.margin + 1).min(MARGIN.1);
                 self.hits = 0;
@@ -147,15 +184,9 @@ impl KeepAlive for Predictive {
     }
 
     fn windows(&self) -> Windows {
-        match self.period {
-            Some((lo, hi)) => {
-                let prewarm = lo.saturating_sub(self.margin);
-                Windows {
-                    prewarm,
-                    keepalive: hi + self.margin - prewarm + 1,
-                }
-            }
-            None => Windows {
+        match self.prewarm_window() {
+            Some(w) if self.trusted() => w,
+            _ => Windows {
                 prewarm: 0,
                 keepalive: self.keepalive(),
             },
@@ -163,7 +194,7 @@ impl KeepAlive for Predictive {
     }
 
     fn pattern(&self) -> Pattern {
-        if self.period.is_some() {
+        if self.trusted() {
             return Pattern::Periodic;
         }
         if self.recent.len() < PERIOD_RUN {
@@ -180,7 +211,8 @@ impl KeepAlive for Predictive {
     }
 
     fn next_arrival(&self) -> Option<u32> {
-        self.period.map(|(lo, hi)| (lo + hi).div_ceil(2))
+        let (lo, hi) = self.period.filter(|_| self.trusted())?;
+        Some((lo + hi).div_ceil(2))
     }
 
     fn save(&self) -> serde_json::Value {
@@ -223,26 +255,30 @@ mod tests {
             }
         );
         assert_eq!(p.next_arrival(), Some(29));
-        // A late arrival is a miss: the margin widens by a tick (and the run still holds).
+        // A late arrival is a miss: the margin widens by a tick, and the window, which did
+        // worse than the keep-alive on it (a cold start against 31 ticks), is set aside.
         p.observe_idle(31);
-        assert_eq!(
-            p.windows(),
-            Windows {
-                prewarm: 27,
-                keepalive: 7
-            }
-        );
-        // A run of hits narrows it back.
-        for _ in 0..NARROW_AFTER {
+        let keepalive = Windows {
+            prewarm: 0,
+            keepalive: 60,
+        };
+        assert_eq!(p.windows(), keepalive);
+        // Hits pay it back (two, at 27 ticks saved each), and a run of them narrows it.
+        p.observe_idle(30);
+        p.observe_idle(30);
+        let wide = Windows {
+            prewarm: 27,
+            keepalive: 7,
+        };
+        assert_eq!(p.windows(), wide);
+        for _ in 2..NARROW_AFTER {
             p.observe_idle(30);
         }
-        assert_eq!(
-            p.windows(),
-            Windows {
-                prewarm: 29,
-                keepalive: 3
-            }
-        );
+        let narrow = Windows {
+            prewarm: 29,
+            keepalive: 3,
+        };
+        assert_eq!(p.windows(), narrow);
         // An idle time off the period ends the pattern: back to the keep-alive.
         p.observe_idle(3);
         assert_eq!(p.pattern(), Pattern::Irregular);
@@ -253,6 +289,36 @@ mod tests {
                 keepalive: 60
             }
         );
+    }
+
+    /// Look-alike gaps in random traffic: a run, then a miss well inside the keep-alive.
+    /// The window's hindsight loss (a cold start) stops its use until hits pay it back.
+    #[test]
+    fn a_run_that_misses_is_not_trusted_until_it_pays_back() {
+        let mut p = policy(60.0);
+        for g in [20, 21, 20, 21] {
+            p.observe_idle(g);
+        }
+        assert_eq!(p.pattern(), Pattern::Periodic);
+        p.observe_idle(3); // cold under the window (before it), warm under the keep-alive
+        for g in [20, 21, 20] {
+            p.observe_idle(g);
+        }
+        // No run while the 3 is among the last four; the miss cost 57 more than the
+        // keep-alive would have.
+        assert!(p.periodic_gain < 0.0, "{}", p.periodic_gain);
+        assert_eq!(
+            p.windows(),
+            Windows {
+                prewarm: 0,
+                keepalive: 60
+            }
+        );
+        for _ in 0..5 {
+            p.observe_idle(20);
+        }
+        assert!(p.periodic_gain >= 0.0, "{}", p.periodic_gain);
+        assert_eq!(p.pattern(), Pattern::Periodic);
     }
 
     #[test]
