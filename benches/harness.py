@@ -59,9 +59,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = 6
-SCENARIOS = ("warm_http", "event", "cold_start", "cold_start_busy", "reaction", "memory", "density",
-             "vertical")
+SCHEMA = 7
+SCENARIOS = ("warm_http", "event", "inference", "cold_start", "cold_start_busy", "reaction", "memory",
+             "density", "vertical")
 HOG = "a Python busy loop (`while True: pass`), one process, outside surge's cgroups"
 LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
 
@@ -294,8 +294,10 @@ def oha(tools, url, seconds, rate, connections=64, body=None, urls_file=None):
     }
 
 
-def process_per_event(argv, payload, seconds, workers):
-    """The naive host: one `wasmtime run` process per event, `workers` at a time."""
+def process_per_event(argv, payload, seconds, workers, expect=None):
+    """The naive host: one `wasmtime run` process per event, `workers` at a time. An answer
+    other than `expect` (by default the payload: an echo) counts as an error."""
+    expect = payload if expect is None else expect
     deadline = time.perf_counter() + seconds
     lat, errors = [], [0]
 
@@ -305,7 +307,7 @@ def process_per_event(argv, payload, seconds, workers):
             t0 = time.perf_counter()
             r = subprocess.run(argv, input=payload, capture_output=True)
             mine.append(time.perf_counter() - t0)
-            if r.returncode != 0 or r.stdout != payload:
+            if r.returncode != 0 or r.stdout != expect:
                 errors[0] += 1
         return mine
 
@@ -363,9 +365,9 @@ class Bench:
         with open(self.lua, "w") as f:
             f.write(WRK_LUA)
         self.wasm = {n: os.path.join(ROOT, "functions", n, f"{n}.wasm")
-                     for n in ("hello", "echo", "spin", "loop", "memhog")}
+                     for n in ("hello", "echo", "spin", "loop", "memhog", "classify")}
         self.cwasm = {}
-        for n in ("hello", "echo"):
+        for n in ("hello", "echo", "classify"):
             w = self.wasm[n]
             self.cwasm[n] = os.path.join(self.work, f"{n}.cwasm")
             subprocess.run([tools["wasmtime"], "compile", w, "-o", self.cwasm[n]], check=True)
@@ -521,6 +523,45 @@ def event(b):
             "p50": ratio(runs["surge"]["p50_ms"], runs["wasmtime_run_per_event"]["p50_ms"]),
         },
     }
+
+
+def inference(b):
+    """`classify`, a neural network on 8x8 digits (functions/classify): images per second at
+    batches of 1 and 50 held-back images, through the Invoke API, 16 at a time, against one
+    `wasmtime run` of the precompiled module per event."""
+    a = b.args
+    with open(os.path.join(ROOT, "functions", "classify", "build", "test.json")) as f:
+        images = json.load(f)["images"]
+    fdir = b.functions_dir("inference", [("classify", "classify", {
+        "min_instances": "min_instances = 2", "cpu": 'cpu = "1000m"'})])
+    surge, sport, slog = b.start_surge("inference", fdir)
+    wait_for_line(slog, "ready:", surge)
+    path = LAMBDA_PATH.format("classify")
+    argv = [b.tools["wasmtime"], "run", "--allow-precompiled", b.cwasm["classify"]]
+    out = {"function": "classify",
+           "tool": f"surge: wrk -t2 -c16 -d{a.seconds}s POST {path}; reference: 16 workers, "
+                   "each running `wasmtime run --allow-precompiled classify.cwasm` per event"}
+    for batch in (1, 50):
+        payload = json.dumps(images[:batch]).encode()
+        wait_for_200(sport, path, payload)
+        expect = subprocess.run(argv, input=payload, capture_output=True, check=True).stdout
+        runs = {"surge": [], "wasmtime_run_per_event": []}
+        for r in range(a.rounds):
+            res = wrk(b.tools, f"http://127.0.0.1:{sport}{path}", a.seconds, 16, b.lua,
+                      payload.decode())
+            runs["surge"].append(res)
+            log(f"inference batch {batch} round {r + 1} surge: {res['rps'] * batch:.0f} images/s")
+            res = process_per_event(argv, payload, a.seconds, 16, expect)
+            runs["wasmtime_run_per_event"].append(res)
+            log(f"inference batch {batch} round {r + 1} wasmtime run: {res['rps'] * batch:.0f} images/s")
+        runs = {k: medians(v) for k, v in runs.items()}
+        out[f"batch_{batch}"] = {
+            **runs,
+            "images_per_s": {k: v["rps"] * batch for k, v in runs.items()},
+            "ratios": {"rps": ratio(runs["surge"]["rps"], runs["wasmtime_run_per_event"]["rps"])},
+        }
+    surge.stop()
+    return out
 
 
 # Scaling keys for the scale-to-zero scenarios, added under [scaling] (every example has
@@ -1070,6 +1111,18 @@ def markdown(res):
         r = e[k]
         L.append(f"| {k} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {r['errors']} |")
     L += ["", f"Ratio: {e['ratios']['rps']}× the events/s.", ""]
+    inf = res["scenarios"]["inference"]
+    L += ["## Inference: `classify` (a neural network on 8x8 digits), 16 at a time", "",
+          "| batch | host | images/s | p50 ms | p99 ms | errors |",
+          "| --- | --- | --- | --- | --- | --- |"]
+    for batch in (1, 50):
+        x = inf[f"batch_{batch}"]
+        for k in ("surge", "wasmtime_run_per_event"):
+            r = x[k]
+            L.append(f"| {batch} | {k} | {fmt(x['images_per_s'][k])} | {fmt(r['p50_ms'], 2)} | "
+                     f"{fmt(r['p99_ms'], 2)} | {r['errors']} |")
+    L += ["", f"Ratios: {inf['batch_1']['ratios']['rps']}× at batch 1, "
+              f"{inf['batch_50']['ratios']['rps']}× at batch 50.", ""]
     L += ["## Cold start from zero (no process, no cgroup), at the client", "",
           "| function | surge p50 ms | surge p99 ms | reference | reference p50 ms | ratio p50 |",
           "| --- | --- | --- | --- | --- | --- |"]
@@ -1177,6 +1230,12 @@ def check(res):
         if e[k]["errors"]:
             problems.append(f"event.{k}: {e[k]['errors']} errors")
     num("event.ratios.rps", e["ratios"]["rps"])
+    for batch in (1, 50):
+        x = sc["inference"][f"batch_{batch}"]
+        for k in ("surge", "wasmtime_run_per_event"):
+            num(f"inference.batch_{batch}.{k}.rps", x[k]["rps"])
+            if x[k]["errors"]:
+                problems.append(f"inference.batch_{batch}.{k}: {x[k]['errors']} errors")
     for scenario, fns in (("cold_start", ("hello", "echo")), ("cold_start_busy", ("echo",))):
         for fn in fns:
             cs = sc[scenario].get(fn)
@@ -1272,7 +1331,7 @@ def main():
         "scenarios": {},
     }
     b = Bench(a, tools)
-    runs = {"warm_http": warm_http, "event": event, "cold_start": cold_start,
+    runs = {"warm_http": warm_http, "event": event, "inference": inference, "cold_start": cold_start,
             "cold_start_busy": cold_start_busy, "reaction": reaction, "memory": memory,
             "density": density, "vertical": vertical}
     try:

@@ -26,6 +26,15 @@ need_py() {
   fi
 }
 
+# numpy and scikit-learn, to train classify's network at build time.
+need_sklearn() {
+  [ -x "$venv/bin/python" ] || { mkdir -p "$tools"; python3 -m venv "$venv"; }
+  if ! "$venv/bin/python" -c 'import sklearn' 2>/dev/null; then
+    echo "installing scikit-learn (pip, into $venv)"
+    "$venv/bin/pip" install -q scikit-learn==1.7.2
+  fi
+}
+
 # newer OUT SRC... : true when OUT exists and is newer than every SRC.
 newer() {
   local out="$1"; shift
@@ -41,6 +50,21 @@ build_c() {
   clang --target=wasm32-wasi -O2 -Wl,--strip-all -o "$dir/$name.wasm.tmp" "$dir/$name.c"
   mv "$dir/$name.wasm.tmp" "$dir/$name.wasm"
   echo "$name: built ($(stat -c %s "$dir/$name.wasm") bytes)"
+}
+
+# classify: train the network (build/weights.h, build/test.json), then compile with it.
+build_classify() {
+  local dir="$here/classify"
+  if newer "$dir/classify.wasm" "$dir/classify.c" "$dir/train.py" &&
+     [ -f "$dir/build/test.json" ]; then
+    echo "classify: up to date"; return
+  fi
+  need_c
+  need_sklearn
+  "$venv/bin/python" "$dir/train.py" "$dir/build"
+  clang --target=wasm32-wasi -O2 -Wl,--strip-all -I "$dir/build" -o "$dir/classify.wasm.tmp" "$dir/classify.c" -lm
+  mv "$dir/classify.wasm.tmp" "$dir/classify.wasm"
+  echo "classify: built ($(stat -c %s "$dir/classify.wasm") bytes)"
 }
 
 build_py() {
@@ -61,11 +85,12 @@ build_py() {
 }
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(hello echo spin memhog loop)
+[ ${#names[@]} -gt 0 ] || names=(hello echo spin memhog loop classify)
 for n in "${names[@]}"; do
   case "$n" in
     hello) build_py hello ;;
     echo|spin|memhog|loop) build_c "$n" ;;
-    *) echo "unknown function: $n (known: hello echo spin memhog loop)" >&2; exit 2 ;;
+    classify) build_classify ;;
+    *) echo "unknown function: $n (known: hello echo spin memhog loop classify)" >&2; exit 2 ;;
   esac
 done

@@ -348,7 +348,8 @@ fn a_cold_start_beside_a_cpu_hog_completes_and_is_counted() {
     eprintln!("cold start beside a CPU hog: {took:?} at the client");
 }
 
-/// The predictive keep-alive policy on a real host: `echo` invoked every 3 s by a timer,
+/// The predictive keep-alive policy on a real host: `classify` (the inference example: a
+/// batch of ten 8x8 images per call) invoked every 3 s by a timer,
 /// with `scale_to_zero_after` at 2 s, so a plain keep-alive unloads it before every
 /// arrival and each one is cold. The policy learns the period from the idle spans, then
 /// pre-warms just before each arrival and unloads just after it: a run of warm arrivals
@@ -361,10 +362,15 @@ fn a_timer_is_learnt_prewarmed_before_each_arrival_and_unloaded_between() {
     let scaling = "min_instances = 0\nmax_instances = 1\nscale_to_zero_after = \"2s\"\n\
                    policy = \"predictive\"\n";
     // The default autoscaler tick (1 s): a pre-warm inside it starts on the policy's edge.
-    let mut h = Host::start_scaled(&["echo"], "", scaling);
-    wait_until("echo idle to zero", Duration::from_secs(15), || {
-        at_zero(&h, "echo")
+    let mut h = Host::start_scaled(&["classify"], "", scaling);
+    wait_until("classify idle to zero", Duration::from_secs(15), || {
+        at_zero(&h, "classify")
     });
+    // Ten images of pixels 0..16.
+    let images: Vec<Vec<u32>> = (0..10u32)
+        .map(|k| (0..64u32).map(|p| (p * 7 + k) % 17).collect())
+        .collect();
+    let batch = serde_json::to_vec(&images).unwrap();
     let begin = Instant::now();
     let mut warm_run = 0;
     let mut log = Vec::new();
@@ -374,14 +380,15 @@ fn a_timer_is_learnt_prewarmed_before_each_arrival_and_unloaded_between() {
         // Between arrivals: was the function ever at zero?
         let mut zero_between = false;
         while Instant::now() + Duration::from_millis(30) < at {
-            zero_between |= at_zero(&h, "echo");
+            zero_between |= at_zero(&h, "classify");
             std::thread::sleep(Duration::from_millis(50));
         }
         std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        let before = num(&h, "echo", "cold_requests");
-        let r = h.invoke("echo", format!("{{\"tick\":{i}}}").as_bytes());
+        let before = num(&h, "classify", "cold_requests");
+        let r = h.invoke("classify", &batch);
         assert_eq!(r.status, 200, "{}", r.text());
-        let cold = num(&h, "echo", "cold_requests") > before;
+        assert!(r.header("x-amz-function-error").is_none(), "{}", r.text());
+        let cold = num(&h, "classify", "cold_requests") > before;
         log.push((i, cold, zero_between));
         warm_run = if !cold && zero_between {
             warm_run + 1
@@ -392,7 +399,7 @@ fn a_timer_is_learnt_prewarmed_before_each_arrival_and_unloaded_between() {
             break;
         }
     }
-    let f = h.function("echo").unwrap();
+    let f = h.function("classify").unwrap();
     assert_eq!(
         warm_run, WANT_WARM_RUN,
         "(arrival, cold, at zero before it): {log:?}; {f}"
@@ -403,7 +410,7 @@ fn a_timer_is_learnt_prewarmed_before_each_arrival_and_unloaded_between() {
     assert_eq!(f["pattern"], "periodic", "{f}");
     // The control loop reads the last arrival's idle span at its next decision.
     wait_until("the pre-warms counted", Duration::from_secs(5), || {
-        num(&h, "echo", "prewarm_hits") >= WANT_WARM_RUN as u64
+        num(&h, "classify", "prewarm_hits") >= WANT_WARM_RUN as u64
     });
     let keep = f["keepalive_s"].as_f64().unwrap();
     assert!(
@@ -412,21 +419,22 @@ fn a_timer_is_learnt_prewarmed_before_each_arrival_and_unloaded_between() {
     );
     let m = h.get("/metrics").text();
     for line in [
-        "surge_function_keepalive_policy{function=\"echo\",pattern=\"periodic\",policy=\"predictive\"} 1",
-        "surge_function_prewarm_hits_total{function=\"echo\"}",
-        "surge_function_keepalive_window_seconds{function=\"echo\",window=\"prewarm\"}",
+        "surge_function_keepalive_policy{function=\"classify\",pattern=\"periodic\",policy=\"predictive\"} 1",
+        "surge_function_prewarm_hits_total{function=\"classify\"}",
+        "surge_function_keepalive_window_seconds{function=\"classify\",window=\"prewarm\"}",
     ] {
         assert!(m.contains(line), "{line} in {m}");
     }
     let (code, out, err) = h.cli(&["status"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.lines()
-            .any(|l| l.starts_with("echo ") && l.contains("predictive") && l.contains("periodic")),
+        out.lines().any(|l| l.starts_with("classify ")
+            && l.contains("predictive")
+            && l.contains("periodic")),
         "{out}"
     );
     // Restarted, the host still knows the timer.
     h.restart();
-    let f = h.function("echo").unwrap();
+    let f = h.function("classify").unwrap();
     assert_eq!(f["pattern"], "periodic", "after a restart: {f}");
 }
