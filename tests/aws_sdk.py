@@ -28,4 +28,19 @@ except c.exceptions.ResourceNotFoundException as e:
     seen["missing"] = "ResourceNotFoundException"
 r = c.invoke(FunctionName="echo", Payload=b"{}", InvocationType="Event")
 seen["event"] = r["StatusCode"]
+# The control plane's reads: ListFunctions paged one at a time by boto3's paginator,
+# GetFunction and GetFunctionConfiguration.
+pages = list(c.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 1}))
+seen["pages"] = [[f["FunctionName"] for f in p["Functions"]] for p in pages]
+conf = c.get_function(FunctionName="echo")["Configuration"]
+seen["echo_conf"] = {k: conf.get(k) for k in (
+    "FunctionName", "FunctionArn", "CodeSha256", "CodeSize", "MemorySize", "Timeout", "Handler",
+    "Environment", "State", "LastUpdateStatus", "Version", "LastModified", "RevisionId")}
+seen["memhog_conf"] = c.get_function_configuration(
+    FunctionName="arn:aws:lambda:us-east-1:000000000000:function:memhog")["FunctionName"]
+try:
+    c.get_function(FunctionName="nope")
+    seen["get_missing"] = "no error"
+except c.exceptions.ResourceNotFoundException:
+    seen["get_missing"] = "ResourceNotFoundException"
 print(json.dumps(seen))

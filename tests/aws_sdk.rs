@@ -1,4 +1,6 @@
-//! The Lambda Invoke API against a real AWS SDK (boto3), unchanged but for its endpoint URL.
+//! The Lambda API against a real AWS SDK (boto3), unchanged but for its endpoint URL: the
+//! Invoke API, and the control plane's reads (ListFunctions paged, GetFunction,
+//! GetFunctionConfiguration).
 
 // Integration tests drive real processes from plain threads against the wall clock: the
 // time rule of `.clippy.toml` is for the host, not for them.
@@ -43,4 +45,59 @@ fn boto3_invokes_functions_and_reads_lambda_errors() {
     );
     assert_eq!(seen["missing"], "ResourceNotFoundException");
     assert_eq!(seen["event"], 202);
+
+    // ListFunctions, one per page, in name order.
+    assert_eq!(seen["pages"], serde_json::json!([["echo"], ["memhog"]]));
+    // GetFunction: Lambda's fields, filled in truthfully.
+    let c = &seen["echo_conf"];
+    let wasm = std::fs::read(repo().join("functions/echo/echo.wasm")).unwrap();
+    let sha = sha256_base64(&wasm);
+    assert_eq!(c["FunctionName"], "echo");
+    assert_eq!(
+        c["FunctionArn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:echo"
+    );
+    assert_eq!(c["CodeSha256"], sha.as_str(), "{c}");
+    assert_eq!(c["CodeSize"], wasm.len() as u64);
+    assert_eq!(
+        (c["MemorySize"].as_u64(), c["Timeout"].as_u64()),
+        (Some(64), Some(5))
+    );
+    assert_eq!(c["Handler"], "echo.wasm");
+    assert_eq!(c["Environment"]["Variables"]["GREETING"], "hi");
+    assert_eq!(
+        (c["State"].as_str(), c["LastUpdateStatus"].as_str()),
+        (Some("Active"), Some("Successful"))
+    );
+    assert_eq!(c["Version"], "$LATEST");
+    assert!(
+        c["LastModified"].as_str().unwrap().ends_with(".000+0000"),
+        "{c}"
+    );
+    assert!(!c["RevisionId"].as_str().unwrap().is_empty());
+    assert_eq!(seen["memhog_conf"], "memhog");
+    assert_eq!(seen["get_missing"], "ResourceNotFoundException");
+    // MaxItems out of range: Lambda's 400, which boto3 checks before sending.
+    let r = h.get("/2015-03-31/functions/?MaxItems=0");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("InvalidParameterValueException")
+    );
+}
+
+/// The SHA-256 of `bytes`, base64, as Lambda's `CodeSha256` gives it: by `sha256sum`, so the
+/// test does not share the host's hashing.
+fn sha256_base64(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("code");
+    std::fs::write(&f, bytes).unwrap();
+    let out = Command::new("sha256sum").arg(&f).output().unwrap();
+    let hex = String::from_utf8_lossy(&out.stdout);
+    let hex = hex.split_whitespace().next().unwrap();
+    let raw: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(raw)
 }

@@ -8,6 +8,8 @@
 //!   with `x-amzn-ErrorType`.
 //! - `X-Amz-Log-Type: Tail` returns the last 4 KiB of the handler's stderr, base64, in
 //!   `X-Amz-Log-Result`.
+//!
+//! A `GET` under the prefix is the control plane's reads (`lambda_control.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,13 +31,7 @@ pub const PREFIX: &str = "/2015-03-31/functions/";
 /// The function name out of `{name}/invocations`, where name may be a plain name,
 /// `name:qualifier` or a function ARN.
 pub fn parse_path(rest: &str) -> Option<&str> {
-    let target = rest.strip_suffix("/invocations")?;
-    let name = match target.strip_prefix("arn:") {
-        // arn:aws:lambda:region:account:function:name[:qualifier]
-        Some(_) => target.split(':').nth(6)?,
-        None => target.split(':').next()?,
-    };
-    (!name.is_empty() && !name.contains('/')).then_some(name)
+    super::lambda_control::function_name(rest.strip_suffix("/invocations")?)
 }
 
 fn request_id() -> String {
@@ -58,7 +54,15 @@ fn request_id() -> String {
 
 pub async fn handle(gw: &Arc<Gateway>, rest: &str, req: Request<Incoming>) -> HttpResponse {
     let rid = request_id();
-    let mut resp = match handle_inner(gw, rest, req).await {
+    let rest = &super::lambda_control::path_decode(rest);
+    // The control plane's reads (ListFunctions, GetFunction, GetFunctionConfiguration).
+    let read = req.method() == Method::GET && !rest.ends_with("/invocations");
+    let result = if read {
+        super::lambda_control::get(gw, rest, req.uri().query()).map_err(Failed::from)
+    } else {
+        handle_inner(gw, rest, req).await
+    };
+    let mut resp = match result {
         Ok(r) => r,
         Err(Failed { error, version }) => {
             let function_error = error.is_function_error();

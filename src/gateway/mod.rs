@@ -8,6 +8,7 @@ pub mod body;
 pub mod context;
 pub mod errors;
 pub mod lambda;
+pub mod lambda_control;
 pub mod route;
 
 use std::convert::Infallible;

@@ -355,6 +355,13 @@ impl Registry {
         Ok(())
     }
 
+    /// The size in bytes of a stored `.wasm`, by its hash (None: not in the store).
+    pub fn code_size(&self, sha256: &str) -> Option<u64> {
+        std::fs::metadata(self.store.blob_path(sha256))
+            .ok()
+            .map(|m| m.len())
+    }
+
     pub fn list(&self) -> Vec<FunctionInfo> {
         let mut v: Vec<FunctionInfo> = self
             .versions

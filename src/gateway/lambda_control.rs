@@ -1,0 +1,235 @@
+//! The Lambda control plane's reads, with Lambda's shapes, so that `aws lambda
+//! list-functions`, `get-function` and boto3's paginators work against surge:
+//!
+//! - `ListFunctions`: `GET /2015-03-31/functions/`, in name order, paged by `Marker` (the
+//!   last name of the previous page) and `MaxItems` (1..=10000, default 50), with
+//!   `NextMarker` while more remain;
+//! - `GetFunction`: `GET /2015-03-31/functions/{name}`: `{"Configuration": …}`;
+//! - `GetFunctionConfiguration`: `GET /2015-03-31/functions/{name}/configuration`.
+//!
+//! `name` may be a plain name, `name:qualifier` or a function ARN. Each function is its
+//! live version, reported as `$LATEST` with surge's version number beside it.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use hyper::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::context::Gateway;
+use super::errors::{ApiError, HttpResponse};
+use crate::control::version::VersionControl;
+use crate::dispatch::stream::ReplyBody;
+
+/// The account and region every ARN names: surge is one account in one region.
+pub const ACCOUNT: &str = "000000000000";
+pub const REGION: &str = "us-east-1";
+const MAX_ITEMS: usize = 10_000;
+const DEFAULT_ITEMS: usize = 50;
+
+pub fn function_arn(name: &str) -> String {
+    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
+}
+
+/// A name out of `name`, `name:qualifier` or a function ARN.
+pub fn function_name(target: &str) -> Option<&str> {
+    let name = match target.strip_prefix("arn:") {
+        Some(_) => target.split(':').nth(6)?,
+        None => target.split(':').next()?,
+    };
+    (!name.is_empty() && !name.contains('/')).then_some(name)
+}
+
+/// Lambda's `FunctionConfiguration` of a live version.
+pub fn configuration(gw: &Gateway, v: &VersionControl) -> Value {
+    let d = &v.deployment;
+    let spec = &d.spec;
+    let sha = hex_bytes(&d.wasm_sha256);
+    let last_modified = chrono_like(d.deployed_at_unix);
+    json!({
+        "FunctionName": spec.name.as_str(),
+        "FunctionArn": function_arn(spec.name.as_str()),
+        "Runtime": format!("surge-wasm-{}", d.kind.as_str()),
+        "Handler": spec.handler,
+        "CodeSize": gw.registry.code_size(&d.wasm_sha256).unwrap_or(0),
+        "CodeSha256": base64::engine::general_purpose::STANDARD.encode(sha),
+        "Description": "",
+        "Timeout": spec.limits.timeout.0.as_secs().max(1),
+        "MemorySize": spec.limits.memory.0 >> 20,
+        "LastModified": last_modified,
+        "Version": "$LATEST",
+        "Environment": { "Variables": spec.env },
+        "State": "Active",
+        "LastUpdateStatus": "Successful",
+        "PackageType": "Zip",
+        "Architectures": ["x86_64"],
+        // Changes whenever the live version does.
+        "RevisionId": revision_id(&d.wasm_sha256, d.version),
+        "SurgeVersion": d.version,
+    })
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+fn revision_id(sha: &str, version: u64) -> String {
+    let h = |i: usize| sha.get(i..i + 8).unwrap_or("00000000");
+    format!(
+        "{}-{}-{}-{}-{:012x}",
+        h(0),
+        &h(8)[..4],
+        &h(12)[..4],
+        &h(16)[..4],
+        version
+    )
+}
+
+/// `YYYY-MM-DDThh:mm:ss.000+0000`, Lambda's `LastModified`, from Unix seconds (UTC).
+fn chrono_like(unix: i64) -> String {
+    let days = unix.div_euclid(86_400);
+    let secs = unix.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm), proleptic Gregorian.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000+0000",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+fn ok(body: Value) -> HttpResponse {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(ReplyBody::from(body.to_string()))
+        .expect("valid response")
+}
+
+/// `GET` under the Lambda prefix: `rest` is the path after `/2015-03-31/functions/`.
+pub fn get(gw: &Gateway, rest: &str, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    if rest.is_empty() {
+        return list(gw, query);
+    }
+    let (target, configuration_only) = match rest.strip_suffix("/configuration") {
+        Some(t) => (t, true),
+        None => (rest, false),
+    };
+    let name = function_name(target).ok_or_else(|| ApiError::FunctionNotFound(rest.into()))?;
+    let v = gw
+        .registry
+        .version_of(name)
+        .ok_or_else(|| ApiError::FunctionNotFound(function_arn(name)))?;
+    let c = configuration(gw, &v);
+    Ok(ok(if configuration_only {
+        c
+    } else {
+        json!({ "Configuration": c })
+    }))
+}
+
+fn list(gw: &Gateway, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let mut marker = None;
+    let mut max = DEFAULT_ITEMS;
+    for (k, v) in query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+    {
+        match k {
+            "Marker" => marker = Some(percent_decode(v)),
+            "MaxItems" => {
+                max = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_ITEMS).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "MaxItems {v:?} must be a whole number from 1 to {MAX_ITEMS}"
+                        ))
+                    })?
+            }
+            _ => {}
+        }
+    }
+    let versions = gw.registry.watch_versions().borrow().clone();
+    let mut all: Vec<&Arc<VersionControl>> = versions.iter().collect();
+    all.sort_by(|a, b| a.deployment.name().cmp(b.deployment.name()));
+    let start = match &marker {
+        Some(m) => all.partition_point(|v| v.deployment.name() <= m.as_str()),
+        None => 0,
+    };
+    let page: Vec<Value> = all[start..]
+        .iter()
+        .take(max)
+        .map(|v| configuration(gw, v))
+        .collect();
+    let mut body = json!({ "Functions": page });
+    if start + max < all.len() {
+        body["NextMarker"] = json!(all[start + max - 1].deployment.name());
+    }
+    Ok(ok(body))
+}
+
+/// A path segment's `%XX` escapes (SDKs escape the `:` of an ARN).
+pub fn path_decode(v: &str) -> String {
+    decode(v, false)
+}
+
+/// `%XX` escapes and `+` of a query value.
+fn percent_decode(v: &str) -> String {
+    decode(v, true)
+}
+
+fn decode(v: &str, plus_is_space: bool) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.map(|h| u8::from_str_radix(h, 16))) {
+            (b'%', Some(Ok(c))) => {
+                out.push(c);
+                i += 3;
+                continue;
+            }
+            (b'+', _) if plus_is_space => out.push(b' '),
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_dates_and_escapes() {
+        assert_eq!(function_name("echo"), Some("echo"));
+        assert_eq!(function_name("echo:$LATEST"), Some("echo"));
+        assert_eq!(function_name(&function_arn("echo")), Some("echo"));
+        assert_eq!(function_name("a/b"), None);
+        assert_eq!(chrono_like(0), "1970-01-01T00:00:00.000+0000");
+        assert_eq!(chrono_like(1_796_165_120), "2026-12-01T22:45:20.000+0000");
+        assert_eq!(chrono_like(951_782_400), "2000-02-29T00:00:00.000+0000");
+        assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(path_decode("arn%3Aaws%3Alambda+x"), "arn:aws:lambda+x");
+        assert_eq!(hex_bytes("00ff10"), vec![0, 255, 16]);
+    }
+}
