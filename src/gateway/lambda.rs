@@ -54,7 +54,7 @@ fn request_id() -> String {
 
 pub async fn handle(gw: &Arc<Gateway>, rest: &str, req: Request<Incoming>) -> HttpResponse {
     let rid = request_id();
-    let rest = &super::lambda_control::path_decode(rest);
+    let rest = &*super::lambda_control::path_decode(rest);
     // The control plane's reads (ListFunctions, GetFunction, GetFunctionConfiguration).
     let read = req.method() == Method::GET && !rest.ends_with("/invocations");
     let result = if read {

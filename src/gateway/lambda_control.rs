@@ -182,9 +182,14 @@ fn list(gw: &Gateway, query: Option<&str>) -> Result<HttpResponse, ApiError> {
     Ok(ok(body))
 }
 
-/// A path segment's `%XX` escapes (SDKs escape the `:` of an ARN).
-pub fn path_decode(v: &str) -> String {
-    decode(v, false)
+/// A path segment's `%XX` escapes (SDKs escape the `:` of an ARN); borrowed when it has
+/// none, so an Invoke by plain name allocates nothing here.
+pub fn path_decode(v: &str) -> std::borrow::Cow<'_, str> {
+    if v.contains('%') {
+        std::borrow::Cow::Owned(decode(v, false))
+    } else {
+        std::borrow::Cow::Borrowed(v)
+    }
 }
 
 /// `%XX` escapes and `+` of a query value.

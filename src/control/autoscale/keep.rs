@@ -40,7 +40,6 @@ pub struct KeepStatus {
 
 pub struct LivePolicy {
     choice: KeepAlivePolicy,
-    fit: Fit,
     tick: Duration,
     /// `scale_to_zero_after`: the longest an idle instance stays loaded.
     bound: Duration,
@@ -103,7 +102,6 @@ impl LivePolicy {
         };
         LivePolicy {
             choice,
-            fit,
             tick,
             bound,
             policy,
@@ -214,10 +212,6 @@ impl LivePolicy {
     /// stateless one).
     pub fn saved(&self) -> (String, Value) {
         (self.choice.as_str().to_string(), self.policy.save())
-    }
-
-    pub fn fit(&self) -> &Fit {
-        &self.fit
     }
 }
 

@@ -28,7 +28,6 @@ pub enum Trend {
 
 pub struct Ets {
     model: augurs_ets::model::Model,
-    trend: Trend,
 }
 
 impl Ets {
@@ -84,13 +83,9 @@ impl Ets {
             }
         }
         match best {
-            Some(model) => Ok(Ets { model, trend }),
+            Some(model) => Ok(Ets { model }),
             None => Err(FitError::Failed(what(), last_error.unwrap_or_default())),
         }
-    }
-
-    pub fn trend(&self) -> Trend {
-        self.trend
     }
 
     /// The next `steps` values after the fitted series.

@@ -128,14 +128,6 @@ impl Selector {
     pub fn errors(&self) -> impl Iterator<Item = (Forecaster, Option<f64>)> + '_ {
         FORECASTERS.iter().copied().zip(self.error.iter().copied())
     }
-
-    pub fn len(&self) -> usize {
-        self.history.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.history.is_empty()
-    }
 }
 
 #[cfg(test)]
