@@ -85,12 +85,12 @@ build_py() {
 }
 
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(hello echo spin memhog loop classify)
+[ ${#names[@]} -gt 0 ] || names=(hello echo spin memhog loop flaky classify)
 for n in "${names[@]}"; do
   case "$n" in
     hello) build_py hello ;;
-    echo|spin|memhog|loop) build_c "$n" ;;
+    echo|spin|memhog|loop|flaky) build_c "$n" ;;
     classify) build_classify ;;
-    *) echo "unknown function: $n (known: hello echo spin memhog loop classify)" >&2; exit 2 ;;
+    *) echo "unknown function: $n (known: hello echo spin memhog loop flaky classify)" >&2; exit 2 ;;
   esac
 done

@@ -7,9 +7,11 @@
 
 #![deny(unsafe_code)]
 
+pub mod aws;
 pub mod cli;
 pub mod control;
 pub mod dispatch;
+pub mod events;
 pub mod gateway;
 pub mod manifest;
 pub mod metrics;

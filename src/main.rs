@@ -31,6 +31,41 @@ struct ClientArgs {
 }
 
 #[derive(Subcommand)]
+enum DlqCommand {
+    /// Every entry, oldest first: id, request id, condition, attempts, time, destination.
+    List {
+        name: String,
+        /// One JSON object per entry and line (requestId, condition,
+        /// approximateInvokeCount, destination, timestamp, record).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One entry with its record, as JSON.
+    Show {
+        name: String,
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Put entries back into the queue, due now (all of the function's, or --id's).
+    Replay {
+        name: String,
+        #[arg(long)]
+        id: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete every entry of the function's.
+    Purge {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run the host: deploy every manifest under functions_dir and serve them.
     Serve {
@@ -90,6 +125,12 @@ enum Command {
     Status {
         #[command(flatten)]
         client: ClientArgs,
+    },
+    /// Read and act on a function's dead-letter store: the records of asynchronous
+    /// invocations that failed for good (or that a destination addressed to it).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
     },
     /// Try everything a sandbox must never do (open a host file, connect, ptrace, mount,
     /// exec, signal the host) from inside a process locked down as a sandbox is; fails if
@@ -261,6 +302,34 @@ fn main() {
             Command::Status { client: c } => {
                 client::status(&client::find_target(c.server, &c.state_dir)?).await
             }
+            Command::Dlq { command } => match command {
+                DlqCommand::List {
+                    name,
+                    json,
+                    client: c,
+                } => {
+                    client::dlq_list(&client::find_target(c.server, &c.state_dir)?, &name, json)
+                        .await
+                }
+                DlqCommand::Show {
+                    name,
+                    id,
+                    client: c,
+                } => {
+                    client::dlq_show(&client::find_target(c.server, &c.state_dir)?, &name, id).await
+                }
+                DlqCommand::Replay {
+                    name,
+                    id,
+                    client: c,
+                } => {
+                    client::dlq_replay(&client::find_target(c.server, &c.state_dir)?, &name, id)
+                        .await
+                }
+                DlqCommand::Purge { name, client: c } => {
+                    client::dlq_purge(&client::find_target(c.server, &c.state_dir)?, &name).await
+                }
+            },
             Command::SandboxCheck { config } => {
                 let cfg = cli::serve::load_config(config.as_deref())?;
                 cli::check::run(&cfg.sandbox).await

@@ -8,6 +8,7 @@ use prometheus::{
 
 use crate::control::autoscale::decider::Mode;
 use crate::control::node::NodeStatus;
+use crate::events::FunctionQueue;
 use crate::registry::status::FunctionInfo;
 
 type IntFigure = fn(&FunctionInfo) -> i64;
@@ -129,7 +130,97 @@ pub struct Metrics {
     resizes: IntCounterVec,
     node: IntGaugeVec,
     keepalive: KeepAliveMetrics,
+    /// Asynchronous invocations' delivery time, observed by the event queue itself.
+    pub async_delivery: HistogramVec,
+    queue: QueueMetrics,
     render: parking_lot::Mutex<()>,
+}
+
+/// The event queue's figures, per function.
+struct QueueMetrics {
+    /// `state` = queued | in_flight | retrying.
+    events: IntGaugeVec,
+    oldest: GaugeVec,
+    /// `result` = succeeded | failed | dead_lettered | throttled.
+    ended: IntCounterVec,
+    letters: IntGaugeVec,
+}
+
+impl QueueMetrics {
+    fn new(registry: &PromRegistry) -> Self {
+        let m = QueueMetrics {
+            events: IntGaugeVec::new(
+                Opts::new(
+                    "surge_async_events",
+                    "Asynchronous events held: queued (retries included), in_flight, and of the queued those retrying.",
+                ),
+                &["function", "state"],
+            )
+            .expect("valid metric"),
+            oldest: GaugeVec::new(
+                Opts::new(
+                    "surge_async_oldest_event_age_seconds",
+                    "Age of the oldest asynchronous event held (wall clock).",
+                ),
+                &["function"],
+            )
+            .expect("valid metric"),
+            ended: IntCounterVec::new(
+                Opts::new(
+                    "surge_async_events_total",
+                    "Asynchronous events that ended (succeeded, failed), were dead-lettered, or were throttled on the way, since the host started.",
+                ),
+                &["function", "result"],
+            )
+            .expect("valid metric"),
+            letters: IntGaugeVec::new(
+                Opts::new(
+                    "surge_async_dead_letters",
+                    "Records held in the dead-letter store.",
+                ),
+                &["function"],
+            )
+            .expect("valid metric"),
+        };
+        for c in [
+            Box::new(m.events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.oldest.clone()),
+            Box::new(m.ended.clone()),
+            Box::new(m.letters.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        m
+    }
+
+    fn render(&self, queues: &[FunctionQueue]) {
+        self.events.reset();
+        self.oldest.reset();
+        self.ended.reset();
+        self.letters.reset();
+        for q in queues {
+            let f = q.function.as_str();
+            for (state, n) in [
+                ("queued", q.queued),
+                ("in_flight", q.in_flight),
+                ("retrying", q.retrying),
+            ] {
+                self.events.with_label_values(&[f, state]).set(n as i64);
+            }
+            self.oldest.with_label_values(&[f]).set(q.oldest_age_s);
+            for (result, n) in [
+                ("succeeded", q.succeeded),
+                ("failed", q.failed),
+                ("dead_lettered", q.dead_lettered),
+                ("throttled", q.throttled),
+            ] {
+                self.ended.with_label_values(&[f, result]).inc_by(n);
+            }
+            self.letters
+                .with_label_values(&[f])
+                .set(q.dead_letters as i64);
+        }
+    }
 }
 
 /// The keep-alive policy's figures, per function.
@@ -252,6 +343,21 @@ impl Metrics {
             &["function"],
         )
         .expect("valid metric");
+        let async_delivery = HistogramVec::new(
+            HistogramOpts::new(
+                "surge_async_delivery_seconds",
+                "Asynchronous events: from acceptance (the 202) to their end, retries included.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0,
+                600.0, 3600.0, 21600.0,
+            ]),
+            &["function"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(async_delivery.clone()))
+            .expect("unique metric");
         let gauge = |name: &str, help: &str| {
             IntGaugeVec::new(Opts::new(name, help), &["function"]).expect("valid metric")
         };
@@ -426,14 +532,22 @@ impl Metrics {
             resizes,
             node,
             keepalive: KeepAliveMetrics::new(&registry),
+            queue: QueueMetrics::new(&registry),
+            async_delivery,
             registry,
             render: parking_lot::Mutex::new(()),
         }
     }
 
     /// The text exposition, with gauges refreshed from `functions` and the node.
-    pub fn render(&self, functions: &[FunctionInfo], node: &NodeStatus) -> String {
+    pub fn render(
+        &self,
+        functions: &[FunctionInfo],
+        node: &NodeStatus,
+        queues: &[FunctionQueue],
+    ) -> String {
         let _one_at_a_time = self.render.lock();
+        self.queue.render(queues);
         for g in [
             &self.inflight,
             &self.instances,

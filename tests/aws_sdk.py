@@ -43,4 +43,33 @@ try:
     seen["get_missing"] = "no error"
 except c.exceptions.ResourceNotFoundException:
     seen["get_missing"] = "ResourceNotFoundException"
+# The event-invoke config: Put overwrites, Update merges, Get, List, Delete; a value out of
+# Lambda's bounds is the service's InvalidParameterValueException.
+failed = "arn:aws:sqs:us-east-1:000000000000:failed"
+put = c.put_function_event_invoke_config(
+    FunctionName="echo", MaximumRetryAttempts=1,
+    DestinationConfig={"OnFailure": {"Destination": failed}})
+upd = c.update_function_event_invoke_config(FunctionName="echo", MaximumEventAgeInSeconds=120)
+got = c.get_function_event_invoke_config(FunctionName="echo")
+listed = c.list_function_event_invoke_configs(FunctionName="echo")["FunctionEventInvokeConfigs"]
+try:
+    c.put_function_event_invoke_config(FunctionName="echo", MaximumRetryAttempts=5)
+    bad = "no error"
+except c.exceptions.InvalidParameterValueException as e:
+    bad = "InvalidParameterValueException"
+c.delete_function_event_invoke_config(FunctionName="echo")
+try:
+    c.get_function_event_invoke_config(FunctionName="echo")
+    gone = "no error"
+except c.exceptions.ResourceNotFoundException:
+    gone = "ResourceNotFoundException"
+seen["event_invoke_config"] = {
+    "put": [put["MaximumRetryAttempts"], put["DestinationConfig"]["OnFailure"]["Destination"]],
+    "update": [upd["MaximumRetryAttempts"], upd["MaximumEventAgeInSeconds"],
+               upd["DestinationConfig"]["OnFailure"]["Destination"]],
+    "get": [got["FunctionArn"], got["MaximumEventAgeInSeconds"], got["LastModified"].year >= 2024],
+    "list": [x["MaximumRetryAttempts"] for x in listed],
+    "bad": bad,
+    "deleted": gone,
+}
 print(json.dumps(seen))

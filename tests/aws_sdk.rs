@@ -1,6 +1,6 @@
 //! The Lambda API against a real AWS SDK (boto3), unchanged but for its endpoint URL: the
-//! Invoke API, and the control plane's reads (ListFunctions paged, GetFunction,
-//! GetFunctionConfiguration).
+//! Invoke API, the control plane's reads (ListFunctions paged, GetFunction,
+//! GetFunctionConfiguration) and the event-invoke-config calls.
 
 // Integration tests drive real processes from plain threads against the wall clock: the
 // time rule of `.clippy.toml` is for the host, not for them.
@@ -45,6 +45,17 @@ fn boto3_invokes_functions_and_reads_lambda_errors() {
     );
     assert_eq!(seen["missing"], "ResourceNotFoundException");
     assert_eq!(seen["event"], 202);
+    assert_eq!(
+        seen["event_invoke_config"],
+        serde_json::json!({
+            "put": [1, "arn:aws:sqs:us-east-1:000000000000:failed"],
+            "update": [1, 120, "arn:aws:sqs:us-east-1:000000000000:failed"],
+            "get": ["arn:aws:lambda:us-east-1:000000000000:function:echo", 120, true],
+            "list": [1],
+            "bad": "InvalidParameterValueException",
+            "deleted": "ResourceNotFoundException",
+        })
+    );
 
     // ListFunctions, one per page, in name order.
     assert_eq!(seen["pages"], serde_json::json!([["echo"], ["memhog"]]));

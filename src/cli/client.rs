@@ -11,7 +11,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use crate::gateway::admin::{DeployRequest, StatusReport};
+use crate::gateway::admin::{DeadLetterPage, DeployRequest, ReplayRequest, StatusReport};
 use crate::manifest::{FunctionSpec, HostConfig};
 use crate::registry::resize::ResizeRequest;
 use crate::registry::status::FunctionInfo;
@@ -229,6 +229,127 @@ pub async fn status(t: &Target) -> anyhow::Result<()> {
     }
     print_keepalive(&s);
     print_vertical(&s);
+    print_queues(&s);
+    Ok(())
+}
+
+/// The asynchronous table of `surge status`: each function's event queue that has seen
+/// any event since the host started, or holds any.
+fn print_queues(s: &StatusReport) {
+    let busy: Vec<_> = s
+        .queues
+        .iter()
+        .filter(|q| {
+            q.queued + q.in_flight + q.succeeded + q.failed + q.dead_letters + q.throttled > 0
+        })
+        .collect();
+    if busy.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<20} {:>7} {:>9} {:>8} {:>10} {:>9} {:>7} {:>9} {:>12}",
+        "ASYNC",
+        "QUEUED",
+        "IN-FLIGHT",
+        "RETRYING",
+        "OLDEST",
+        "SUCCEEDED",
+        "FAILED",
+        "THROTTLED",
+        "DEAD-LETTERS"
+    );
+    for q in busy {
+        println!(
+            "{:<20} {:>7} {:>9} {:>8} {:>9.1}s {:>9} {:>7} {:>9} {:>12}",
+            q.function,
+            q.queued,
+            q.in_flight,
+            q.retrying,
+            q.oldest_age_s,
+            q.succeeded,
+            q.failed,
+            q.throttled,
+            q.dead_letters
+        );
+    }
+}
+
+/// `surge dlq list`: every entry of the function's dead-letter store, oldest first; with
+/// `json`, one object per line.
+pub async fn dlq_list(t: &Target, name: &str, json: bool) -> anyhow::Result<()> {
+    let mut after = 0;
+    let mut first = true;
+    loop {
+        let path = format!("/admin/v1/functions/{name}/dlq?after={after}");
+        let r = call(t, Method::GET, &path, &[], Bytes::new(), true).await?;
+        if !r.status.is_success() {
+            return Err(admin_error(&r));
+        }
+        let page: DeadLetterPage = serde_json::from_slice(&r.body)?;
+        if !json && first {
+            println!(
+                "{:>8} {:<36} {:<17} {:>8} {:<24} DESTINATION",
+                "ID", "REQUEST ID", "CONDITION", "ATTEMPTS", "TIME"
+            );
+        }
+        first = false;
+        for e in &page.entries {
+            if json {
+                println!("{}", serde_json::to_string(e)?);
+            } else {
+                println!(
+                    "{:>8} {:<36} {:<17} {:>8} {:<24} {}",
+                    e.id,
+                    e.request_id,
+                    e.condition,
+                    e.approximate_invoke_count,
+                    e.timestamp,
+                    if e.destination.is_empty() {
+                        "-"
+                    } else {
+                        &e.destination
+                    }
+                );
+            }
+        }
+        match page.next {
+            Some(n) => after = n,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// `surge dlq show`: one entry, with its record, as JSON.
+pub async fn dlq_show(t: &Target, name: &str, id: i64) -> anyhow::Result<()> {
+    let path = format!("/admin/v1/functions/{name}/dlq/{id}");
+    let r = call(t, Method::GET, &path, &[], Bytes::new(), true).await?;
+    if !r.status.is_success() {
+        return Err(admin_error(&r));
+    }
+    let e: serde_json::Value = serde_json::from_slice(&r.body)?;
+    println!("{}", serde_json::to_string_pretty(&e)?);
+    Ok(())
+}
+
+/// `surge dlq replay`: entries back into the queue (one, or all of the function's).
+pub async fn dlq_replay(t: &Target, name: &str, id: Option<i64>) -> anyhow::Result<()> {
+    let path = format!("/admin/v1/functions/{name}/dlq/replay");
+    let r = post_json(t, &path, &ReplayRequest { id }).await?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+    println!("replayed {} event(s) of {name}", v["replayed"]);
+    Ok(())
+}
+
+/// `surge dlq purge`: delete every entry of the function's.
+pub async fn dlq_purge(t: &Target, name: &str) -> anyhow::Result<()> {
+    let path = format!("/admin/v1/functions/{name}/dlq");
+    let r = call(t, Method::DELETE, &path, &[], Bytes::new(), true).await?;
+    if !r.status.is_success() {
+        return Err(admin_error(&r));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&r.body)?;
+    println!("purged {} dead letter(s) of {name}", v["purged"]);
     Ok(())
 }
 

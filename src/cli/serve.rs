@@ -16,6 +16,8 @@ use crate::control::node::Node;
 use crate::control::supervisor::driver::ProcessSpawner;
 use crate::control::supervisor::SandboxCtx;
 use crate::control::vertical;
+use crate::events::Queue;
+use crate::gateway::lambda_async::Deliverer;
 use crate::gateway::{self, Gateway};
 use crate::manifest::HostConfig;
 use crate::metrics::Metrics;
@@ -189,11 +191,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
+    let metrics = Metrics::new();
+    let queue = Queue::open(
+        &state_dir,
+        &registry.config.async_queue,
+        registry.clone(),
+        metrics.async_delivery.clone(),
+    )?;
     let gw = Arc::new(Gateway {
         registry: registry.clone(),
+        queue: queue.clone(),
         admin_token: token,
-        metrics: Metrics::new(),
+        metrics,
     });
+    // Events are delivered from here on; those a function still deploying is due wait.
+    let (queue_stop_tx, queue_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let deliveries = tokio::spawn(queue.run(Arc::new(Deliverer(gw.clone())), async {
+        let _ = queue_stop_rx.await;
+    }));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(gateway::serve(gw, listener, async {
         let _ = stop_rx.await;
@@ -248,6 +263,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     let _ = stop_tx.send(());
     let _ = server.await;
+    // No new deliveries; one under way is abandoned and runs again at the next start.
+    let _ = queue_stop_tx.send(());
+    let _ = deliveries.await;
     // No more decisions: the supervisors stop their sandboxes now.
     let _ = scaler_stop_tx.send(());
     let _ = scaler.await;

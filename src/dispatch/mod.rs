@@ -131,6 +131,9 @@ pub struct Deployment {
     closed: AtomicBool,
     pub counters: Counters,
     pub start_timeout: Duration,
+    /// Asynchronous events due and not yet handed over (the event queue sets it): demand,
+    /// as queued requests are.
+    backlog: AtomicU64,
 }
 
 /// Counts a request in flight until it is dropped, however the request ends. Borrowed
@@ -226,6 +229,7 @@ impl Deployment {
             closed: AtomicBool::new(false),
             counters: Counters::default(),
             start_timeout,
+            backlog: AtomicU64::new(0),
         }
     }
 
@@ -294,6 +298,33 @@ impl Deployment {
             .average_concurrency(now, span)
             .unwrap_or(0.0);
         (level / per_instance(&self.spec, self.kind) as f64).min(self.ready() as f64)
+    }
+
+    /// The event queue's due backlog for this function. A backlog that grows wakes the
+    /// control loop, as a request that has to queue does.
+    pub fn set_backlog(&self, events: u64) {
+        if self.backlog.swap(events, Ordering::AcqRel) < events {
+            self.poked.store(true, Ordering::Release);
+            self.poke.notify_one();
+            self.demand.notify_one();
+        }
+    }
+
+    pub fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Acquire)
+    }
+
+    /// Executions the event queue may hand over now, with `async_in_flight` of its own
+    /// already out: the warm capacity left free, and none while a synchronous request
+    /// waits in the gate. Synchronous requests come first; events fill what they leave.
+    pub fn spare_capacity(&self, async_in_flight: u32) -> u32 {
+        if self.gate.queued() > 0 {
+            return 0;
+        }
+        // Events handed over but not yet admitted are not in `busy` yet.
+        self.gate
+            .capacity()
+            .saturating_sub(self.gate.busy().max(async_in_flight))
     }
 
     /// Whether a request queued here since the last call (the control loop's poke round

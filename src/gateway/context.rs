@@ -9,11 +9,14 @@ use hyper::Request;
 use super::errors::ApiError;
 use crate::dispatch::routes::{Resolved, Routes};
 use crate::dispatch::{Deployment, DispatchError, Hold, Reply};
+use crate::events::Queue;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
 pub struct Gateway {
     pub registry: Arc<Registry>,
+    /// Asynchronous invocations: accepted here, delivered by the queue's own task.
+    pub queue: Arc<Queue>,
     pub admin_token: String,
     pub metrics: Metrics,
 }

@@ -9,6 +9,7 @@ use surge_runtime::exec::Outcome;
 
 use crate::control::supervisor::StartError;
 use crate::dispatch::DispatchError;
+use crate::events::QueueError;
 use crate::registry::DeployError;
 
 pub type HttpResponse = Response<ReplyBody>;
@@ -41,6 +42,11 @@ pub enum ApiError {
     Dispatch(#[from] DispatchError),
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// A resource other than a function is missing (its message says which).
+    #[error("{0}")]
+    NotFound(String),
     /// The handler ran and failed: the function's error, not the host's.
     #[error("function {function} failed ({}): {message}", failure.as_str())]
     Guest {
@@ -95,7 +101,11 @@ impl ApiError {
             return StatusCode::OK;
         }
         match self {
-            ApiError::NoRoute(_) | ApiError::FunctionNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NoRoute(_) | ApiError::FunctionNotFound(_) | ApiError::NotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            ApiError::Queue(QueueError::Full(_)) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Queue(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -131,7 +141,10 @@ impl ApiError {
     fn lambda_type(&self) -> &'static str {
         use DispatchError as D;
         match self {
-            ApiError::NoRoute(_) | ApiError::FunctionNotFound(_) => "ResourceNotFoundException",
+            ApiError::NoRoute(_) | ApiError::FunctionNotFound(_) | ApiError::NotFound(_) => {
+                "ResourceNotFoundException"
+            }
+            ApiError::Queue(QueueError::Full(_)) => "TooManyRequestsException",
             ApiError::BodyTooLarge { .. } => "RequestTooLargeException",
             ApiError::BodyRead(_) | ApiError::BadRequest(_) | ApiError::MethodNotAllowed(_) => {
                 "InvalidParameterValueException"
@@ -151,6 +164,7 @@ impl ApiError {
             &self,
             ApiError::Dispatch(DispatchError::Overloaded { .. })
                 | ApiError::Dispatch(DispatchError::Unavailable { .. })
+                | ApiError::Queue(QueueError::Full(_))
         ) {
             b = b.header("retry-after", "1");
         }

@@ -1,8 +1,10 @@
 //! The AWS Lambda Invoke API: `POST /2015-03-31/functions/{name}/invocations`, with Lambda's
 //! headers, status codes and error shapes, so AWS SDKs pointed at surge work unchanged.
 //!
-//! - `X-Amz-Invocation-Type`: `RequestResponse` (default), `Event` (202, runs detached) or
-//!   `DryRun` (204).
+//! - `X-Amz-Invocation-Type`: `RequestResponse` (default), `Event` (202 once the event is
+//!   durable in the queue, `crate::events`) or `DryRun` (204).
+//! - Payloads: 6 MiB synchronous, 1 MiB for an event, both within the function's
+//!   `max_body`; over it, 413 `RequestTooLargeException`.
 //! - A handler that fails answers 200 with `X-Amz-Function-Error: Unhandled` and a body
 //!   `{"errorMessage", "errorType"}`, as Lambda does; a host-side failure is an HTTP error
 //!   with `x-amzn-ErrorType`.
@@ -11,56 +13,38 @@
 //!
 //! A `GET` under the prefix is the control plane's reads (`lambda_control.rs`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use surge_runtime::exec::Outcome;
 use surge_runtime::sandbox::protocol;
 use surge_runtime::Kind;
 
-use super::body::{read_function_body, sandbox_request};
+use super::body::{read_body, sandbox_request};
 use super::context::{self, invoke, Gateway, Target};
 use super::errors::{ApiError, GuestFailure, HttpResponse, Surface};
 use crate::dispatch::stream::ReplyBody;
+use crate::dispatch::Deployment;
+use crate::events::{ASYNC_PAYLOAD_LIMIT, SYNC_PAYLOAD_LIMIT};
 
 pub const PREFIX: &str = "/2015-03-31/functions/";
 
 /// The function name out of `{name}/invocations`, where name may be a plain name,
 /// `name:qualifier` or a function ARN.
 pub fn parse_path(rest: &str) -> Option<&str> {
-    super::lambda_control::function_name(rest.strip_suffix("/invocations")?)
-}
-
-fn request_id() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let x = (t as u64) ^ n.rotate_left(32) ^ (std::process::id() as u64);
-    format!(
-        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-        x >> 32,
-        (x >> 16) & 0xffff,
-        x & 0xfff,
-        n & 0xfff,
-        t as u64 & 0xffff_ffff_ffff
-    )
+    crate::aws::function_name(rest.strip_suffix("/invocations")?)
 }
 
 pub async fn handle(gw: &Arc<Gateway>, rest: &str, req: Request<Incoming>) -> HttpResponse {
-    let rid = request_id();
+    let rid = crate::aws::request_id();
     let rest = &*super::lambda_control::path_decode(rest);
     // The control plane's reads (ListFunctions, GetFunction, GetFunctionConfiguration).
     let read = req.method() == Method::GET && !rest.ends_with("/invocations");
     let result = if read {
         super::lambda_control::get(gw, rest, req.uri().query()).map_err(Failed::from)
     } else {
-        handle_inner(gw, rest, req).await
+        handle_inner(gw, rest, req, &rid).await
     };
     let mut resp = match result {
         Ok(r) => r,
@@ -99,6 +83,7 @@ async fn handle_inner(
     gw: &Arc<Gateway>,
     rest: &str,
     req: Request<Incoming>,
+    rid: &str,
 ) -> Result<HttpResponse, Failed> {
     let name = parse_path(rest).ok_or_else(|| ApiError::FunctionNotFound(rest.to_string()))?;
     if req.method() != Method::POST {
@@ -116,8 +101,16 @@ async fn handle_inner(
         header("x-amz-invocation-type").unwrap_or_else(|| "RequestResponse".into());
     let tail = header("x-amz-log-type").as_deref() == Some("Tail");
     let (parts, body) = req.into_parts();
-    // Lambda's own payload limit is the function's max_body here.
-    let payload = read_function_body(&d, &parts, body).await?;
+    // Lambda's payload limits, within the function's own max_body.
+    let (limit, what) = match invocation_type.as_str() {
+        "Event" => (ASYNC_PAYLOAD_LIMIT, "an Event invocation of"),
+        _ => (SYNC_PAYLOAD_LIMIT, "a synchronous invocation of"),
+    };
+    let limit = limit.min(d.spec.limits.max_body.0);
+    let payload = read_body(body, &parts.headers, limit, || {
+        format!("{what} function {}", d.name())
+    })
+    .await?;
     let mut parts = parts;
     // An http function sees the event as a POST to its root.
     if d.kind == Kind::Http {
@@ -132,18 +125,12 @@ async fn handle_inner(
         "RequestResponse" => {}
         "DryRun" => return Ok(empty(StatusCode::NO_CONTENT, &version)),
         "Event" => {
-            let (gw, d) = (Arc::clone(gw), Arc::clone(&d));
-            let req = sandbox_request(parts, payload);
-            // Detached: the caller gets 202 now; the hold keeps it counted in flight until
-            // it is done, so a redeploy or remove still drains it. Counted in the request
-            // metrics as a synchronous invocation is.
-            tokio::spawn(async move {
-                // A streamed reply runs its guest only as it is read: read it to the end.
-                if let Ok(reply) = invoke(&gw, &d, req).await {
-                    let _ = reply.response.into_body().collect().await;
-                }
-                drop(hold);
-            });
+            // Durable before the 202: the queue delivers it at least once from here on.
+            drop(hold);
+            gw.queue
+                .enqueue(d.name(), rid, payload)
+                .await
+                .map_err(|e| Failed::from(ApiError::from(e)))?;
             return Ok(empty(StatusCode::ACCEPTED, &version));
         }
         other => {
@@ -161,52 +148,62 @@ async fn handle_inner(
             version: Some(version.clone()),
         })?;
     let (rparts, body) = reply.response.into_parts();
-    let hv = |h: &str| {
-        rparts
-            .headers
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
+    let mut resp = match judge(&d, reply.outcome, &rparts) {
+        None => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(body)
+            .expect("valid response"),
+        Some(failed) => failed.into_response(Surface::Lambda),
     };
-    let failure = match reply.outcome {
-        Outcome::Ok if d.kind == Kind::Http && !rparts.status.is_success() => Some((
-            GuestFailure::HttpStatus(rparts.status.as_u16()),
-            format!("the handler answered HTTP {}", rparts.status.as_u16()),
-        )),
-        Outcome::Ok => None,
+    executed_version(&mut resp, &version);
+    if tail {
+        if let Ok(v) = header_of(&rparts, protocol::LOG_TAIL).parse() {
+            resp.headers_mut().insert("x-amz-log-result", v);
+        }
+    }
+    Ok(resp)
+}
+
+fn header_of(parts: &hyper::http::response::Parts, h: &str) -> String {
+    parts
+        .headers
+        .get(h)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A reply as Lambda judges it: None for the handler's answer, else its failure (a
+/// trap, a timeout, a limit, or an http handler's non-2xx status).
+pub(super) fn judge(
+    d: &Deployment,
+    outcome: Outcome,
+    parts: &hyper::http::response::Parts,
+) -> Option<ApiError> {
+    let (failure, message) = match outcome {
+        Outcome::Ok if d.kind == Kind::Http && !parts.status.is_success() => (
+            GuestFailure::HttpStatus(parts.status.as_u16()),
+            format!("the handler answered HTTP {}", parts.status.as_u16()),
+        ),
+        Outcome::Ok => return None,
         failed => {
-            let msg = hv(protocol::MESSAGE);
-            Some((
+            let msg = header_of(parts, protocol::MESSAGE);
+            (
                 GuestFailure::Outcome(failed),
                 if msg.is_empty() {
                     "handler failed".to_string()
                 } else {
                     msg
                 },
-            ))
+            )
         }
     };
-    let mut resp = match failure {
-        None => Response::builder()
-            .status(StatusCode::OK)
-            .header("content-type", "application/json")
-            .body(body)
-            .expect("valid response"),
-        Some((failure, message)) => ApiError::Guest {
-            function: d.name().to_string(),
-            failure,
-            message,
-        }
-        .into_response(Surface::Lambda),
-    };
-    executed_version(&mut resp, &version);
-    if tail {
-        if let Ok(v) = hv(protocol::LOG_TAIL).parse() {
-            resp.headers_mut().insert("x-amz-log-result", v);
-        }
-    }
-    Ok(resp)
+    Some(ApiError::Guest {
+        function: d.name().to_string(),
+        failure,
+        message,
+    })
 }
 
 /// Lambda's `X-Amz-Executed-Version`: on every answer from a version (a reply, a function

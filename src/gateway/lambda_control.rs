@@ -18,34 +18,19 @@ use serde_json::{json, Value};
 
 use super::context::Gateway;
 use super::errors::{ApiError, HttpResponse};
+use crate::aws::{function_arn, function_name, last_modified};
 use crate::control::version::VersionControl;
 use crate::dispatch::stream::ReplyBody;
 
-/// The account and region every ARN names: surge is one account in one region.
-pub const ACCOUNT: &str = "000000000000";
-pub const REGION: &str = "us-east-1";
 const MAX_ITEMS: usize = 10_000;
 const DEFAULT_ITEMS: usize = 50;
-
-pub fn function_arn(name: &str) -> String {
-    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}")
-}
-
-/// A name out of `name`, `name:qualifier` or a function ARN.
-pub fn function_name(target: &str) -> Option<&str> {
-    let name = match target.strip_prefix("arn:") {
-        Some(_) => target.split(':').nth(6)?,
-        None => target.split(':').next()?,
-    };
-    (!name.is_empty() && !name.contains('/')).then_some(name)
-}
 
 /// Lambda's `FunctionConfiguration` of a live version.
 pub fn configuration(gw: &Gateway, v: &VersionControl) -> Value {
     let d = &v.deployment;
     let spec = &d.spec;
     let sha = hex_bytes(&d.wasm_sha256);
-    let last_modified = chrono_like(d.deployed_at_unix);
+    let last_modified = last_modified(d.deployed_at_unix);
     json!({
         "FunctionName": spec.name.as_str(),
         "FunctionArn": function_arn(spec.name.as_str()),
@@ -84,28 +69,6 @@ fn revision_id(sha: &str, version: u64) -> String {
         &h(12)[..4],
         &h(16)[..4],
         version
-    )
-}
-
-/// `YYYY-MM-DDThh:mm:ss.000+0000`, Lambda's `LastModified`, from Unix seconds (UTC).
-fn chrono_like(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let secs = unix.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm), proleptic Gregorian.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000+0000",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
     )
 }
 
@@ -224,14 +187,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_dates_and_escapes() {
-        assert_eq!(function_name("echo"), Some("echo"));
-        assert_eq!(function_name("echo:$LATEST"), Some("echo"));
-        assert_eq!(function_name(&function_arn("echo")), Some("echo"));
-        assert_eq!(function_name("a/b"), None);
-        assert_eq!(chrono_like(0), "1970-01-01T00:00:00.000+0000");
-        assert_eq!(chrono_like(1_796_165_120), "2026-12-01T22:45:20.000+0000");
-        assert_eq!(chrono_like(951_782_400), "2000-02-29T00:00:00.000+0000");
+    fn escapes_and_hashes() {
         assert_eq!(percent_decode("a%2Fb+c"), "a/b c");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(path_decode("arn%3Aaws%3Alambda+x"), "arn:aws:lambda+x");

@@ -8,6 +8,7 @@ pub mod body;
 pub mod context;
 pub mod errors;
 pub mod lambda;
+pub mod lambda_async;
 pub mod lambda_control;
 pub mod route;
 
@@ -65,9 +66,11 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
         return errors::text(StatusCode::OK, "ok\n");
     }
     if path == "/metrics" {
-        let body = gw
-            .metrics
-            .render(&gw.registry.list(), &gw.registry.node_status());
+        let body = gw.metrics.render(
+            &gw.registry.list(),
+            &gw.registry.node_status(),
+            &gw.queue.stats(),
+        );
         return Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
             .body(ReplyBody::from(body))
@@ -77,6 +80,10 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
         return admin::handle(gw, req)
             .await
             .unwrap_or_else(|e| e.into_response(Surface::Admin));
+    }
+    if let Some(rest) = path.strip_prefix(lambda_async::PREFIX) {
+        let rest = rest.to_string();
+        return lambda_async::handle(gw, &rest, req).await;
     }
     if let Some(rest) = path.strip_prefix(lambda::PREFIX) {
         let rest = rest.to_string();

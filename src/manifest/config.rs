@@ -29,6 +29,8 @@ pub struct HostConfig {
     pub defaults: Defaults,
     pub autoscaler: AutoscalerConfig,
     pub keepalive: KeepAliveConfig,
+    #[serde(rename = "async")]
+    pub async_queue: AsyncConfig,
     pub vertical: VerticalConfig,
     pub node: NodeConfig,
     pub sandbox: SandboxConfig,
@@ -101,6 +103,19 @@ impl KeepAliveConfig {
     pub fn cold_start_gb_s(&self) -> f64 {
         self.cold_start_cost / self.memory_cost
     }
+}
+
+/// The asynchronous invocations' queue (`X-Amz-Invocation-Type: Event`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncConfig {
+    /// How much faster than the wall clock the queue's schedule runs: retry delays,
+    /// throttling backoff and event ages are all host time ÷ this. 1 is Lambda's schedule;
+    /// tests and demos run it in seconds.
+    pub time_scale: f64,
+    /// Events the queue holds at most, over all functions; an `Event` invocation beyond
+    /// it is throttled (429).
+    pub max_queued: u64,
 }
 
 /// The shortest control-loop tick accepted.
@@ -272,6 +287,22 @@ impl HostConfig {
                 format!("key `{dotted}`: {msg}"),
             ));
         }
+        let a = &self.async_queue;
+        let bad = if !(a.time_scale.is_finite() && (0.001..=100_000.0).contains(&a.time_scale)) {
+            Some(("time_scale", "must be from 0.001 to 100000".to_string()))
+        } else if a.max_queued == 0 {
+            Some(("max_queued", "must be at least 1".to_string()))
+        } else {
+            None
+        };
+        if let Some((key, msg)) = bad {
+            let dotted = format!("async.{key}");
+            return Err(FileError::new(
+                file,
+                line_of_key(text, &dotted),
+                format!("key `{dotted}`: {msg}"),
+            ));
+        }
         if let Err((key, msg)) = check_vertical(&self.vertical) {
             let dotted = format!("vertical.{key}");
             return Err(FileError::new(
@@ -332,6 +363,8 @@ struct PartialCheck {
     defaults: Option<PartialDefaults>,
     autoscaler: Option<PartialAutoscaler>,
     keepalive: Option<PartialKeepAlive>,
+    #[serde(rename = "async")]
+    async_queue: Option<PartialAsync>,
     vertical: Option<PartialVertical>,
     node: Option<PartialNode>,
     sandbox: Option<PartialSandbox>,
@@ -359,6 +392,14 @@ struct PartialKeepAlive {
     memory_cost: Option<f64>,
     forecast_bucket: Option<Span>,
     forecast_min_rps: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialAsync {
+    time_scale: Option<f64>,
+    max_queued: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use config::HostConfig;
 pub use sections::{
-    check_scaling, Bounds, Limits, LimitsToml, Quota, Scaling, ScalingToml, CPU_MIN_MILLICORES,
-    MAX_INSTANCES_LIMIT, MEMORY_MIN_BYTES,
+    check_scaling, AsyncToml, Bounds, Limits, LimitsToml, Quota, Scaling, ScalingToml,
+    CPU_MIN_MILLICORES, MAX_INSTANCES_LIMIT, MEMORY_MIN_BYTES,
 };
 use text::line_of_key;
 pub use text::{parse_toml, FileError};
@@ -76,6 +76,8 @@ pub struct ManifestToml {
     pub vertical: VerticalToml,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    #[serde(default, rename = "async")]
+    pub async_invoke: Option<AsyncToml>,
 }
 
 /// A manifest with host defaults filled in and every cross-field rule checked.
@@ -91,10 +93,19 @@ pub struct FunctionSpec {
     pub scaling: Scaling,
     pub vertical: Vertical,
     pub env: BTreeMap<String, String>,
+    /// `[async]`, checked; None when the manifest has none.
+    #[serde(default, rename = "async")]
+    pub async_invoke: Option<AsyncToml>,
 }
 
 /// Path prefixes that belong to the host and can never be a function route.
-pub const RESERVED_PREFIXES: [&str; 4] = ["/2015-03-31/", "/admin/", "/healthz", "/metrics"];
+pub const RESERVED_PREFIXES: [&str; 5] = [
+    "/2015-03-31/",
+    "/2019-09-25/",
+    "/admin/",
+    "/healthz",
+    "/metrics",
+];
 
 impl FunctionSpec {
     /// Parse and check `function.toml` text. `file` is only used to name the file in errors.
@@ -160,6 +171,10 @@ impl FunctionSpec {
         };
         check_scaling(&scaling).map_err(|(key, msg)| err(&format!("scaling.{key}"), msg))?;
         let vertical = resolve_vertical(&raw.vertical, &limits).map_err(|(k, m)| err(k, m))?;
+        if let Some(a) = &raw.async_invoke {
+            a.check()
+                .map_err(|(key, msg)| err(&format!("async.{key}"), msg))?;
+        }
         Ok(FunctionSpec {
             name: raw.name,
             handler: raw.handler,
@@ -169,6 +184,7 @@ impl FunctionSpec {
             scaling,
             vertical,
             env: raw.env,
+            async_invoke: raw.async_invoke,
         })
     }
 

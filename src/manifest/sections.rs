@@ -205,3 +205,55 @@ pub fn check_scaling(s: &Scaling) -> Result<(), (&'static str, String)> {
     }
     Ok(())
 }
+
+/// `[async]` of a manifest: how the function's asynchronous invocations are retried and
+/// where their records go (Lambda's `FunctionEventInvokeConfig`). The Lambda API's
+/// `PutFunctionEventInvokeConfig` overrides it; deleting that config comes back to it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncToml {
+    /// Retries after a function error or timeout: 0 to 2 (Lambda's default 2).
+    pub max_retry_attempts: Option<u32>,
+    /// How long an event may wait, retries and throttling included: 60s to 6h.
+    pub max_event_age: Option<Span>,
+    /// Destination ARNs: a Lambda function's, or an SQS queue's (surge's dead-letter store).
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+}
+
+/// Lambda's bounds on `MaximumRetryAttempts` and `MaximumEventAgeInSeconds`.
+pub const MAX_RETRY_ATTEMPTS: u32 = 2;
+pub const EVENT_AGE_MIN_S: u64 = 60;
+pub const EVENT_AGE_MAX_S: u64 = 21_600;
+
+impl AsyncToml {
+    /// Every rule of `[async]`; the error is (key within `async`, message).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if let Some(r) = self.max_retry_attempts {
+            if r > MAX_RETRY_ATTEMPTS {
+                return Err((
+                    "max_retry_attempts",
+                    format!("{r} is over Lambda's maximum of {MAX_RETRY_ATTEMPTS}"),
+                ));
+            }
+        }
+        if let Some(age) = self.max_event_age {
+            let s = age.0.as_secs_f64();
+            if !(EVENT_AGE_MIN_S as f64..=EVENT_AGE_MAX_S as f64).contains(&s) {
+                return Err((
+                    "max_event_age",
+                    format!("{age} is outside Lambda's 60s to 6h"),
+                ));
+            }
+        }
+        for (key, d) in [
+            ("on_success", &self.on_success),
+            ("on_failure", &self.on_failure),
+        ] {
+            if let Some(arn) = d {
+                crate::aws::Destination::parse(arn).map_err(|m| (key, m))?;
+            }
+        }
+        Ok(())
+    }
+}

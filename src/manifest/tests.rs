@@ -71,7 +71,7 @@ fn golden_errors() {
     let cases: &[(&str, &str)] = &[
         (
             "name = \"a\"\nhandler = \"a.wasm\"\nflavour = \"x\"\n",
-            "functions/x/function.toml:3: unknown field `flavour`, expected one of `name`, `handler`, `kind`, `route`, `limits`, `scaling`, `vertical`, `env`",
+            "functions/x/function.toml:3: unknown field `flavour`, expected one of `name`, `handler`, `kind`, `route`, `limits`, `scaling`, `vertical`, `env`, `async`",
         ),
         (
             "name = \"a\"\nhandler = \"a.wasm\"\n[limits]\nmemory = \"12XB\"\n",
@@ -152,6 +152,18 @@ fn golden_errors() {
         (
             "name = \"a\"\nhandler = \"a.wasm\"\n[vertical]\nsize = 1\n",
             "functions/x/function.toml:4: unknown field `size`, expected one of `enabled`, `memory`, `cpu`, `weight`, `priority`",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[async]\nmax_retry_attempts = 3\n",
+            "functions/x/function.toml:4: key `async.max_retry_attempts`: 3 is over Lambda's maximum of 2",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[async]\nmax_event_age = \"30s\"\n",
+            "functions/x/function.toml:4: key `async.max_event_age`: 30s is outside Lambda's 60s to 6h",
+        ),
+        (
+            "name = \"a\"\nhandler = \"a.wasm\"\n[async]\non_failure = \"dlq\"\n",
+            "functions/x/function.toml:4: key `async.on_failure`: destination \"dlq\" is not an ARN (arn:aws:lambda:us-east-1:000000000000:function:NAME or arn:aws:sqs:us-east-1:000000000000:QUEUE)",
         ),
         (
             "name = \"a\"\nhandler = \"a.wasm\"\n[limits\n",

@@ -305,6 +305,7 @@ pub fn simulate(
                 gaps_seen: seen,
                 requests,
                 lead: p.cold_start,
+                backlog: 0,
             };
             let idle_since = input.load.idle_since;
             if let Decision::Desired { instances, .. } =

@@ -255,6 +255,15 @@ impl Host {
         self.spawn();
     }
 
+    /// SIGKILL the host, at whatever moment it is in, and start it again on the same state.
+    pub fn kill_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = nix::sys::signal::kill(

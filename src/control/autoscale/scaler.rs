@@ -59,6 +59,8 @@ pub struct Input<'a> {
     pub gaps_seen: u64,
     pub requests: u64,
     pub lead: Duration,
+    /// Asynchronous events due and not yet handed over: they count as requests waiting.
+    pub backlog: u64,
 }
 
 /// One decision: the keep-alive policy learns from the idle spans and plans the current
@@ -91,8 +93,8 @@ pub fn decide_with(
     let obs = Observation {
         stable_concurrency: load.long_average,
         panic_concurrency: load.short_average,
-        current: load.current,
-        idle_since: load.idle_since,
+        current: load.current + input.backlog,
+        idle_since: load.idle_since.filter(|_| input.backlog == 0),
         ready: input.ready,
         keep: planned,
         forecast_floor: ahead.floor(residence, per_instance),
@@ -137,6 +139,7 @@ impl Scaler {
             gaps_seen: seen,
             requests: d.counters.requests.load(Ordering::Relaxed),
             lead,
+            backlog: d.backlog(),
         };
         let decision = decide_with(&mut decider, &mut keep, &mut self.ahead.lock(), &input, now);
         drop((decider, keep));

@@ -1,0 +1,739 @@
+//! Asynchronous invocations (`X-Amz-Invocation-Type: Event`), as Lambda documents them: a
+//! durable queue, delivered at least once, retried on Lambda's schedule, ending in a
+//! destination or in surge's dead-letter store. Nothing accepted is dropped silently.
+//!
+//! - **Accept.** An event is committed to `queue.db` (fsynced; the writer batches many
+//!   events into one commit) before the caller gets its 202 (`Queue::enqueue`).
+//! - **Deliver.** One task (`Queue::run`) hands due events to the function whenever it has
+//!   warm capacity that no synchronous request waits for, so a backlog never starves
+//!   synchronous callers. The backlog counts in the function's demand
+//!   (`Deployment::set_backlog`): the autoscaler grows the pool as for queued requests, up
+//!   to `max_instances`, from zero too.
+//! - **Retry** (`schedule.rs`): a function error twice, about 1 and 2 minutes later;
+//!   throttling with backoff from 1 s to 5 min; never past the event's maximum age. The
+//!   clock runs `[async] time_scale` times faster than the wall's.
+//! - **End** (`record.rs`): a record in Lambda's shape goes to the on-success or on-failure
+//!   destination (another function, queued in the same transaction that deletes the
+//!   event; or the dead-letter store), and a failure with no destination goes to the
+//!   dead-letter store.
+//!
+//! Claims are in memory: on a restart every stored event is due again, so an attempt a
+//! crash cut short runs once more (at least once; its `approximateInvokeCount` counts both).
+//!
+//! The queue calls functions through [`Invoker`], which the gateway implements (the
+//! Invoke API's classification and metrics), so this module never points up at it.
+
+pub mod config;
+pub mod record;
+pub mod schedule;
+pub mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::aws::{self, Destination};
+use crate::dispatch::routes::Resolved;
+use crate::manifest::config::AsyncConfig;
+use crate::registry::Registry;
+use config::{Effective, InvokeConfig};
+use record::{Ended, Response};
+use schedule::{Clock, Condition, Next, Outcome, Rules, Tries};
+use store::{Finish, Letter, NewEvent, QueueStore, QueueStoreError, Row};
+
+/// Lambda's payload limits: 1 MiB for an event (since 2025), 6 MiB synchronous. Both are
+/// also capped by the function's `max_body`.
+pub const ASYNC_PAYLOAD_LIMIT: u64 = 1 << 20;
+pub const SYNC_PAYLOAD_LIMIT: u64 = 6 << 20;
+
+/// While a due backlog waits for capacity, the queue looks again this often.
+const CAPACITY_POLL: Duration = Duration::from_millis(20);
+/// Events of a function that is not deployed, settled per round.
+const MISSING_PER_ROUND: usize = 64;
+
+/// How one delivery went.
+pub enum Attempt {
+    Success(Response),
+    /// The handler failed or timed out.
+    FunctionError(Response),
+    /// It never ran: no capacity, or a host-side failure (the reason, for the log).
+    Throttled(String),
+}
+
+/// The queue's way to call a function (the gateway's Invoke path).
+pub trait Invoker: Send + Sync + 'static {
+    fn invoke(
+        &self,
+        function: String,
+        request_id: String,
+        payload: Bytes,
+    ) -> Pin<Box<dyn Future<Output = Attempt> + Send>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Store(#[from] QueueStoreError),
+    #[error("the event queue holds its maximum of {0} events ([async] max_queued)")]
+    Full(u64),
+}
+
+/// One event the queue holds.
+struct Meta {
+    request_id: String,
+    enqueued_ms: i64,
+    due_ms: i64,
+    attempts: u32,
+    throttles: u32,
+    last: Option<Response>,
+    in_flight: bool,
+}
+
+#[derive(Default)]
+struct FunctionState {
+    events: HashMap<i64, Meta>,
+    /// (due, id) of the events not in flight.
+    due: BTreeSet<(i64, i64)>,
+    in_flight: u32,
+    succeeded: u64,
+    failed: u64,
+    throttled: u64,
+    dead_lettered: u64,
+    /// Letters in the store now.
+    letters: u64,
+}
+
+impl FunctionState {
+    fn add(&mut self, id: i64, m: Meta) {
+        self.due.insert((m.due_ms, id));
+        self.events.insert(id, m);
+    }
+}
+
+#[derive(Default)]
+struct State {
+    functions: HashMap<String, FunctionState>,
+    /// Events held (queued, retrying or in flight), plus enqueues under way.
+    total: u64,
+    /// The configs set through the API, with their last change (Unix ms).
+    configs: HashMap<String, (InvokeConfig, i64)>,
+}
+
+/// A function's queue, as status and metrics show it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FunctionQueue {
+    pub function: String,
+    /// Waiting to be delivered, retries included.
+    pub queued: u64,
+    pub in_flight: u64,
+    /// Of the queued: waiting for a retry (after a function error or a throttle).
+    pub retrying: u64,
+    /// Seconds since the oldest held event was accepted (wall clock).
+    pub oldest_age_s: f64,
+    /// Events that ended since the host started: with success, with failure, and
+    /// throttles met on the way.
+    pub succeeded: u64,
+    pub failed: u64,
+    pub throttled: u64,
+    /// Records written to the dead-letter store since start, and held there now.
+    pub dead_lettered: u64,
+    pub dead_letters: u64,
+}
+
+/// Where a function's event-invoke config comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    Api,
+    Manifest,
+}
+
+pub struct Queue {
+    store: QueueStore,
+    state: Mutex<State>,
+    wake: Notify,
+    clock: Clock,
+    max_queued: u64,
+    registry: Arc<Registry>,
+    /// Seconds from acceptance to the end (success or failure), per function.
+    delivery: prometheus::HistogramVec,
+}
+
+impl Queue {
+    pub fn open(
+        state_dir: &Path,
+        cfg: &AsyncConfig,
+        registry: Arc<Registry>,
+        delivery: prometheus::HistogramVec,
+    ) -> Result<Arc<Queue>, QueueError> {
+        let store = QueueStore::open(state_dir)?;
+        let mut st = State {
+            configs: store.configs()?,
+            ..State::default()
+        };
+        for (f, n) in store.letter_counts()? {
+            st.functions.entry(f).or_default().letters = n;
+        }
+        let rows = store.events()?;
+        st.total = rows.len() as u64;
+        if !rows.is_empty() {
+            tracing::info!(events = rows.len(), "event queue: resuming held events");
+        }
+        for r in rows {
+            let (id, f) = (r.id, r.function.clone());
+            st.functions.entry(f).or_default().add(id, meta(r));
+        }
+        Ok(Arc::new(Queue {
+            store,
+            state: Mutex::new(st),
+            wake: Notify::new(),
+            clock: Clock {
+                scale: cfg.time_scale,
+            },
+            max_queued: cfg.max_queued,
+            registry,
+            delivery,
+        }))
+    }
+
+    /// Accept an event: answers once it is durable.
+    pub async fn enqueue(
+        &self,
+        function: &str,
+        request_id: &str,
+        payload: Bytes,
+    ) -> Result<(), QueueError> {
+        {
+            let mut st = self.state.lock();
+            if st.total >= self.max_queued {
+                return Err(QueueError::Full(self.max_queued));
+            }
+            st.total += 1;
+        }
+        let now = aws::now_ms();
+        let e = NewEvent {
+            function: function.to_string(),
+            request_id: request_id.to_string(),
+            payload,
+            enqueued_ms: now,
+        };
+        match self.store.insert(vec![e]).await {
+            Ok(ids) => {
+                let mut st = self.state.lock();
+                let f = st.functions.entry(function.to_string()).or_default();
+                f.add(ids[0], new_meta(request_id, now));
+                drop(st);
+                self.wake.notify_one();
+                Ok(())
+            }
+            Err(e) => {
+                self.state.lock().total -= 1;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Deliver until `shutdown` resolves. An attempt in progress then is abandoned: its
+    /// event stays stored, and runs again at the next start.
+    pub async fn run(
+        self: Arc<Self>,
+        invoker: Arc<dyn Invoker>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let wait = self.pump(&invoker);
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Start what can start now; answers how long until the next look.
+    fn pump(self: &Arc<Self>, invoker: &Arc<dyn Invoker>) -> Duration {
+        let now = aws::now_ms();
+        let routes = self.registry.routes();
+        let mut next_ms = now + 60_000;
+        let mut starts: Vec<(String, i64, bool)> = Vec::new();
+        let mut st = self.state.lock();
+        for (name, f) in st.functions.iter_mut() {
+            if let Some(&(due, _)) = f.due.first() {
+                if due > now {
+                    next_ms = next_ms.min(due);
+                }
+            }
+            let (free, missing) = match routes.resolve_name(name) {
+                Resolved::Live(d) => {
+                    let cap = u64::from(crate::dispatch::executions(
+                        &d.spec,
+                        d.kind,
+                        d.spec.scaling.max_instances,
+                    ));
+                    // Counted up to what the largest pool could take at once.
+                    let backlog = f
+                        .due
+                        .iter()
+                        .take_while(|&&(due, _)| due <= now)
+                        .take(cap as usize + 1)
+                        .count() as u64;
+                    d.set_backlog(backlog);
+                    (u64::from(d.spare_capacity(f.in_flight)), false)
+                }
+                Resolved::Pending(_) => (0, false),
+                Resolved::Unknown => (MISSING_PER_ROUND as u64, true),
+            };
+            let mut taken = 0;
+            while taken < free {
+                let Some(&(due, id)) = f.due.first() else {
+                    break;
+                };
+                if due > now {
+                    break;
+                }
+                f.due.pop_first();
+                if let Some(m) = f.events.get_mut(&id) {
+                    m.in_flight = true;
+                    f.in_flight += 1;
+                    starts.push((name.clone(), id, missing));
+                }
+                taken += 1;
+            }
+            if f.due.first().is_some_and(|&(due, _)| due <= now) {
+                next_ms = next_ms.min(now + CAPACITY_POLL.as_millis() as i64);
+            }
+        }
+        drop(st);
+        for (name, id, missing) in starts {
+            let q = Arc::clone(self);
+            let invoker = Arc::clone(invoker);
+            tokio::spawn(async move { q.deliver(&*invoker, name, id, missing).await });
+        }
+        Duration::from_millis((next_ms - now).clamp(1, 60_000) as u64)
+    }
+
+    /// One attempt at event `id` of `function`, and what follows from it.
+    async fn deliver(
+        self: &Arc<Self>,
+        invoker: &dyn Invoker,
+        function: String,
+        id: i64,
+        missing: bool,
+    ) {
+        let Some((request_id, tries, last)) = ({
+            let st = self.state.lock();
+            st.functions
+                .get(&function)
+                .and_then(|f| f.events.get(&id))
+                .map(|m| {
+                    (
+                        m.request_id.clone(),
+                        Tries {
+                            attempts: m.attempts,
+                            throttles: m.throttles,
+                            enqueued_ms: m.enqueued_ms,
+                        },
+                        m.last.clone(),
+                    )
+                })
+        }) else {
+            return;
+        };
+        let eff = self.effective(&function);
+        let rules = Rules {
+            retries: eff.retries,
+            max_age_s: eff.max_age_s,
+        };
+        let payload = {
+            let q = Arc::clone(self);
+            match tokio::task::spawn_blocking(move || q.store.payload(id)).await {
+                Ok(Ok(Some(p))) => p,
+                Ok(Ok(None)) => {
+                    // Gone from the store (a purge of its function's queue): forget it.
+                    self.forget(&function, id);
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(function, error = %e, "event queue: reading an event failed");
+                    self.back_off(&function, id, tries, last, aws::now_ms() + 1000)
+                        .await;
+                    return;
+                }
+                Err(_) => return,
+            }
+        };
+        if schedule::expired(
+            tries.enqueued_ms,
+            rules.max_age_s,
+            self.clock,
+            aws::now_ms(),
+        ) {
+            let ended = (Condition::EventAgeExceeded, tries.attempts, last);
+            return self
+                .end(&function, id, &request_id, &payload, ended, &eff)
+                .await;
+        }
+        let attempt = if missing {
+            Attempt::Throttled(format!("function {function} is not deployed"))
+        } else {
+            self.store.started(id);
+            invoker
+                .invoke(function.clone(), request_id.clone(), payload.clone())
+                .await
+        };
+        let (outcome, response, attempts) = match attempt {
+            Attempt::Success(r) => (Outcome::Success, Some(r), tries.attempts + 1),
+            Attempt::FunctionError(r) => (Outcome::FunctionError, Some(r), tries.attempts + 1),
+            Attempt::Throttled(why) => {
+                tracing::debug!(function, %why, "event throttled");
+                (Outcome::Throttled, None, tries.attempts)
+            }
+        };
+        let now = aws::now_ms();
+        let t = Tries { attempts, ..tries };
+        match schedule::after(outcome, t, rules, self.clock, now) {
+            Next::Retry { due_ms, throttles } => {
+                let last = response.or(last);
+                let t = Tries { throttles, ..t };
+                self.back_off(&function, id, t, last, due_ms).await;
+            }
+            Next::Done(condition) => {
+                let last = response.or(last);
+                self.end(
+                    &function,
+                    id,
+                    &request_id,
+                    &payload,
+                    (condition, attempts, last),
+                    &eff,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Put event `id` back, due at `due_ms`.
+    async fn back_off(
+        &self,
+        function: &str,
+        id: i64,
+        t: Tries,
+        last: Option<Response>,
+        due_ms: i64,
+    ) {
+        let stored = last.as_ref().map(Response::to_json);
+        if let Err(e) = self
+            .store
+            .reschedule(id, due_ms, t.attempts, t.throttles, stored)
+            .await
+        {
+            // The stored row keeps its older schedule; this one holds until a restart.
+            tracing::warn!(function, error = %e, "event queue: a reschedule was not stored");
+        }
+        let mut st = self.state.lock();
+        if let Some(f) = st.functions.get_mut(function) {
+            let throttled = f.events.get(&id).is_some_and(|m| t.throttles > m.throttles);
+            if let Some(m) = f.events.get_mut(&id) {
+                m.in_flight = false;
+                m.due_ms = due_ms;
+                m.attempts = t.attempts;
+                m.throttles = t.throttles;
+                m.last = last;
+                f.in_flight -= 1;
+                f.due.insert((due_ms, id));
+            }
+            f.throttled += u64::from(throttled);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Event `id` has ended: its record goes where the config says, in the transaction
+    /// that deletes it.
+    async fn end(
+        &self,
+        function: &str,
+        id: i64,
+        request_id: &str,
+        payload: &Bytes,
+        (condition, attempts, last): (Condition, u32, Option<Response>),
+        eff: &Effective,
+    ) {
+        let now = aws::now_ms();
+        let record = record::record(&Ended {
+            condition,
+            request_id,
+            function,
+            attempts,
+            payload,
+            response: last.as_ref(),
+            at_ms: now,
+        });
+        let success = condition == Condition::Success;
+        let destination = if success {
+            &eff.on_success
+        } else {
+            &eff.on_failure
+        };
+        let mut finish = Finish {
+            letter: None,
+            forward: None,
+            payload: payload.clone(),
+        };
+        let letter = |destination: String| Letter {
+            id: 0,
+            function: function.to_string(),
+            request_id: request_id.to_string(),
+            condition: condition.as_str().to_string(),
+            attempts,
+            destination,
+            at_ms: now,
+            record: record.to_string(),
+        };
+        match destination {
+            Some(Destination::Function(target)) => {
+                finish.forward = Some(NewEvent {
+                    function: target.clone(),
+                    request_id: aws::request_id(),
+                    payload: Bytes::from(record.to_string()),
+                    enqueued_ms: now,
+                })
+            }
+            Some(Destination::Store(arn)) => finish.letter = Some(letter(arn.clone())),
+            // A failure with nowhere to go is kept, as if a dead-letter queue were always on.
+            None if !success => finish.letter = Some(letter(String::new())),
+            None => {}
+        }
+        let forward = finish.forward.clone();
+        let lettered = finish.letter.is_some();
+        match self.store.finish(id, finish).await {
+            Ok(forward_id) => {
+                let mut st = self.state.lock();
+                let mut enqueued = None;
+                if let Some(f) = st.functions.get_mut(function) {
+                    if let Some(m) = f.events.remove(&id) {
+                        f.in_flight -= 1;
+                        enqueued = Some(m.enqueued_ms);
+                    }
+                    if success {
+                        f.succeeded += 1;
+                    } else {
+                        f.failed += 1;
+                    }
+                    f.dead_lettered += u64::from(lettered);
+                    f.letters += u64::from(lettered);
+                }
+                st.total -= 1;
+                if let (Some(e), Some(new)) = (forward, forward_id) {
+                    st.total += 1;
+                    let f = st.functions.entry(e.function).or_default();
+                    f.add(new, new_meta(&e.request_id, e.enqueued_ms));
+                }
+                drop(st);
+                if let Some(at) = enqueued {
+                    self.delivery
+                        .with_label_values(&[function])
+                        .observe((now - at).max(0) as f64 / 1000.0);
+                }
+                self.wake.notify_one();
+            }
+            Err(e) => {
+                // Still stored: it runs again (at least once), a second later.
+                tracing::warn!(function, error = %e, "event queue: an ending was not stored");
+                let held = self.state.lock().functions.get(function).and_then(|f| {
+                    let m = f.events.get(&id)?;
+                    Some(Tries {
+                        attempts,
+                        throttles: m.throttles,
+                        enqueued_ms: m.enqueued_ms,
+                    })
+                });
+                if let Some(t) = held {
+                    self.back_off(function, id, t, last, now + 1000).await;
+                }
+            }
+        }
+    }
+
+    fn forget(&self, function: &str, id: i64) {
+        let mut st = self.state.lock();
+        if let Some(f) = st.functions.get_mut(function) {
+            if f.events.remove(&id).is_some() {
+                f.in_flight -= 1;
+                st.total -= 1;
+            }
+        }
+    }
+
+    /// The settings in force for `function`: the API's config, else the manifest's
+    /// `[async]`, else Lambda's defaults.
+    pub fn effective(&self, function: &str) -> Effective {
+        self.config(function)
+            .map(|(c, _, _)| c.effective())
+            .unwrap_or_default()
+    }
+
+    /// The config `GetFunctionEventInvokeConfig` answers, with its last change (Unix ms).
+    pub fn config(&self, function: &str) -> Option<(InvokeConfig, i64, ConfigSource)> {
+        if let Some((c, at)) = self.state.lock().configs.get(function) {
+            return Some((c.clone(), *at, ConfigSource::Api));
+        }
+        let v = self.registry.version_of(function)?;
+        let d = &v.deployment;
+        let a = d.spec.async_invoke.as_ref()?;
+        Some((
+            InvokeConfig::from_manifest(a),
+            d.deployed_at_unix * 1000,
+            ConfigSource::Manifest,
+        ))
+    }
+
+    /// Set `function`'s config through the API: `c` whole (Put), or merged onto what is in
+    /// force (Update). Answers the config stored.
+    pub async fn put_config(
+        &self,
+        function: &str,
+        c: InvokeConfig,
+        merge: bool,
+    ) -> Result<(InvokeConfig, i64), QueueError> {
+        let c = match (merge, self.config(function)) {
+            (true, Some((old, _, _))) => old.merged(&c),
+            _ => c,
+        };
+        let at = aws::now_ms();
+        self.store
+            .put_config(function, Some((c.clone(), at)))
+            .await?;
+        self.state
+            .lock()
+            .configs
+            .insert(function.to_string(), (c.clone(), at));
+        Ok((c, at))
+    }
+
+    /// Delete the API's config: answers whether there was one.
+    pub async fn delete_config(&self, function: &str) -> Result<bool, QueueError> {
+        if !self.state.lock().configs.contains_key(function) {
+            return Ok(false);
+        }
+        self.store.put_config(function, None).await?;
+        Ok(self.state.lock().configs.remove(function).is_some())
+    }
+
+    /// Every function's queue, in name order: those deployed, and any other holding events
+    /// or letters.
+    pub fn stats(&self) -> Vec<FunctionQueue> {
+        let now = aws::now_ms();
+        let st = self.state.lock();
+        let mut out: Vec<FunctionQueue> = st
+            .functions
+            .iter()
+            .map(|(name, f)| {
+                let mut q = FunctionQueue {
+                    function: name.clone(),
+                    in_flight: u64::from(f.in_flight),
+                    succeeded: f.succeeded,
+                    failed: f.failed,
+                    throttled: f.throttled,
+                    dead_lettered: f.dead_lettered,
+                    dead_letters: f.letters,
+                    ..FunctionQueue::default()
+                };
+                let mut oldest = now;
+                for m in f.events.values() {
+                    oldest = oldest.min(m.enqueued_ms);
+                    if !m.in_flight {
+                        q.queued += 1;
+                        q.retrying += u64::from(m.attempts > 0 || m.throttles > 0);
+                    }
+                }
+                q.oldest_age_s = if f.events.is_empty() {
+                    0.0
+                } else {
+                    (now - oldest).max(0) as f64 / 1000.0
+                };
+                q
+            })
+            .collect();
+        out.sort_by(|a, b| a.function.cmp(&b.function));
+        out
+    }
+
+    pub fn function_stats(&self, function: &str) -> FunctionQueue {
+        self.stats()
+            .into_iter()
+            .find(|q| q.function == function)
+            .unwrap_or_else(|| FunctionQueue {
+                function: function.to_string(),
+                ..FunctionQueue::default()
+            })
+    }
+
+    /// The dead-letter store's entries for `function` after id `after`, oldest first.
+    pub fn letters(
+        &self,
+        function: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Letter>, QueueError> {
+        Ok(self.store.letters(function, after, limit)?)
+    }
+
+    /// Put letters of `function` back into the queue (all, or the one `id`), due now with
+    /// a fresh age and count. Answers how many.
+    pub async fn replay(&self, function: &str, id: Option<i64>) -> Result<u64, QueueError> {
+        let rows = self.store.replay(function, id, aws::now_ms()).await?;
+        let n = rows.len() as u64;
+        let mut st = self.state.lock();
+        st.total += n;
+        let f = st.functions.entry(function.to_string()).or_default();
+        f.letters = f.letters.saturating_sub(n);
+        for r in rows {
+            f.add(r.id, meta(r));
+        }
+        drop(st);
+        self.wake.notify_one();
+        Ok(n)
+    }
+
+    /// Delete the letters of `function`: answers how many.
+    pub async fn purge(&self, function: &str) -> Result<u64, QueueError> {
+        let n = self.store.purge(function).await?;
+        if let Some(f) = self.state.lock().functions.get_mut(function) {
+            f.letters = f.letters.saturating_sub(n);
+        }
+        Ok(n)
+    }
+}
+
+fn new_meta(request_id: &str, now: i64) -> Meta {
+    Meta {
+        request_id: request_id.to_string(),
+        enqueued_ms: now,
+        due_ms: now,
+        attempts: 0,
+        throttles: 0,
+        last: None,
+        in_flight: false,
+    }
+}
+
+fn meta(r: Row) -> Meta {
+    Meta {
+        request_id: r.request_id,
+        enqueued_ms: r.enqueued_ms,
+        due_ms: r.due_ms,
+        attempts: r.attempts,
+        throttles: r.throttles,
+        last: r.last.as_deref().and_then(Response::from_json),
+        in_flight: false,
+    }
+}
