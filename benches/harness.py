@@ -18,6 +18,10 @@ Scenarios (names are the JSON keys):
               with its default of one instance per request.
   event       echo (C, WASI preview1) through the Lambda Invoke API at 16 connections, against
               `wasmtime run` of the same module, precompiled, one process per event.
+  async_queue echo as shipped through the Invoke API with X-Amz-Invocation-Type: Event: events
+              accepted per second into the durable queue and the 202's latency, against
+              synchronous invocations of echo and the disk's fsyncs per second in the same run,
+              and the rate the queue delivers them at.
   cold_start  a request to a function scaled to zero (no sandbox process, no cgroup) until its
               answer, at the client, against the spawn of `wasmtime serve --allow-precompiled`
               to its first 200 (hello), and one whole `wasmtime run` (echo).
@@ -59,8 +63,8 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = 7
-SCENARIOS = ("warm_http", "event", "inference", "cold_start", "cold_start_busy", "reaction", "memory",
+SCHEMA = 8
+SCENARIOS = ("warm_http", "event", "async_queue", "inference", "cold_start", "cold_start_busy", "reaction", "memory",
              "density", "vertical")
 HOG = "a Python busy loop (`while True: pass`), one process, outside surge's cgroups"
 LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
@@ -238,10 +242,11 @@ end
 """
 
 
-def wrk(tools, url, seconds, connections, lua, body=None):
+def wrk(tools, url, seconds, connections, lua, body=None, headers=()):
     env = dict(os.environ, WRK_BODY=body or "")
+    hs = [x for h in headers for x in ("-H", h)]
     out = subprocess.run(
-        [tools["wrk"], "-t2", f"-c{connections}", f"-d{seconds}s", "-s", lua, url],
+        [tools["wrk"], "-t2", f"-c{connections}", f"-d{seconds}s", *hs, "-s", lua, url],
         capture_output=True, text=True, env=env, timeout=seconds + 60,
     )
     line = next((l for l in out.stdout.splitlines() if l.startswith("WRKJSON ")), None)
@@ -521,6 +526,93 @@ def event(b):
         "ratios": {
             "rps": ratio(runs["surge"]["rps"], runs["wasmtime_run_per_event"]["rps"]),
             "p50": ratio(runs["surge"]["p50_ms"], runs["wasmtime_run_per_event"]["p50_ms"]),
+        },
+    }
+
+
+def fsync_rate(directory, seconds):
+    """The disk's own rate of small durable writes where the host keeps its queue: 64-byte
+    writes, each followed by fsync, for `seconds`."""
+    path = os.path.join(directory, ".fsync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    n, t0 = 0, time.time()
+    try:
+        while time.time() - t0 < seconds:
+            os.write(fd, b"x" * 64)
+            os.fsync(fd)
+            n += 1
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return n / (time.time() - t0)
+
+
+def queue_of(state, port, fn):
+    st = admin_get(state, port, "/admin/v1/status")
+    return next((q for q in st.get("queues", []) if q["function"] == fn), {})
+
+
+def async_queue(b):
+    """`echo` as shipped, invoked with `X-Amz-Invocation-Type: Event`, 16 at a time: events
+    accepted per second into the durable queue and the latency of their 202 (each event is
+    fsynced before it), against synchronous invocations of the same function in the same run
+    and the disk's own fsyncs per second; then how long the queue takes to deliver them all."""
+    a = b.args
+    payload = '{"key":"value","n":1}'
+    fdir = b.functions_dir("async", [("echo", "echo", {})])
+    surge, sport, slog = b.start_surge("async", fdir)
+    wait_for_line(slog, "ready:", surge)
+    state = os.path.join(b.work, "async", "state")
+    path = LAMBDA_PATH.format("echo")
+    url = f"http://127.0.0.1:{sport}{path}"
+    wait_for_200(sport, path, payload.encode())
+    runs = {"sync": [], "event": []}
+    fsyncs = []
+    accepted_total = 0
+    for r in range(a.rounds):
+        fsyncs.append({"fsyncs_per_s": fsync_rate(state, 1.0), "errors": 0})
+        res = wrk(b.tools, url, a.seconds, 16, b.lua, payload)
+        runs["sync"].append(res)
+        before = queue_of(state, sport, "echo").get("succeeded", 0)
+        t0 = time.time()
+        res = wrk(b.tools, url, a.seconds, 16, b.lua, payload, headers=["X-Amz-Invocation-Type: Event"])
+        intake_s = time.time() - t0
+        accepted = res["requests"] - res["errors"]
+        accepted_total += accepted
+        deadline = time.time() + 600
+        while True:
+            q = queue_of(state, sport, "echo")
+            if q.get("queued", 1) == 0 and q.get("in_flight", 1) == 0:
+                break
+            if time.time() > deadline:
+                raise RuntimeError(f"async_queue: the queue did not drain: {q}")
+            time.sleep(0.05)
+        res["drain_s"] = time.time() - t0
+        res["delivered"] = q["succeeded"] - before
+        res["delivered_per_s"] = res["delivered"] / res["drain_s"]
+        res["backlog_after_intake_s"] = res["drain_s"] - intake_s
+        runs["event"].append(res)
+        log(f"async_queue round {r + 1}: sync {runs['sync'][-1]['rps']:.0f}/s, events accepted "
+            f"{res['rps']:.0f}/s (p99 {res['p99_ms']:.2f} ms), delivered {res['delivered_per_s']:.0f}/s, "
+            f"disk {fsyncs[-1]['fsyncs_per_s']:.0f} fsyncs/s")
+    final = queue_of(state, sport, "echo")
+    surge.stop()
+    out = {k: medians(v) for k, v in runs.items()}
+    disk = medians(fsyncs)
+    return {
+        "function": "echo",
+        "tool": f"wrk -t2 -c16 -d{a.seconds}s POST {path}, with and without "
+                "X-Amz-Invocation-Type: Event; the disk: 64-byte write + fsync in a loop, 1 s",
+        **out,
+        "disk": disk,
+        "accepted_total": accepted_total,
+        "succeeded_total": final.get("succeeded", 0),
+        "dead_letters": final.get("dead_letters", 0),
+        "ratios": {
+            "accepted_vs_sync_rps": ratio(out["event"]["rps"], out["sync"]["rps"]),
+            "accepted_vs_disk_fsyncs": ratio(out["event"]["rps"], disk["fsyncs_per_s"]),
+            "p99_202_vs_sync_p99": ratio(out["event"]["p99_ms"], out["sync"]["p99_ms"]),
+            "delivered_vs_sync_rps": ratio(out["event"]["delivered_per_s"], out["sync"]["rps"]),
         },
     }
 
@@ -1111,6 +1203,19 @@ def markdown(res):
         r = e[k]
         L.append(f"| {k} | {fmt(r['rps'])} | {fmt(r['p50_ms'], 2)} | {fmt(r['p99_ms'], 2)} | {r['errors']} |")
     L += ["", f"Ratio: {e['ratios']['rps']}× the events/s.", ""]
+    q = res["scenarios"]["async_queue"]
+    L += ["## Asynchronous invocations: `echo` as shipped, `Event`, 16 at a time", "",
+          "| | per s | p50 ms | p99 ms | errors |", "| --- | --- | --- | --- | --- |",
+          f"| synchronous Invoke | {fmt(q['sync']['rps'])} | {fmt(q['sync']['p50_ms'], 2)} | "
+          f"{fmt(q['sync']['p99_ms'], 2)} | {q['sync']['errors']} |",
+          f"| Event accepted (202, durable) | {fmt(q['event']['rps'])} | {fmt(q['event']['p50_ms'], 2)} | "
+          f"{fmt(q['event']['p99_ms'], 2)} | {q['event']['errors']} |",
+          f"| Event delivered (queue drained) | {fmt(q['event']['delivered_per_s'])} | | | |",
+          f"| the disk's fsyncs | {fmt(q['disk']['fsyncs_per_s'])} | | | |",
+          "", f"Ratios: accepted {q['ratios']['accepted_vs_sync_rps']}× the synchronous rate and "
+              f"{q['ratios']['accepted_vs_disk_fsyncs']}× the disk's fsyncs (group commit); the 202's p99 "
+              f"{q['ratios']['p99_202_vs_sync_p99']}× the synchronous p99. {q['accepted_total']} accepted, "
+              f"{q['succeeded_total']} delivered, {q['dead_letters']} dead-lettered.", ""]
     inf = res["scenarios"]["inference"]
     L += ["## Inference: `classify` (a neural network on 8x8 digits), 16 at a time", "",
           "| batch | host | images/s | p50 ms | p99 ms | errors |",
@@ -1230,6 +1335,17 @@ def check(res):
         if e[k]["errors"]:
             problems.append(f"event.{k}: {e[k]['errors']} errors")
     num("event.ratios.rps", e["ratios"]["rps"])
+    q = sc["async_queue"]
+    for k in ("sync", "event"):
+        num(f"async_queue.{k}.rps", q[k]["rps"])
+        num(f"async_queue.{k}.p99_ms", q[k]["p99_ms"])
+        if q[k]["errors"]:
+            problems.append(f"async_queue.{k}: {q[k]['errors']} errors")
+    num("async_queue.event.delivered_per_s", q["event"]["delivered_per_s"])
+    num("async_queue.disk.fsyncs_per_s", q["disk"]["fsyncs_per_s"])
+    if q["succeeded_total"] != q["accepted_total"] or q["dead_letters"]:
+        problems.append(f"async_queue: {q['accepted_total']} accepted but {q['succeeded_total']} "
+                        f"succeeded and {q['dead_letters']} dead-lettered")
     for batch in (1, 50):
         x = sc["inference"][f"batch_{batch}"]
         for k in ("surge", "wasmtime_run_per_event"):
@@ -1331,7 +1447,7 @@ def main():
         "scenarios": {},
     }
     b = Bench(a, tools)
-    runs = {"warm_http": warm_http, "event": event, "inference": inference, "cold_start": cold_start,
+    runs = {"warm_http": warm_http, "event": event, "async_queue": async_queue, "inference": inference, "cold_start": cold_start,
             "cold_start_busy": cold_start_busy, "reaction": reaction, "memory": memory,
             "density": density, "vertical": vertical}
     try:

@@ -312,3 +312,44 @@ fn failures_without_a_destination_are_kept_and_limits_hold() {
         Some("ResourceNotFoundException")
     );
 }
+
+/// A backlog scales the pool from zero to max_instances, as queued requests do; meanwhile a
+/// synchronous call is served ahead of the backlog, never behind all of it.
+#[test]
+fn a_backlog_scales_the_pool_and_synchronous_calls_come_first() {
+    let h = Host::start_scaled(
+        &["flaky"],
+        "",
+        "min_instances = 0\nmax_instances = 4\nconcurrency = 1\nreuse = 1\nscale_to_zero_after = \"2s\"\npolicy = \"fixed\"",
+    );
+    common::wait_until("flaky at zero", Duration::from_secs(20), || {
+        common::num(&h, "flaky", "instances") == 0
+    });
+    // 200 events of 250 ms: 50 s on one instance, 12.5 s on four.
+    for i in 0..200 {
+        send(&h, "flaky", &json!({"id": i, "sleep_ms": 250}));
+    }
+    wait_until("the pool at max_instances", Duration::from_secs(20), || {
+        common::num(&h, "flaky", "instances") == 4
+    });
+    let q = queue(&h, "flaky");
+    assert!(
+        q["queued"].as_u64().unwrap() > 100,
+        "a backlog remains: {q}"
+    );
+    let t = Instant::now();
+    let r = h.invoke("flaky", br#"{"id": -1}"#);
+    let waited = t.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        waited < Duration::from_secs(5),
+        "a synchronous call behind a backlog of {} events waited {waited:?}",
+        q["queued"]
+    );
+    wait_until("the backlog drained", Duration::from_secs(60), || {
+        let q = queue(&h, "flaky");
+        q["queued"] == 0 && q["in_flight"] == 0
+    });
+    assert_eq!(queue(&h, "flaky")["succeeded"], 200);
+    eprintln!("a synchronous call behind the backlog waited {waited:?}");
+}

@@ -3,6 +3,7 @@ endpoint. Prints one JSON line of observations for the Rust test to check."""
 import base64
 import json
 import sys
+import time
 
 import boto3
 from botocore.config import Config
@@ -71,5 +72,36 @@ seen["event_invoke_config"] = {
     "list": [x["MaximumRetryAttempts"] for x in listed],
     "bad": bad,
     "deleted": gone,
+}
+# Concurrency: reserved 0 throttles every invocation with Lambda's Reason; provisioned
+# concurrency keeps instances warm and reports READY once they are.
+c.put_function_concurrency(FunctionName="echo", ReservedConcurrentExecutions=0)
+reserved = c.get_function_concurrency(FunctionName="echo").get("ReservedConcurrentExecutions")
+try:
+    c.invoke(FunctionName="echo", Payload=b"{}")
+    throttled = "no error"
+except c.exceptions.TooManyRequestsException as e:
+    throttled = [e.response["ResponseMetadata"]["HTTPStatusCode"], e.response.get("Reason")]
+c.delete_function_concurrency(FunctionName="echo")
+after = c.get_function_concurrency(FunctionName="echo").get("ReservedConcurrentExecutions")
+again = c.invoke(FunctionName="echo", Payload=b"{}")["StatusCode"]
+put = c.put_provisioned_concurrency_config(
+    FunctionName="echo", Qualifier="$LATEST", ProvisionedConcurrentExecutions=2)
+statuses = [put["Status"]]
+deadline = time.time() + 30
+while statuses[-1] != "READY" and time.time() < deadline:
+    time.sleep(0.1)
+    statuses.append(c.get_provisioned_concurrency_config(FunctionName="echo", Qualifier="$LATEST")["Status"])
+ready = c.get_provisioned_concurrency_config(FunctionName="echo", Qualifier="$LATEST")
+c.delete_provisioned_concurrency_config(FunctionName="echo", Qualifier="$LATEST")
+try:
+    c.get_provisioned_concurrency_config(FunctionName="echo", Qualifier="$LATEST")
+    pgone = "no error"
+except c.exceptions.ProvisionedConcurrencyConfigNotFoundException:
+    pgone = "ProvisionedConcurrencyConfigNotFoundException"
+seen["concurrency"] = {
+    "reserved": reserved, "throttled": throttled, "after_delete": after, "invoke_again": again,
+    "first_status": statuses[0], "last_status": statuses[-1],
+    "available": ready["AvailableProvisionedConcurrentExecutions"], "deleted": pgone,
 }
 print(json.dumps(seen))

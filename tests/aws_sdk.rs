@@ -57,6 +57,25 @@ fn boto3_invokes_functions_and_reads_lambda_errors() {
         })
     );
 
+    let cc = &seen["concurrency"];
+    assert_eq!(cc["reserved"], 0, "{cc}");
+    assert_eq!(
+        cc["throttled"],
+        serde_json::json!([429, "ReservedFunctionConcurrentInvocationLimitExceeded"])
+    );
+    assert_eq!(cc["after_delete"], serde_json::Value::Null);
+    assert_eq!(cc["invoke_again"], 200);
+    assert!(
+        ["IN_PROGRESS", "READY"].contains(&cc["first_status"].as_str().unwrap()),
+        "{cc}"
+    );
+    assert_eq!(cc["last_status"], "READY", "{cc}");
+    assert_eq!(cc["available"], 2);
+    assert_eq!(
+        cc["deleted"],
+        "ProvisionedConcurrencyConfigNotFoundException"
+    );
+
     // ListFunctions, one per page, in name order.
     assert_eq!(seen["pages"], serde_json::json!([["echo"], ["memhog"]]));
     // GetFunction: Lambda's fields, filled in truthfully.

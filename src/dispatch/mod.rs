@@ -50,6 +50,10 @@ pub enum DispatchError {
     SandboxFailed { function: String, reason: String },
     #[error("function {function}'s response is over its limit of {limit} bytes")]
     ResponseTooLarge { function: String, limit: usize },
+    /// Over the function's reserved concurrency (Lambda's
+    /// `ReservedFunctionConcurrentInvocationLimitExceeded`).
+    #[error("function {function} is at its reserved concurrency of {reserved}: rate exceeded")]
+    Reserved { function: String, reserved: u32 },
 }
 
 /// Requests one instance runs at once: `concurrency` for event handlers (each concurrent
@@ -134,6 +138,11 @@ pub struct Deployment {
     /// Asynchronous events due and not yet handed over (the event queue sets it): demand,
     /// as queued requests are.
     backlog: AtomicU64,
+    /// Lambda's reserved concurrency (`u32::MAX`: none): the most invocations inside at once,
+    /// queued or executing; the next gets `DispatchError::Reserved`.
+    reserved: AtomicU32,
+    /// Lambda's provisioned concurrency (0: none): executions the pool keeps warm.
+    provisioned: AtomicU32,
 }
 
 /// Counts a request in flight until it is dropped, however the request ends. Borrowed
@@ -230,6 +239,8 @@ impl Deployment {
             counters: Counters::default(),
             start_timeout,
             backlog: AtomicU64::new(0),
+            reserved: AtomicU32::new(u32::MAX),
+            provisioned: AtomicU32::new(0),
         }
     }
 
@@ -315,8 +326,9 @@ impl Deployment {
     }
 
     /// Executions the event queue may hand over now, with `async_in_flight` of its own
-    /// already out: the warm capacity left free, and none while a synchronous request
-    /// waits in the gate. Synchronous requests come first; events fill what they leave.
+    /// already out: the warm capacity left free (within the reserved concurrency), and
+    /// none while a synchronous request waits in the gate. Synchronous requests come first;
+    /// events fill what they leave.
     pub fn spare_capacity(&self, async_in_flight: u32) -> u32 {
         if self.gate.queued() > 0 {
             return 0;
@@ -324,7 +336,43 @@ impl Deployment {
         // Events handed over but not yet admitted are not in `busy` yet.
         self.gate
             .capacity()
+            .min(self.reserved())
             .saturating_sub(self.gate.busy().max(async_in_flight))
+    }
+
+    /// Reserved concurrency: None for none (unlimited).
+    pub fn set_reserved(&self, executions: Option<u32>) {
+        self.reserved
+            .store(executions.unwrap_or(u32::MAX), Ordering::Release);
+    }
+
+    pub fn reserved(&self) -> u32 {
+        self.reserved.load(Ordering::Acquire)
+    }
+
+    /// Provisioned concurrency: executions kept warm (0: none). Raising it wakes the control
+    /// loop at once.
+    pub fn set_provisioned(&self, executions: u32) {
+        if self.provisioned.swap(executions, Ordering::AcqRel) < executions {
+            self.poked.store(true, Ordering::Release);
+            self.poke.notify_one();
+            self.demand.notify_one();
+        }
+    }
+
+    pub fn provisioned(&self) -> u32 {
+        self.provisioned.load(Ordering::Acquire)
+    }
+
+    /// The pool's bounds that reserved and provisioned concurrency set, in instances:
+    /// (at least, at most).
+    pub fn concurrency_bounds(&self) -> (u32, u32) {
+        let per = per_instance(&self.spec, self.kind);
+        let most = match self.reserved() {
+            u32::MAX => u32::MAX,
+            r => r.div_ceil(per),
+        };
+        (self.provisioned().div_ceil(per).min(most), most)
     }
 
     /// Whether a request queued here since the last call (the control loop's poke round
@@ -365,6 +413,15 @@ impl Deployment {
             }
             let now = Instant::now();
             let mut w = self.load.lock();
+            // Reserved concurrency caps the invocations inside, queued or executing; one
+            // over it never counts as an arrival (as Lambda, a throttle is no invocation).
+            let reserved = self.reserved();
+            if w.level() >= u64::from(reserved) {
+                return Err(DispatchError::Reserved {
+                    function: name(),
+                    reserved,
+                });
+            }
             w.arrival(now);
             w.change_found(now, 1, warm);
         }

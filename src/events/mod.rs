@@ -56,8 +56,24 @@ pub const SYNC_PAYLOAD_LIMIT: u64 = 6 << 20;
 
 /// While a due backlog waits for capacity, the queue looks again this often.
 const CAPACITY_POLL: Duration = Duration::from_millis(20);
+/// Payloads up to this size are kept in memory while queued, up to [`PAYLOAD_CACHE`] bytes
+/// in all; larger ones, or past it, are read back from the store.
+const PAYLOAD_CACHED_MAX: usize = 64 << 10;
+const PAYLOAD_CACHE: u64 = 64 << 20;
 /// Events of a function that is not deployed, settled per round.
 const MISSING_PER_ROUND: usize = 64;
+
+/// How the pump hands an event over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// To the function.
+    Invoke,
+    /// The function is not deployed: a throttle (backoff, until the event's age).
+    Missing,
+    /// The function's reserved concurrency is 0: it ends now, `RetriesExhausted` after no
+    /// attempt, at its failure destination.
+    Refused,
+}
 
 /// How one delivery went.
 pub enum Attempt {
@@ -95,6 +111,9 @@ struct Meta {
     throttles: u32,
     last: Option<Response>,
     in_flight: bool,
+    /// The payload, kept in memory when small (within [`PAYLOAD_CACHE`]); else read from
+    /// the store when it is delivered.
+    payload: Option<Bytes>,
 }
 
 #[derive(Default)]
@@ -103,6 +122,9 @@ struct FunctionState {
     /// (due, id) of the events not in flight.
     due: BTreeSet<(i64, i64)>,
     in_flight: u32,
+    /// Of those in flight, the ones handed to the function and not yet back: what the
+    /// function's capacity is shared with (an event whose end is being written holds none).
+    running: u32,
     succeeded: u64,
     failed: u64,
     throttled: u64,
@@ -123,8 +145,28 @@ struct State {
     functions: HashMap<String, FunctionState>,
     /// Events held (queued, retrying or in flight), plus enqueues under way.
     total: u64,
+    /// Bytes of payload held in memory.
+    cached: u64,
     /// The configs set through the API, with their last change (Unix ms).
     configs: HashMap<String, (InvokeConfig, i64)>,
+}
+
+impl State {
+    /// `payload`, if it may be kept in memory (then counted in `cached`).
+    fn cache(&mut self, payload: &Bytes) -> Option<Bytes> {
+        let n = payload.len() as u64;
+        let keep = payload.len() <= PAYLOAD_CACHED_MAX && self.cached + n <= PAYLOAD_CACHE;
+        keep.then(|| {
+            self.cached += n;
+            payload.clone()
+        })
+    }
+
+    fn uncache(&mut self, m: &Meta) {
+        if let Some(p) = &m.payload {
+            self.cached -= p.len() as u64;
+        }
+    }
 }
 
 /// A function's queue, as status and metrics show it.
@@ -221,14 +263,15 @@ impl Queue {
         let e = NewEvent {
             function: function.to_string(),
             request_id: request_id.to_string(),
-            payload,
+            payload: payload.clone(),
             enqueued_ms: now,
         };
         match self.store.insert(vec![e]).await {
             Ok(ids) => {
                 let mut st = self.state.lock();
+                let cached = st.cache(&payload);
                 let f = st.functions.entry(function.to_string()).or_default();
-                f.add(ids[0], new_meta(request_id, now));
+                f.add(ids[0], new_meta(request_id, now, cached));
                 drop(st);
                 self.wake.notify_one();
                 Ok(())
@@ -263,7 +306,7 @@ impl Queue {
         let now = aws::now_ms();
         let routes = self.registry.routes();
         let mut next_ms = now + 60_000;
-        let mut starts: Vec<(String, i64, bool)> = Vec::new();
+        let mut starts: Vec<(String, i64, Via, Option<Bytes>)> = Vec::new();
         let mut st = self.state.lock();
         for (name, f) in st.functions.iter_mut() {
             if let Some(&(due, _)) = f.due.first() {
@@ -271,7 +314,7 @@ impl Queue {
                     next_ms = next_ms.min(due);
                 }
             }
-            let (free, missing) = match routes.resolve_name(name) {
+            let (free, via) = match routes.resolve_name(name) {
                 Resolved::Live(d) => {
                     let cap = u64::from(crate::dispatch::executions(
                         &d.spec,
@@ -285,11 +328,17 @@ impl Queue {
                         .take_while(|&&(due, _)| due <= now)
                         .take(cap as usize + 1)
                         .count() as u64;
-                    d.set_backlog(backlog);
-                    (u64::from(d.spare_capacity(f.in_flight)), false)
+                    if d.reserved() == 0 {
+                        // Throttled for good: each event ends now, at its failure destination.
+                        d.set_backlog(0);
+                        (MISSING_PER_ROUND as u64, Via::Refused)
+                    } else {
+                        d.set_backlog(backlog);
+                        (u64::from(d.spare_capacity(f.running)), Via::Invoke)
+                    }
                 }
-                Resolved::Pending(_) => (0, false),
-                Resolved::Unknown => (MISSING_PER_ROUND as u64, true),
+                Resolved::Pending(_) => (0, Via::Invoke),
+                Resolved::Unknown => (MISSING_PER_ROUND as u64, Via::Missing),
             };
             let mut taken = 0;
             while taken < free {
@@ -303,7 +352,8 @@ impl Queue {
                 if let Some(m) = f.events.get_mut(&id) {
                     m.in_flight = true;
                     f.in_flight += 1;
-                    starts.push((name.clone(), id, missing));
+                    f.running += 1;
+                    starts.push((name.clone(), id, via, m.payload.clone()));
                 }
                 taken += 1;
             }
@@ -312,10 +362,10 @@ impl Queue {
             }
         }
         drop(st);
-        for (name, id, missing) in starts {
+        for (name, id, via, payload) in starts {
             let q = Arc::clone(self);
             let invoker = Arc::clone(invoker);
-            tokio::spawn(async move { q.deliver(&*invoker, name, id, missing).await });
+            tokio::spawn(async move { q.deliver(&*invoker, name, id, via, payload).await });
         }
         Duration::from_millis((next_ms - now).clamp(1, 60_000) as u64)
     }
@@ -326,8 +376,12 @@ impl Queue {
         invoker: &dyn Invoker,
         function: String,
         id: i64,
-        missing: bool,
+        via: Via,
+        cached: Option<Bytes>,
     ) {
+        // Counted in `running` by the pump; given back when the function is done with it,
+        // or on any way out before.
+        let running = Running(self, &function);
         let Some((request_id, tries, last)) = ({
             let st = self.state.lock();
             st.functions
@@ -352,9 +406,15 @@ impl Queue {
             retries: eff.retries,
             max_age_s: eff.max_age_s,
         };
+        let read = match cached {
+            Some(p) => Ok(Ok(Some(p))),
+            None => {
+                let q = Arc::clone(self);
+                tokio::task::spawn_blocking(move || q.store.payload(id)).await
+            }
+        };
         let payload = {
-            let q = Arc::clone(self);
-            match tokio::task::spawn_blocking(move || q.store.payload(id)).await {
+            match read {
                 Ok(Ok(Some(p))) => p,
                 Ok(Ok(None)) => {
                     // Gone from the store (a purge of its function's queue): forget it.
@@ -381,14 +441,24 @@ impl Queue {
                 .end(&function, id, &request_id, &payload, ended, &eff)
                 .await;
         }
-        let attempt = if missing {
-            Attempt::Throttled(format!("function {function} is not deployed"))
-        } else {
-            self.store.started(id);
-            invoker
-                .invoke(function.clone(), request_id.clone(), payload.clone())
-                .await
+        let attempt = match via {
+            Via::Missing => Attempt::Throttled(format!("function {function} is not deployed")),
+            Via::Refused => {
+                drop(running);
+                let ended = (Condition::RetriesExhausted, tries.attempts, last);
+                return self
+                    .end(&function, id, &request_id, &payload, ended, &eff)
+                    .await;
+            }
+            Via::Invoke => {
+                self.store.started(id);
+                invoker
+                    .invoke(function.clone(), request_id.clone(), payload.clone())
+                    .await
+            }
         };
+        // The function's capacity is free again before the outcome is written.
+        drop(running);
         let (outcome, response, attempts) = match attempt {
             Attempt::Success(r) => (Outcome::Success, Some(r), tries.attempts + 1),
             Attempt::FunctionError(r) => (Outcome::FunctionError, Some(r), tries.attempts + 1),
@@ -518,10 +588,12 @@ impl Queue {
             Ok(forward_id) => {
                 let mut st = self.state.lock();
                 let mut enqueued = None;
+                let mut gone = None;
                 if let Some(f) = st.functions.get_mut(function) {
                     if let Some(m) = f.events.remove(&id) {
                         f.in_flight -= 1;
                         enqueued = Some(m.enqueued_ms);
+                        gone = Some(m);
                     }
                     if success {
                         f.succeeded += 1;
@@ -532,10 +604,14 @@ impl Queue {
                     f.letters += u64::from(lettered);
                 }
                 st.total -= 1;
+                if let Some(m) = &gone {
+                    st.uncache(m);
+                }
                 if let (Some(e), Some(new)) = (forward, forward_id) {
                     st.total += 1;
+                    let cached = st.cache(&e.payload);
                     let f = st.functions.entry(e.function).or_default();
-                    f.add(new, new_meta(&e.request_id, e.enqueued_ms));
+                    f.add(new, new_meta(&e.request_id, e.enqueued_ms, cached));
                 }
                 drop(st);
                 if let Some(at) = enqueued {
@@ -565,11 +641,14 @@ impl Queue {
 
     fn forget(&self, function: &str, id: i64) {
         let mut st = self.state.lock();
-        if let Some(f) = st.functions.get_mut(function) {
-            if f.events.remove(&id).is_some() {
-                f.in_flight -= 1;
-                st.total -= 1;
-            }
+        let gone = st.functions.get_mut(function).and_then(|f| {
+            let m = f.events.remove(&id)?;
+            f.in_flight -= 1;
+            Some(m)
+        });
+        if let Some(m) = gone {
+            st.total -= 1;
+            st.uncache(&m);
         }
     }
 
@@ -714,7 +793,19 @@ impl Queue {
     }
 }
 
-fn new_meta(request_id: &str, now: i64) -> Meta {
+/// An event handed to a function and not back yet (see `FunctionState::running`).
+struct Running<'a>(&'a Queue, &'a str);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.state.lock().functions.get_mut(self.1) {
+            f.running -= 1;
+        }
+        self.0.wake.notify_one();
+    }
+}
+
+fn new_meta(request_id: &str, now: i64, payload: Option<Bytes>) -> Meta {
     Meta {
         request_id: request_id.to_string(),
         enqueued_ms: now,
@@ -723,6 +814,7 @@ fn new_meta(request_id: &str, now: i64) -> Meta {
         throttles: 0,
         last: None,
         in_flight: false,
+        payload,
     }
 }
 
@@ -735,5 +827,6 @@ fn meta(r: Row) -> Meta {
         throttles: r.throttles,
         last: r.last.as_deref().and_then(Response::from_json),
         in_flight: false,
+        payload: None,
     }
 }

@@ -47,6 +47,9 @@ pub enum ApiError {
     /// A resource other than a function is missing (its message says which).
     #[error("{0}")]
     NotFound(String),
+    /// No provisioned concurrency is configured (Lambda's own 404 type for it).
+    #[error("{0}")]
+    ProvisionedNotFound(String),
     /// The handler ran and failed: the function's error, not the host's.
     #[error("function {function} failed ({}): {message}", failure.as_str())]
     Guest {
@@ -101,9 +104,14 @@ impl ApiError {
             return StatusCode::OK;
         }
         match self {
-            ApiError::NoRoute(_) | ApiError::FunctionNotFound(_) | ApiError::NotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NoRoute(_)
+            | ApiError::FunctionNotFound(_)
+            | ApiError::NotFound(_)
+            | ApiError::ProvisionedNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Dispatch(D::Reserved { .. }) => match surface {
+                Surface::Lambda => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            },
             ApiError::Queue(QueueError::Full(_)) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Queue(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -144,7 +152,10 @@ impl ApiError {
             ApiError::NoRoute(_) | ApiError::FunctionNotFound(_) | ApiError::NotFound(_) => {
                 "ResourceNotFoundException"
             }
-            ApiError::Queue(QueueError::Full(_)) => "TooManyRequestsException",
+            ApiError::Queue(QueueError::Full(_)) | ApiError::Dispatch(D::Reserved { .. }) => {
+                "TooManyRequestsException"
+            }
+            ApiError::ProvisionedNotFound(_) => "ProvisionedConcurrencyConfigNotFoundException",
             ApiError::BodyTooLarge { .. } => "RequestTooLargeException",
             ApiError::BodyRead(_) | ApiError::BadRequest(_) | ApiError::MethodNotAllowed(_) => {
                 "InvalidParameterValueException"
@@ -164,6 +175,7 @@ impl ApiError {
             &self,
             ApiError::Dispatch(DispatchError::Overloaded { .. })
                 | ApiError::Dispatch(DispatchError::Unavailable { .. })
+                | ApiError::Dispatch(DispatchError::Reserved { .. })
                 | ApiError::Queue(QueueError::Full(_))
         ) {
             b = b.header("retry-after", "1");
@@ -193,7 +205,12 @@ impl ApiError {
                 b = b
                     .header("content-type", "application/json")
                     .header("x-amzn-errortype", self.lambda_type());
-                serde_json::json!({ "Type": "User", "message": self.to_string() }).to_string()
+                let mut body = serde_json::json!({ "Type": "User", "message": self.to_string() });
+                // Lambda says why it throttled.
+                if let ApiError::Dispatch(DispatchError::Reserved { .. }) = &self {
+                    body["Reason"] = "ReservedFunctionConcurrentInvocationLimitExceeded".into();
+                }
+                body.to_string()
             }
             Surface::Admin => {
                 b = b.header("content-type", "application/json");
@@ -269,8 +286,49 @@ mod tests {
         const LAMBDA_FN: Shape = Shape::Json(&["errorMessage", "errorType"]);
         const ADMIN: Shape = Shape::Json(&["error"]);
         // (error, surface, status, headers that must be there (value or "" for any), shape)
+        let reserved = || {
+            dispatch(DispatchError::Reserved {
+                function: "f".into(),
+                reserved: 0,
+            })
+        };
         #[allow(clippy::type_complexity)]
         let table: Vec<(ApiError, Surface, u16, &[(&str, &str)], Shape)> = vec![
+            (
+                reserved(),
+                Lambda,
+                429,
+                &[
+                    ("x-amzn-errortype", "TooManyRequestsException"),
+                    ("retry-after", "1"),
+                ],
+                Shape::Json(&["Type", "message", "Reason"]),
+            ),
+            (reserved(), Route, 503, &[("retry-after", "1")], Shape::Text),
+            (
+                ApiError::Queue(QueueError::Full(5)),
+                Lambda,
+                429,
+                &[("x-amzn-errortype", "TooManyRequestsException")],
+                LAMBDA_HOST,
+            ),
+            (
+                ApiError::ProvisionedNotFound("none".into()),
+                Lambda,
+                404,
+                &[(
+                    "x-amzn-errortype",
+                    "ProvisionedConcurrencyConfigNotFoundException",
+                )],
+                LAMBDA_HOST,
+            ),
+            (
+                ApiError::NotFound("no config".into()),
+                Lambda,
+                404,
+                &[("x-amzn-errortype", "ResourceNotFoundException")],
+                LAMBDA_HOST,
+            ),
             (ApiError::NoRoute("/x".into()), Route, 404, &[], Shape::Text),
             (
                 ApiError::FunctionNotFound("f".into()),

@@ -9,6 +9,7 @@ pub mod context;
 pub mod errors;
 pub mod lambda;
 pub mod lambda_async;
+pub mod lambda_concurrency;
 pub mod lambda_control;
 pub mod route;
 
@@ -80,6 +81,15 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
         return admin::handle(gw, req)
             .await
             .unwrap_or_else(|e| e.into_response(Surface::Admin));
+    }
+    for prefix in [
+        lambda_concurrency::RESERVED_PREFIX,
+        lambda_concurrency::PREFIX,
+    ] {
+        if let Some(rest) = path.strip_prefix(prefix) {
+            let rest = rest.to_string();
+            return lambda_concurrency::handle(gw, prefix, &rest, req).await;
+        }
     }
     if let Some(rest) = path.strip_prefix(lambda_async::PREFIX) {
         let rest = rest.to_string();

@@ -99,9 +99,11 @@ pub struct FunctionSpec {
 }
 
 /// Path prefixes that belong to the host and can never be a function route.
-pub const RESERVED_PREFIXES: [&str; 5] = [
+pub const RESERVED_PREFIXES: [&str; 7] = [
     "/2015-03-31/",
+    "/2017-10-31/",
     "/2019-09-25/",
+    "/2019-09-30/",
     "/admin/",
     "/healthz",
     "/metrics",

@@ -3,6 +3,7 @@
 //! compiled, the new sandbox started and ready, and the version persisted, before the route
 //! table switches to it. Only then is the old version drained and stopped.
 
+pub mod concurrency;
 pub mod resize;
 pub mod status;
 pub mod store;
@@ -318,6 +319,10 @@ impl Registry {
                 return Err(e.into());
             }
         }
+        // Lambda's concurrency controls outlive versions.
+        let c = tokio::task::block_in_place(|| self.store.concurrency(&name))?;
+        sup.deployment().set_reserved(c.reserved);
+        sup.deployment().set_provisioned(c.provisioned.unwrap_or(0));
         let info = FunctionInfo::of(&sup.control);
         let old = {
             let mut live = self.live.lock().await;

@@ -55,6 +55,12 @@ pub struct FunctionInfo {
     /// Arrivals that found an instance only a pre-warm had loaded: cold starts avoided.
     #[serde(default)]
     pub prewarm_hits: u64,
+    /// Lambda's reserved concurrency (None: no cap) and provisioned concurrency (0: none),
+    /// in executions.
+    #[serde(default)]
+    pub reserved_concurrency: Option<u32>,
+    #[serde(default)]
+    pub provisioned_concurrency: u32,
     /// Where the version's supervisor is: zero, starting, running, stopping.
     #[serde(default)]
     pub phase: Phase,
@@ -159,6 +165,8 @@ impl FunctionInfo {
                 .map(|p| p.display().to_string())
                 .collect(),
             deployed_at_unix: d.deployed_at_unix,
+            reserved_concurrency: Some(d.reserved()).filter(|&r| r != u32::MAX),
+            provisioned_concurrency: d.provisioned(),
             ..Self::vertical(&c.vertical)
         }
     }

@@ -43,6 +43,15 @@ pub struct StoredFunction {
     pub deployed_at_unix: i64,
 }
 
+/// Lambda's concurrency controls of one function, in executions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Concurrency {
+    /// `PutFunctionConcurrency`: the most invocations at once (None: no cap).
+    pub reserved: Option<u32>,
+    /// `PutProvisionedConcurrencyConfig`: executions kept warm (None: none).
+    pub provisioned: Option<u32>,
+}
+
 pub struct Store {
     db_path: PathBuf,
     blob_dir: PathBuf,
@@ -82,6 +91,11 @@ impl Store {
                  name TEXT PRIMARY KEY,
                  memory_bytes INTEGER,
                  cpu_millicores INTEGER
+             );
+             CREATE TABLE IF NOT EXISTS concurrency (
+                 name TEXT PRIMARY KEY,
+                 reserved INTEGER,
+                 provisioned INTEGER
              );
              CREATE TABLE IF NOT EXISTS keepalive_state (
                  name TEXT PRIMARY KEY,
@@ -171,6 +185,8 @@ impl Store {
             .map_err(|e| self.sql(e))?;
         tx.execute("DELETE FROM keepalive_state WHERE name = ?1", params![name])
             .map_err(|e| self.sql(e))?;
+        tx.execute("DELETE FROM concurrency WHERE name = ?1", params![name])
+            .map_err(|e| self.sql(e))?;
         tx.commit().map_err(|e| self.sql(e))?;
         Ok(n > 0)
     }
@@ -203,6 +219,35 @@ impl Store {
                 p.memory_bytes.map(|v| v as i64),
                 p.cpu_millicores.map(|v| v as i64)
             ],
+        )
+        .map_err(|e| self.sql(e))?;
+        Ok(())
+    }
+
+    /// Lambda's reserved and provisioned concurrency set for `name` (they outlive versions).
+    pub fn concurrency(&self, name: &str) -> Result<Concurrency, StoreError> {
+        let conn = self.conn.lock();
+        let row: Option<(Option<i64>, Option<i64>)> = conn
+            .query_row(
+                "SELECT reserved, provisioned FROM concurrency WHERE name = ?1",
+                params![name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.sql(e))?;
+        let (r, p) = row.unwrap_or((None, None));
+        Ok(Concurrency {
+            reserved: r.map(|v| v as u32),
+            provisioned: p.map(|v| v as u32),
+        })
+    }
+
+    pub fn put_concurrency(&self, name: &str, c: &Concurrency) -> Result<(), StoreError> {
+        let conn = self.conn.lock();
+        conn.execute(
+            "INSERT INTO concurrency (name, reserved, provisioned) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET reserved = ?2, provisioned = ?3",
+            params![name, c.reserved, c.provisioned],
         )
         .map_err(|e| self.sql(e))?;
         Ok(())

@@ -141,8 +141,24 @@ impl Scaler {
             lead,
             backlog: d.backlog(),
         };
-        let decision = decide_with(&mut decider, &mut keep, &mut self.ahead.lock(), &input, now);
+        let mut decision =
+            decide_with(&mut decider, &mut keep, &mut self.ahead.lock(), &input, now);
         drop((decider, keep));
+        // Provisioned concurrency is a floor, reserved concurrency a ceiling (Lambda's).
+        let (least, most) = d.concurrency_bounds();
+        decision = match decision {
+            Decision::Desired { instances, mode } => Decision::Desired {
+                instances: instances.max(least).min(most),
+                mode,
+            },
+            Decision::NotEnoughData if self.target() < least || self.target() > most => {
+                Decision::Desired {
+                    instances: self.target().max(least).min(most),
+                    mode: Mode::Stable,
+                }
+            }
+            other => other,
+        };
         if let Decision::Desired { instances, .. } = decision {
             self.set_target(instances);
         }

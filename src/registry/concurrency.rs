@@ -1,0 +1,91 @@
+//! Lambda's concurrency controls, per function and across its versions: reserved
+//! concurrency (a cap on invocations at once) and provisioned concurrency (executions kept
+//! warm: a floor the autoscaler respects). Stored, then applied to the live version; a new
+//! version starts with them.
+
+use super::store::Concurrency;
+use super::{DeployError, Registry};
+
+/// Provisioned concurrency's state, as Lambda reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provisioning {
+    /// Not all of it warm yet.
+    InProgress,
+    Ready,
+    /// The node cannot hold the pool it needs.
+    Failed,
+}
+
+impl Provisioning {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provisioning::InProgress => "IN_PROGRESS",
+            Provisioning::Ready => "READY",
+            Provisioning::Failed => "FAILED",
+        }
+    }
+}
+
+/// Provisioned concurrency of a function: requested, warm now, and its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProvisionedStatus {
+    pub requested: u32,
+    /// Executions the ready instances hold, at most `requested`.
+    pub available: u32,
+    pub status: Provisioning,
+}
+
+impl Registry {
+    /// The controls set for `name`; NotFound if it is not deployed.
+    pub fn concurrency(&self, name: &str) -> Result<Concurrency, DeployError> {
+        self.version_of(name)
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        Ok(tokio::task::block_in_place(|| {
+            self.store.concurrency(name)
+        })?)
+    }
+
+    /// Store `c` for `name` and apply it to the live version, after a deploy or remove
+    /// under way (transitions are serialized).
+    pub async fn set_concurrency(&self, name: &str, c: Concurrency) -> Result<(), DeployError> {
+        let _t = self.transitions.lock().await;
+        let v = self
+            .version_of(name)
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        tokio::task::block_in_place(|| self.store.put_concurrency(name, &c))?;
+        let d = &v.deployment;
+        d.set_reserved(c.reserved);
+        d.set_provisioned(c.provisioned.unwrap_or(0));
+        Ok(())
+    }
+
+    /// Provisioned concurrency's state for `name`, if any is set.
+    pub fn provisioned_status(&self, name: &str) -> Result<Option<ProvisionedStatus>, DeployError> {
+        let Some(requested) = self.concurrency(name)?.provisioned else {
+            return Ok(None);
+        };
+        let v = self
+            .version_of(name)
+            .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
+        let d = &v.deployment;
+        let warm = crate::dispatch::executions(&d.spec, d.kind, d.ready());
+        let available = warm.min(requested);
+        let limited = v
+            .vertical
+            .counters
+            .capacity_limited
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let status = if available >= requested {
+            Provisioning::Ready
+        } else if limited {
+            Provisioning::Failed
+        } else {
+            Provisioning::InProgress
+        };
+        Ok(Some(ProvisionedStatus {
+            requested,
+            available,
+            status,
+        }))
+    }
+}
