@@ -5,11 +5,13 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 cd "$root"
-# The AWS SDK for Python, for the Invoke API test, and statsmodels, the forecasters'
+# The AWS SDK for Python, for the Lambda API tests, and statsmodels, the forecasters'
 # reference (into the tools venv functions/build.sh made).
 venv="${SURGE_TOOLS_DIR:-$HOME/.cache/surge-tools}/venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c 'import boto3' 2>/dev/null || "$venv/bin/pip" install -q boto3==1.35.99
+# The AWS CLI (v1, on the same botocore as boto3), for the control plane's CLI test.
+"$venv/bin/python" -c 'import awscli' 2>/dev/null || "$venv/bin/pip" install -q awscli==1.36.40
 "$venv/bin/python" -c 'import statsmodels' 2>/dev/null || "$venv/bin/pip" install -q statsmodels==0.14.4
 # --all-targets: the criterion benches run too, once each, as tests (they must not rot).
 cargo test --release --locked --workspace --all-targets 2>&1 | tee /tmp/surge-test.log

@@ -57,9 +57,15 @@ fn queue(h: &Host, function: &str) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// A Lambda control-plane call, with the admin token for credentials.
+fn lambda(h: &Host, method: &str, path: &str, body: &[u8]) -> common::Reply {
+    let auth = format!("Bearer {}", h.token());
+    h.request(method, path, &[("authorization", &auth)], body)
+}
+
 fn put_config(h: &Host, function: &str, method: &str, body: &Value) -> Value {
     let path = format!("/2019-09-25/functions/{function}/event-invoke-config");
-    let r = h.request(method, &path, &[], body.to_string().as_bytes());
+    let r = lambda(h, method, &path, body.to_string().as_bytes());
     assert_eq!(r.status, 200, "{}", r.text());
     serde_json::from_slice(&r.body).unwrap()
 }
@@ -233,15 +239,22 @@ fn retries_follow_lambdas_schedule_on_the_scaled_clock() {
     // Without the API's config the manifest's [async] is in force again: on_failure names
     // its own queue.
     let path = "/2019-09-25/functions/flaky/event-invoke-config";
-    assert_eq!(h.request("DELETE", path, &[], b"").status, 204);
-    let r = h.get(path);
+    assert_eq!(lambda(&h, "DELETE", path, b"").status, 204);
+    let r = lambda(&h, "GET", path, b"");
     assert_eq!(r.status, 200, "{}", r.text());
     let v: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(
         v["DestinationConfig"]["OnFailure"]["Destination"],
         "arn:aws:sqs:us-east-1:000000000000:flaky-failures"
     );
-    assert_eq!(h.request("DELETE", path, &[], b"").status, 404);
+    assert_eq!(lambda(&h, "DELETE", path, b"").status, 404);
+    // Without credentials: 403, as AWS answers, and the config is untouched.
+    let r = h.request("DELETE", path, &[], b"");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        r.header("x-amzn-errortype"),
+        Some("MissingAuthenticationTokenException")
+    );
 }
 
 /// A failure with no destination is kept anyway; the payload limits are Lambda's, within
@@ -289,7 +302,7 @@ fn failures_without_a_destination_are_kept_and_limits_hold() {
             "sns destinations are not supported",
         ),
     ] {
-        let r = h.request("PUT", cpath, &[], body.to_string().as_bytes());
+        let r = lambda(&h, "PUT", cpath, body.to_string().as_bytes());
         assert_eq!(r.status, 400, "{body}");
         assert_eq!(
             r.header("x-amzn-errortype"),
@@ -298,12 +311,12 @@ fn failures_without_a_destination_are_kept_and_limits_hold() {
         assert!(r.text().contains(names), "{}", r.text());
     }
     // Still the manifest's (max_retry_attempts = 0): nothing was half-applied.
-    let v: Value = serde_json::from_slice(&h.get(cpath).body).unwrap();
+    let v: Value = serde_json::from_slice(&lambda(&h, "GET", cpath, b"").body).unwrap();
     assert_eq!(v["MaximumRetryAttempts"], 0);
-    let r = h.request(
+    let r = lambda(
+        &h,
         "PUT",
         "/2019-09-25/functions/nope/event-invoke-config",
-        &[],
         b"{}",
     );
     assert_eq!(r.status, 404);

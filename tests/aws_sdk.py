@@ -104,4 +104,72 @@ seen["concurrency"] = {
     "first_status": statuses[0], "last_status": statuses[-1],
     "available": ready["AvailableProvisionedConcurrentExecutions"], "deleted": pgone,
 }
+# The control plane's writes: a function created from a zip, waited for, invoked, given new
+# code and a new configuration, published, listed by version and deleted.
+import io
+import os
+import zipfile
+repo = sys.argv[2]
+
+
+def package(name):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(os.path.join(repo, "functions", name, f"{name}.wasm"), f"{name}.wasm")
+    return buf.getvalue()
+
+
+made = c.create_function(
+    FunctionName="made", Runtime="provided.al2023", Role="arn:aws:iam::000000000000:role/r",
+    Handler="echo.wasm", Code={"ZipFile": package("echo")}, MemorySize=128, Timeout=5,
+    Environment={"Variables": {"GREETING": "hello"}})
+c.get_waiter("function_active_v2").wait(FunctionName="made", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+active = c.get_function(FunctionName="made")["Configuration"]
+first = c.invoke(FunctionName="made", Payload=b'{"made": 1}')["Payload"].read().decode()
+try:
+    c.create_function(FunctionName="made", Role="r", Handler="echo.wasm", Code={"ZipFile": package("echo")})
+    again = "no error"
+except c.exceptions.ResourceConflictException:
+    again = "ResourceConflictException"
+upd = c.update_function_code(FunctionName="made", ZipFile=package("flaky"))
+c.get_waiter("function_updated_v2").wait(FunctionName="made", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+second = json.loads(c.invoke(FunctionName="made", Payload=b'{"id": 7}')["Payload"].read())
+cfg = c.update_function_configuration(FunctionName="made", MemorySize=256, Timeout=7,
+                                      Environment={"Variables": {"MODE": "b"}})
+c.get_waiter("function_updated_v2").wait(FunctionName="made", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+after = c.get_function_configuration(FunctionName="made")
+pub = c.publish_version(FunctionName="made")
+versions = [v["Version"] for v in c.list_versions_by_function(FunctionName="made")["Versions"]]
+try:
+    c.create_function(FunctionName="broken", Role="r", Handler="x.wasm", Code={"ZipFile": b"not a zip"})
+    broken = "no error"
+except c.exceptions.InvalidParameterValueException as e:
+    broken = str(e)
+# Wrong credentials: the right key id with the wrong secret fails the signature check.
+bad_client = boto3.client("lambda", endpoint_url=sys.argv[1], region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="wrong",
+                          config=Config(retries={"max_attempts": 1}))
+try:
+    bad_client.delete_function(FunctionName="made")
+    denied = "no error"
+except bad_client.exceptions.ClientError as e:
+    denied = [e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"]]
+still = c.get_function(FunctionName="made")["Configuration"]["State"]
+c.delete_function(FunctionName="made")
+try:
+    c.get_function(FunctionName="made")
+    deleted = "no error"
+except c.exceptions.ResourceNotFoundException:
+    deleted = "ResourceNotFoundException"
+seen["control_plane"] = {
+    "created": [made["State"], made["Runtime"], made["Handler"]],
+    "active": [active["State"], active["LastUpdateStatus"], active["MemorySize"], active["Timeout"],
+               active["Environment"]["Variables"]],
+    "first": first, "again": again, "update_status": upd["LastUpdateStatus"],
+    "second": [second.get("ok"), second.get("id")],
+    "after": [after["MemorySize"], after["Timeout"], after["Environment"]["Variables"], after["LastUpdateStatus"],
+              after["Runtime"]],
+    "published": [pub["Version"], pub["FunctionArn"].rsplit(":", 1)[1] == pub["Version"]],
+    "versions": versions, "broken": broken, "denied": denied, "still": still, "deleted": deleted,
+}
 print(json.dumps(seen))

@@ -17,10 +17,11 @@ fn boto3_invokes_functions_and_reads_lambda_errors() {
         Ok(p) => p,
         Err(why) => return common::skip("boto3_invokes_functions_and_reads_lambda_errors", &why),
     };
-    let h = Host::start(&["echo", "memhog"]);
+    let h = Host::start_with(&["echo", "memhog"], common::LAMBDA_KEYS);
     let out = Command::new(py)
         .arg(repo().join("tests/aws_sdk.py"))
         .arg(&h.url)
+        .arg(repo())
         .output()
         .unwrap();
     assert!(
@@ -56,6 +57,43 @@ fn boto3_invokes_functions_and_reads_lambda_errors() {
             "deleted": "ResourceNotFoundException",
         })
     );
+
+    let cp = &seen["control_plane"];
+    assert_eq!(
+        cp["created"],
+        serde_json::json!(["Pending", "provided.al2023", "echo.wasm"])
+    );
+    assert_eq!(
+        cp["active"],
+        serde_json::json!(["Active", "Successful", 128, 5, {"GREETING": "hello"}])
+    );
+    assert_eq!(cp["first"], "{\"made\": 1}");
+    assert_eq!(cp["again"], "ResourceConflictException");
+    assert_eq!(cp["update_status"], "InProgress");
+    assert_eq!(
+        cp["second"],
+        serde_json::json!([true, 7]),
+        "the new code runs"
+    );
+    assert_eq!(
+        cp["after"],
+        serde_json::json!([256, 7, {"MODE": "b"}, "Successful", "provided.al2023"])
+    );
+    assert_eq!(cp["published"], serde_json::json!(["3", true]), "{cp}");
+    assert_eq!(cp["versions"], serde_json::json!(["$LATEST", "3"]));
+    assert!(
+        cp["broken"]
+            .as_str()
+            .unwrap()
+            .contains("Code.ZipFile is not a zip file"),
+        "{cp}"
+    );
+    assert_eq!(
+        cp["denied"],
+        serde_json::json!([403, "InvalidSignatureException"])
+    );
+    assert_eq!(cp["still"], "Active", "a refused call changes nothing");
+    assert_eq!(cp["deleted"], "ResourceNotFoundException");
 
     let cc = &seen["concurrency"];
     assert_eq!(cc["reserved"], 0, "{cc}");
@@ -108,7 +146,13 @@ fn boto3_invokes_functions_and_reads_lambda_errors() {
     assert_eq!(seen["memhog_conf"], "memhog");
     assert_eq!(seen["get_missing"], "ResourceNotFoundException");
     // MaxItems out of range: Lambda's 400, which boto3 checks before sending.
-    let r = h.get("/2015-03-31/functions/?MaxItems=0");
+    let auth = format!("Bearer {}", h.token());
+    let r = h.request(
+        "GET",
+        "/2015-03-31/functions/?MaxItems=0",
+        &[("authorization", &auth)],
+        b"",
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(
         r.header("x-amzn-errortype"),

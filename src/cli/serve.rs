@@ -18,6 +18,7 @@ use crate::control::supervisor::SandboxCtx;
 use crate::control::vertical;
 use crate::events::Queue;
 use crate::gateway::lambda_async::Deliverer;
+use crate::gateway::sigv4::Keys;
 use crate::gateway::{self, Gateway};
 use crate::manifest::HostConfig;
 use crate::metrics::Metrics;
@@ -93,6 +94,67 @@ fn admin_token(cfg: &HostConfig) -> anyhow::Result<String> {
     Ok(token)
 }
 
+/// The Lambda control plane's key pair: the config's, then SURGE_AWS_ACCESS_KEY_ID /
+/// SURGE_AWS_SECRET_ACCESS_KEY, then `<state>/aws-credentials` (an AWS credentials file
+/// with a `[surge]` profile), generated (mode 0600) when missing.
+fn aws_keys(cfg: &HostConfig) -> anyhow::Result<Keys> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if !cfg.lambda.access_key_id.is_empty() {
+        return Ok(Keys {
+            access_key_id: cfg.lambda.access_key_id.clone(),
+            secret_access_key: cfg.lambda.secret_access_key.clone(),
+        });
+    }
+    if let Some(id) = env("SURGE_AWS_ACCESS_KEY_ID") {
+        return Ok(Keys {
+            access_key_id: id,
+            secret_access_key: env("SURGE_AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
+        });
+    }
+    let f = cfg.state_dir.join("aws-credentials");
+    if let Ok(text) = std::fs::read_to_string(&f) {
+        let get = |key: &str| {
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().to_string())
+        };
+        if let (Some(id), Some(secret)) = (get("aws_access_key_id"), get("aws_secret_access_key")) {
+            return Ok(Keys {
+                access_key_id: id,
+                secret_access_key: secret,
+            });
+        }
+    }
+    let mut raw = [0u8; 30];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let id: String = std::iter::once("AKIA".to_string())
+        .chain(
+            raw[..16]
+                .iter()
+                .map(|b| (ALPHA[(*b % 32) as usize] as char).to_string()),
+        )
+        .collect();
+    let secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw[..])
+        .replace(['+', '/'], "x");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&f)
+        .with_context(|| format!("{}: cannot write the AWS credentials", f.display()))?;
+    writeln!(
+        file,
+        "[surge]\naws_access_key_id = {id}\naws_secret_access_key = {secret}"
+    )?;
+    Ok(Keys {
+        access_key_id: id,
+        secret_access_key: secret,
+    })
+}
+
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -129,6 +191,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let run_dir = cfg.state_dir.join("run");
     mkdir(&run_dir, 0o700)?;
     let token = admin_token(&cfg)?;
+    let keys = aws_keys(&cfg)?;
 
     let cgroups: Option<Arc<dyn Driver>> = match CgroupRoot::detect(
         &cfg.cgroup.root,
@@ -202,6 +265,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         registry: registry.clone(),
         queue: queue.clone(),
         admin_token: token,
+        aws_keys: keys,
+        lambda_ops: Default::default(),
         metrics,
     });
     // Events are delivered from here on; those a function still deploying is due wait.

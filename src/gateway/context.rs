@@ -18,6 +18,10 @@ pub struct Gateway {
     /// Asynchronous invocations: accepted here, delivered by the queue's own task.
     pub queue: Arc<Queue>,
     pub admin_token: String,
+    /// The Lambda control plane's access key (`gateway/sigv4.rs`).
+    pub aws_keys: super::sigv4::Keys,
+    /// Control-plane operations under way or failed (CreateFunction, UpdateFunctionCode…).
+    pub lambda_ops: super::lambda_control::Operations,
     pub metrics: Metrics,
 }
 

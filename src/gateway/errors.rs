@@ -47,6 +47,15 @@ pub enum ApiError {
     /// A resource other than a function is missing (its message says which).
     #[error("{0}")]
     NotFound(String),
+    /// Credentials missing or not the host's (AWS answers 403 with this type).
+    #[error("{message}")]
+    Forbidden {
+        error_type: &'static str,
+        message: String,
+    },
+    /// The resource exists already, or an update of it is under way.
+    #[error("{0}")]
+    Conflict(String),
     /// No provisioned concurrency is configured (Lambda's own 404 type for it).
     #[error("{0}")]
     ProvisionedNotFound(String),
@@ -117,6 +126,8 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Dispatch(D::Overloaded { .. })
             | ApiError::Dispatch(D::Unavailable { .. }) => match surface {
@@ -161,6 +172,8 @@ impl ApiError {
                 "InvalidParameterValueException"
             }
             ApiError::Unauthorized => "AccessDeniedException",
+            ApiError::Forbidden { error_type, .. } => error_type,
+            ApiError::Conflict(_) => "ResourceConflictException",
             ApiError::Dispatch(D::Overloaded { .. })
             | ApiError::Dispatch(D::Unavailable { .. }) => "TooManyRequestsException",
             ApiError::Dispatch(D::ResponseTooLarge { .. }) => "ResourceConflictException",

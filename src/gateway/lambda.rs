@@ -39,10 +39,12 @@ pub fn parse_path(rest: &str) -> Option<&str> {
 pub async fn handle(gw: &Arc<Gateway>, rest: &str, req: Request<Incoming>) -> HttpResponse {
     let rid = crate::aws::request_id();
     let rest = &*super::lambda_control::path_decode(rest);
-    // The control plane's reads (ListFunctions, GetFunction, GetFunctionConfiguration).
-    let read = req.method() == Method::GET && !rest.ends_with("/invocations");
-    let result = if read {
-        super::lambda_control::get(gw, rest, req.uri().query()).map_err(Failed::from)
+    // The control plane: everything but Invoke.
+    let control = !rest.ends_with("/invocations");
+    let result = if control {
+        super::lambda_control::handle(gw, rest, req)
+            .await
+            .map_err(Failed::from)
     } else {
         handle_inner(gw, rest, req, &rid).await
     };

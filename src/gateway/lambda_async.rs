@@ -46,6 +46,12 @@ async fn config_call(
     rest: &str,
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(body, &parts.headers, MAX_CONFIG_BODY, || {
+        "an event-invoke config".into()
+    })
+    .await?;
+    super::sigv4::authorize_parts(gw, &parts, &body)?;
     let rest = super::lambda_control::path_decode(rest).into_owned();
     let (target, list) = match (
         rest.strip_suffix("/event-invoke-config"),
@@ -56,7 +62,7 @@ async fn config_call(
         _ => return Err(ApiError::NoRoute(format!("{PREFIX}{rest}"))),
     };
     let name = function_name(target).ok_or_else(|| ApiError::FunctionNotFound(target.into()))?;
-    let query = req.uri().query().unwrap_or("").to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
     let qualifier = query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -75,7 +81,7 @@ async fn config_call(
     let arn = function_arn(name);
     let q = &gw.queue;
     let answer = |c: &InvokeConfig, at: i64| json_response(StatusCode::OK, &c.to_lambda(&arn, at));
-    match (req.method().clone(), list) {
+    match (parts.method.clone(), list) {
         (Method::GET, true) => {
             let items: Vec<_> = q
                 .config(name)
@@ -92,11 +98,6 @@ async fn config_call(
             None => Err(no_config(&arn)),
         },
         (m @ (Method::PUT | Method::POST), false) => {
-            let (parts, body) = req.into_parts();
-            let body = read_body(body, &parts.headers, MAX_CONFIG_BODY, || {
-                "an event-invoke config".into()
-            })
-            .await?;
             let c = InvokeConfig::from_request(&body).map_err(ApiError::BadRequest)?;
             // Update merges onto what is in force, and needs one to be.
             if m == Method::POST && q.config(name).is_none() {

@@ -67,6 +67,12 @@ async fn call(
     rest: &str,
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
+    let (parts, body) = req.into_parts();
+    let b = read_body(body, &parts.headers, 4096, || {
+        "a concurrency request".into()
+    })
+    .await?;
+    super::sigv4::authorize_parts(gw, &parts, &b)?;
     let rest = super::lambda_control::path_decode(rest).into_owned();
     let (target, what) = rest
         .rsplit_once('/')
@@ -76,17 +82,9 @@ async fn call(
         crate::registry::DeployError::NotFound(_) => ApiError::FunctionNotFound(function_arn(name)),
         other => other.into(),
     })?;
-    let method = req.method().clone();
-    let body = |req: Request<Incoming>| async move {
-        let (parts, body) = req.into_parts();
-        read_body(body, &parts.headers, 4096, || {
-            "a concurrency request".into()
-        })
-        .await
-    };
+    let method = parts.method.clone();
     match (prefix, what, &method) {
         (RESERVED_PREFIX, "concurrency", &Method::PUT) => {
-            let b = body(req).await?;
             let r: Reserved = serde_json::from_slice(&b)
                 .map_err(|e| ApiError::BadRequest(format!("the request body: {e}")))?;
             let n = u32::try_from(r.reserved_concurrent_executions).map_err(|_| {
@@ -121,10 +119,9 @@ async fn call(
             },
         )),
         (PREFIX, "provisioned-concurrency", _) => {
-            check_qualifier(gw, name, req.uri().query())?;
+            check_qualifier(gw, name, parts.uri.query())?;
             match method {
                 Method::PUT => {
-                    let b = body(req).await?;
                     let p: Provisioned = serde_json::from_slice(&b)
                         .map_err(|e| ApiError::BadRequest(format!("the request body: {e}")))?;
                     let n = provisioned_in_bounds(

@@ -1,5 +1,6 @@
 //! The Lambda control plane's reads, with Lambda's shapes, so that `aws lambda
-//! list-functions`, `get-function` and boto3's paginators work against surge:
+//! list-functions`, `get-function` and boto3's paginators work against surge (the writes
+//! are `lambda_deploy.rs`; both need the control plane's credentials, `sigv4.rs`):
 //!
 //! - `ListFunctions`: `GET /2015-03-31/functions/`, in name order, paged by `Marker` (the
 //!   last name of the previous page) and `MaxItems` (1..=10000, default 50), with
@@ -21,27 +22,63 @@ use super::errors::{ApiError, HttpResponse};
 use crate::aws::{function_arn, function_name, last_modified};
 use crate::control::version::VersionControl;
 use crate::dispatch::stream::ReplyBody;
+use crate::manifest::FunctionSpec;
+use surge_runtime::Kind;
 
 const MAX_ITEMS: usize = 10_000;
 const DEFAULT_ITEMS: usize = 50;
 
-/// Lambda's `FunctionConfiguration` of a live version.
+/// Lambda's `FunctionConfiguration` of a live version, with the state of any update of it
+/// under way or failed.
 pub fn configuration(gw: &Gateway, v: &VersionControl) -> Value {
     let d = &v.deployment;
-    let spec = &d.spec;
-    let sha = hex_bytes(&d.wasm_sha256);
-    let last_modified = last_modified(d.deployed_at_unix);
+    let mut c = spec_configuration(
+        &d.spec,
+        Some(d.kind),
+        &d.wasm_sha256,
+        gw.registry.code_size(&d.wasm_sha256).unwrap_or(0),
+        d.version,
+        d.deployed_at_unix,
+    );
+    match gw.lambda_ops.get(d.name()) {
+        Some(Op::Updating) => c["LastUpdateStatus"] = json!("InProgress"),
+        Some(Op::UpdateFailed { reason }) => {
+            c["LastUpdateStatus"] = json!("Failed");
+            c["LastUpdateStatusReason"] = json!(reason);
+        }
+        _ => {}
+    }
+    c
+}
+
+/// The configuration a manifest gives, Active and up to date (the caller marks a create or
+/// update under way).
+pub fn spec_configuration(
+    spec: &FunctionSpec,
+    kind: Option<Kind>,
+    sha256_hex: &str,
+    code_size: u64,
+    version: u64,
+    deployed_at_unix: i64,
+) -> Value {
+    let sha = hex_bytes(sha256_hex);
+    let runtime = spec
+        .lambda
+        .runtime
+        .clone()
+        .unwrap_or_else(|| format!("surge-wasm-{}", kind.map(Kind::as_str).unwrap_or("auto")));
     json!({
         "FunctionName": spec.name.as_str(),
         "FunctionArn": function_arn(spec.name.as_str()),
-        "Runtime": format!("surge-wasm-{}", d.kind.as_str()),
+        "Runtime": runtime,
+        "Role": spec.lambda.role.clone().unwrap_or_default(),
         "Handler": spec.handler,
-        "CodeSize": gw.registry.code_size(&d.wasm_sha256).unwrap_or(0),
+        "CodeSize": code_size,
         "CodeSha256": base64::engine::general_purpose::STANDARD.encode(sha),
-        "Description": "",
+        "Description": spec.lambda.description.clone().unwrap_or_default(),
         "Timeout": spec.limits.timeout.0.as_secs().max(1),
         "MemorySize": spec.limits.memory.0 >> 20,
-        "LastModified": last_modified,
+        "LastModified": last_modified(deployed_at_unix),
         "Version": "$LATEST",
         "Environment": { "Variables": spec.env },
         "State": "Active",
@@ -49,9 +86,60 @@ pub fn configuration(gw: &Gateway, v: &VersionControl) -> Value {
         "PackageType": "Zip",
         "Architectures": ["x86_64"],
         // Changes whenever the live version does.
-        "RevisionId": revision_id(&d.wasm_sha256, d.version),
-        "SurgeVersion": d.version,
+        "RevisionId": revision_id(sha256_hex, version),
+        "SurgeVersion": version,
     })
+}
+
+/// A control-plane operation on a function, while it runs or after it failed: what
+/// `State` and `LastUpdateStatus` report, so that AWS's waiters see it through.
+#[derive(Clone, Debug)]
+pub enum Op {
+    /// CreateFunction's deploy is under way: `State: Pending`, with this configuration.
+    Creating {
+        config: Value,
+    },
+    /// It failed: `State: Failed` with `StateReason`, until the function is deleted or
+    /// created again.
+    CreateFailed {
+        config: Value,
+        reason: String,
+    },
+    /// UpdateFunctionCode / UpdateFunctionConfiguration is under way on the live version.
+    Updating,
+    UpdateFailed {
+        reason: String,
+    },
+}
+
+/// The operations, by function name.
+#[derive(Default)]
+pub struct Operations(parking_lot::Mutex<std::collections::HashMap<String, Op>>);
+
+impl Operations {
+    pub fn get(&self, name: &str) -> Option<Op> {
+        self.0.lock().get(name).cloned()
+    }
+
+    pub fn set(&self, name: &str, op: Option<Op>) {
+        let mut m = self.0.lock();
+        match op {
+            Some(op) => m.insert(name.to_string(), op),
+            None => m.remove(name),
+        };
+    }
+
+    /// Start `op` on `name` unless one is under way: answers the one under way.
+    pub fn begin(&self, name: &str, op: Op) -> Result<(), Op> {
+        let mut m = self.0.lock();
+        match m.get(name) {
+            Some(cur @ (Op::Creating { .. } | Op::Updating)) => Err(cur.clone()),
+            _ => {
+                m.insert(name.to_string(), op);
+                Ok(())
+            }
+        }
+    }
 }
 
 fn hex_bytes(hex: &str) -> Vec<u8> {
@@ -80,6 +168,25 @@ fn ok(body: Value) -> HttpResponse {
         .expect("valid response")
 }
 
+/// A control-plane call under `/2015-03-31/functions/` (anything but Invoke): `rest` is
+/// the path after the prefix. The body is read first: the signature covers it.
+pub async fn handle(
+    gw: &Arc<Gateway>,
+    rest: &str,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = super::body::read_body(body, &parts.headers, super::lambda_deploy::MAX_BODY, || {
+        "a Lambda control-plane request".into()
+    })
+    .await?;
+    super::sigv4::authorize_parts(gw, &parts, &body)?;
+    if parts.method == hyper::Method::GET && !rest.ends_with("/versions") {
+        return get(gw, rest, parts.uri.query());
+    }
+    super::lambda_deploy::write(gw, &parts.method, rest, body).await
+}
+
 /// `GET` under the Lambda prefix: `rest` is the path after `/2015-03-31/functions/`.
 pub fn get(gw: &Gateway, rest: &str, query: Option<&str>) -> Result<HttpResponse, ApiError> {
     if rest.is_empty() {
@@ -90,11 +197,21 @@ pub fn get(gw: &Gateway, rest: &str, query: Option<&str>) -> Result<HttpResponse
         None => (rest, false),
     };
     let name = function_name(target).ok_or_else(|| ApiError::FunctionNotFound(rest.into()))?;
-    let v = gw
-        .registry
-        .version_of(name)
-        .ok_or_else(|| ApiError::FunctionNotFound(function_arn(name)))?;
-    let c = configuration(gw, &v);
+    let c = match gw.registry.version_of(name) {
+        Some(v) => configuration(gw, &v),
+        None => match gw.lambda_ops.get(name) {
+            Some(Op::Creating { config }) => config,
+            Some(Op::CreateFailed { mut config, reason }) => {
+                config["State"] = json!("Failed");
+                config["StateReason"] = json!(reason);
+                config["StateReasonCode"] = json!("InvalidCode");
+                config["LastUpdateStatus"] = json!("Failed");
+                config["LastUpdateStatusReason"] = json!(reason);
+                config
+            }
+            _ => return Err(ApiError::FunctionNotFound(function_arn(name))),
+        },
+    };
     Ok(ok(if configuration_only {
         c
     } else {

@@ -11,7 +11,9 @@ pub mod lambda;
 pub mod lambda_async;
 pub mod lambda_concurrency;
 pub mod lambda_control;
+pub mod lambda_deploy;
 pub mod route;
+pub mod sigv4;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -94,6 +96,10 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
     if let Some(rest) = path.strip_prefix(lambda_async::PREFIX) {
         let rest = rest.to_string();
         return lambda_async::handle(gw, &rest, req).await;
+    }
+    // CreateFunction's path has no trailing slash.
+    if path == lambda::PREFIX.trim_end_matches('/') {
+        return lambda::handle(gw, "", req).await;
     }
     if let Some(rest) = path.strip_prefix(lambda::PREFIX) {
         let rest = rest.to_string();

@@ -31,6 +31,7 @@ pub struct HostConfig {
     pub keepalive: KeepAliveConfig,
     #[serde(rename = "async")]
     pub async_queue: AsyncConfig,
+    pub lambda: LambdaConfig,
     pub vertical: VerticalConfig,
     pub node: NodeConfig,
     pub sandbox: SandboxConfig,
@@ -103,6 +104,17 @@ impl KeepAliveConfig {
     pub fn cold_start_gb_s(&self) -> f64 {
         self.cold_start_cost / self.memory_cost
     }
+}
+
+/// The Lambda control plane's credentials: a call that changes or reads functions must be
+/// signed (AWS SigV4) with this access key, or carry the admin token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaConfig {
+    /// Empty: `SURGE_AWS_ACCESS_KEY_ID`, else `<state_dir>/aws-credentials`, generated.
+    pub access_key_id: String,
+    /// The key's secret: with it, the whole signature is checked, not only the key id.
+    pub secret_access_key: String,
 }
 
 /// The asynchronous invocations' queue (`X-Amz-Invocation-Type: Event`).
@@ -365,6 +377,7 @@ struct PartialCheck {
     keepalive: Option<PartialKeepAlive>,
     #[serde(rename = "async")]
     async_queue: Option<PartialAsync>,
+    lambda: Option<PartialLambda>,
     vertical: Option<PartialVertical>,
     node: Option<PartialNode>,
     sandbox: Option<PartialSandbox>,
@@ -392,6 +405,14 @@ struct PartialKeepAlive {
     memory_cost: Option<f64>,
     forecast_bucket: Option<Span>,
     forecast_min_rps: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialLambda {
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::HostConfig;
 pub use sections::{
-    check_scaling, AsyncToml, Bounds, Limits, LimitsToml, Quota, Scaling, ScalingToml,
+    check_scaling, AsyncToml, Bounds, LambdaToml, Limits, LimitsToml, Quota, Scaling, ScalingToml,
     CPU_MIN_MILLICORES, MAX_INSTANCES_LIMIT, MEMORY_MIN_BYTES,
 };
 use text::line_of_key;
@@ -78,6 +78,8 @@ pub struct ManifestToml {
     pub env: BTreeMap<String, String>,
     #[serde(default, rename = "async")]
     pub async_invoke: Option<AsyncToml>,
+    #[serde(default)]
+    pub lambda: LambdaToml,
 }
 
 /// A manifest with host defaults filled in and every cross-field rule checked.
@@ -96,6 +98,9 @@ pub struct FunctionSpec {
     /// `[async]`, checked; None when the manifest has none.
     #[serde(default, rename = "async")]
     pub async_invoke: Option<AsyncToml>,
+    /// `[lambda]`: what the Lambda control plane echoes.
+    #[serde(default)]
+    pub lambda: LambdaToml,
 }
 
 /// Path prefixes that belong to the host and can never be a function route.
@@ -187,6 +192,7 @@ impl FunctionSpec {
             vertical,
             env: raw.env,
             async_invoke: raw.async_invoke,
+            lambda: raw.lambda,
         })
     }
 

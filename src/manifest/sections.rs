@@ -257,3 +257,13 @@ impl AsyncToml {
         Ok(())
     }
 }
+
+/// `[lambda]` of a manifest: what the Lambda control plane was told and echoes back
+/// (`Runtime`, `Description`, `Role`). surge runs every handler as wasm whatever these say.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LambdaToml {
+    pub runtime: Option<String>,
+    pub description: Option<String>,
+    pub role: Option<String>,
+}

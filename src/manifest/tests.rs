@@ -71,7 +71,7 @@ fn golden_errors() {
     let cases: &[(&str, &str)] = &[
         (
             "name = \"a\"\nhandler = \"a.wasm\"\nflavour = \"x\"\n",
-            "functions/x/function.toml:3: unknown field `flavour`, expected one of `name`, `handler`, `kind`, `route`, `limits`, `scaling`, `vertical`, `env`, `async`",
+            "functions/x/function.toml:3: unknown field `flavour`, expected one of `name`, `handler`, `kind`, `route`, `limits`, `scaling`, `vertical`, `env`, `async`, `lambda`",
         ),
         (
             "name = \"a\"\nhandler = \"a.wasm\"\n[limits]\nmemory = \"12XB\"\n",

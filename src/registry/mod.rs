@@ -4,6 +4,7 @@
 //! table switches to it. Only then is the old version drained and stopped.
 
 pub mod concurrency;
+pub mod package;
 pub mod resize;
 pub mod status;
 pub mod store;
@@ -146,6 +147,21 @@ impl Registry {
             .iter()
             .find(|c| c.deployment.name() == name)
             .cloned()
+    }
+
+    /// The stored form of `name`'s live version (its manifest text, blob hash, …), and its
+    /// handler's bytes: what a control-plane update starts from.
+    pub fn stored(&self, name: &str) -> Result<Option<(StoredFunction, Vec<u8>)>, DeployError> {
+        let Some(f) = self.store.list()?.into_iter().find(|f| f.name == name) else {
+            return Ok(None);
+        };
+        let path = self.store.blob_path(&f.wasm_sha256);
+        let wasm = std::fs::read(&path).map_err(|source| DeployError::Handler {
+            file: f.manifest_file.clone(),
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Some((f, wasm)))
     }
 
     /// Publish a new route table and the live set after a change of `live` (under its

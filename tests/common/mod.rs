@@ -63,6 +63,10 @@ pub fn skip(test: &str, why: &str) {
 
 static HOSTS: AtomicU32 = AtomicU32::new(0);
 
+/// Host config lines that give the Lambda control plane the key pair the SDK tests sign
+/// with (`test` / `test`, as LocalStack's examples use).
+pub const LAMBDA_KEYS: &str = "[lambda]\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n";
+
 pub struct Host {
     child: Option<Child>,
     /// Whether `spawn` waits for the `ready:` line (else only for `listening on`).
