@@ -97,3 +97,93 @@ fn classify_recognises_held_back_digits_in_batches() {
     );
     assert!(one.text().starts_with("{\"labels\":["), "{}", one.text());
 }
+
+/// The batch job of the async issue, end to end: 10,000 images sent as asynchronous events,
+/// one in 500 of them malformed, with an on-failure destination. The pool grows with the
+/// backlog, and every event is accounted for: succeeded + dead-lettered = sent.
+#[test]
+fn ten_thousand_images_as_events_are_all_accounted_for() {
+    const SENT: usize = 10_000;
+    const BAD_EVERY: usize = 500;
+    let (images, _) = held_back();
+    let h = Host::start_custom(&["classify"], "", &|m| {
+        common::replace_table(
+            &m,
+            "async",
+            "max_retry_attempts = 0\non_failure = \"arn:aws:sqs:us-east-1:000000000000:classify-failed\"",
+        )
+    });
+    let addr = h.addr.clone();
+    let t0 = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for worker in 0..4 {
+            let (addr, images) = (&addr, &images);
+            s.spawn(move || {
+                for i in (worker..SENT).step_by(4) {
+                    let body = if i % BAD_EVERY == 0 {
+                        b"[[1, 2, 3]]".to_vec()
+                    } else {
+                        serde_json::to_vec(&[&images[i % images.len()]]).unwrap()
+                    };
+                    let r = common::http(
+                        addr,
+                        "POST",
+                        "/2015-03-31/functions/classify/invocations",
+                        &[("x-amz-invocation-type", "Event")],
+                        &body,
+                    );
+                    assert_eq!(r.status, 202, "event {i}: {}", r.text());
+                }
+            });
+        }
+    });
+    let sent_in = t0.elapsed();
+    let mut most = 0;
+    let queue = || {
+        let r = h.admin("GET", "/admin/v1/status");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["function"] == "classify")
+            .cloned()
+            .unwrap()
+    };
+    common::wait_until(
+        "the batch drained",
+        std::time::Duration::from_secs(300),
+        || {
+            most = most.max(common::num(&h, "classify", "instances"));
+            let q = queue();
+            q["queued"] == 0 && q["in_flight"] == 0
+        },
+    );
+    let took = t0.elapsed();
+    let q = queue();
+    let bad = SENT / BAD_EVERY;
+    let (code, out, err) = h.cli(&["dlq", "list", "classify", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let letters: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(q["succeeded"].as_u64(), Some((SENT - bad) as u64), "{q}");
+    assert_eq!(letters.len(), bad, "every malformed event is dead-lettered");
+    assert!(letters.iter().all(|l| l["condition"] == "RetriesExhausted"
+        && l["destination"] == "arn:aws:sqs:us-east-1:000000000000:classify-failed"));
+    assert_eq!(
+        q["succeeded"].as_u64().unwrap() as usize + letters.len(),
+        SENT
+    );
+    assert!(
+        most > 1,
+        "the pool grew with the backlog (at most {most} instance)"
+    );
+    eprintln!(
+        "batch: {SENT} events accepted in {sent_in:?}, all ended in {took:?} ({:.0} events/s), \
+         at most {most} instances, {} dead-lettered",
+        SENT as f64 / took.as_secs_f64(),
+        letters.len()
+    );
+}

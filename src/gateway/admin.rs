@@ -145,18 +145,7 @@ fn query_pairs(q: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Compare tokens in time independent of where they differ.
-pub fn token_matches(header: Option<&str>, token: &str) -> bool {
-    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
-        return false;
-    };
-    let (a, b) = (given.as_bytes(), token.as_bytes());
-    let mut diff = (a.len() ^ b.len()) as u8 | (a.is_empty() as u8);
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0xff);
-    }
-    diff == 0
-}
+pub use super::sigv4::token_matches;
 
 pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let auth = req

@@ -21,8 +21,31 @@ pub struct Gateway {
     /// The Lambda control plane's access key (`gateway/sigv4.rs`).
     pub aws_keys: super::sigv4::Keys,
     /// Control-plane operations under way or failed (CreateFunction, UpdateFunctionCode…).
-    pub lambda_ops: super::lambda_control::Operations,
+    pub lambda_ops: super::operations::Operations,
     pub metrics: Metrics,
+}
+
+impl Gateway {
+    /// Whether a Lambda control-plane request, read whole, may go on
+    /// (`sigv4::authorize` against the host's keys and admin token).
+    pub fn authorize_lambda(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: &[u8],
+    ) -> Result<(), ApiError> {
+        super::sigv4::authorize(
+            &super::sigv4::Signed {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query(),
+                headers: &parts.headers,
+                body,
+            },
+            &self.aws_keys,
+            &self.admin_token,
+            crate::aws::now_ms() / 1000,
+        )
+    }
 }
 
 /// What a request names: a route's path, or a function (the Invoke API).

@@ -42,7 +42,7 @@ pub async fn handle(gw: &Arc<Gateway>, rest: &str, req: Request<Incoming>) -> Ht
     // The control plane: everything but Invoke.
     let control = !rest.ends_with("/invocations");
     let result = if control {
-        super::lambda_control::handle(gw, rest, req)
+        super::lambda_deploy::handle(gw, rest, req)
             .await
             .map_err(Failed::from)
     } else {

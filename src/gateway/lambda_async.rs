@@ -51,7 +51,7 @@ async fn config_call(
         "an event-invoke config".into()
     })
     .await?;
-    super::sigv4::authorize_parts(gw, &parts, &body)?;
+    gw.authorize_lambda(&parts, &body)?;
     let rest = super::lambda_control::path_decode(rest).into_owned();
     let (target, list) = match (
         rest.strip_suffix("/event-invoke-config"),

@@ -72,7 +72,7 @@ async fn call(
         "a concurrency request".into()
     })
     .await?;
-    super::sigv4::authorize_parts(gw, &parts, &b)?;
+    gw.authorize_lambda(&parts, &b)?;
     let rest = super::lambda_control::path_decode(rest).into_owned();
     let (target, what) = rest
         .rsplit_once('/')

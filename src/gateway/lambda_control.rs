@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use super::context::Gateway;
 use super::errors::{ApiError, HttpResponse};
+use super::operations::Op;
 use crate::aws::{function_arn, function_name, last_modified};
 use crate::control::version::VersionControl;
 use crate::dispatch::stream::ReplyBody;
@@ -91,57 +92,6 @@ pub fn spec_configuration(
     })
 }
 
-/// A control-plane operation on a function, while it runs or after it failed: what
-/// `State` and `LastUpdateStatus` report, so that AWS's waiters see it through.
-#[derive(Clone, Debug)]
-pub enum Op {
-    /// CreateFunction's deploy is under way: `State: Pending`, with this configuration.
-    Creating {
-        config: Value,
-    },
-    /// It failed: `State: Failed` with `StateReason`, until the function is deleted or
-    /// created again.
-    CreateFailed {
-        config: Value,
-        reason: String,
-    },
-    /// UpdateFunctionCode / UpdateFunctionConfiguration is under way on the live version.
-    Updating,
-    UpdateFailed {
-        reason: String,
-    },
-}
-
-/// The operations, by function name.
-#[derive(Default)]
-pub struct Operations(parking_lot::Mutex<std::collections::HashMap<String, Op>>);
-
-impl Operations {
-    pub fn get(&self, name: &str) -> Option<Op> {
-        self.0.lock().get(name).cloned()
-    }
-
-    pub fn set(&self, name: &str, op: Option<Op>) {
-        let mut m = self.0.lock();
-        match op {
-            Some(op) => m.insert(name.to_string(), op),
-            None => m.remove(name),
-        };
-    }
-
-    /// Start `op` on `name` unless one is under way: answers the one under way.
-    pub fn begin(&self, name: &str, op: Op) -> Result<(), Op> {
-        let mut m = self.0.lock();
-        match m.get(name) {
-            Some(cur @ (Op::Creating { .. } | Op::Updating)) => Err(cur.clone()),
-            _ => {
-                m.insert(name.to_string(), op);
-                Ok(())
-            }
-        }
-    }
-}
-
 fn hex_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len() / 2)
         .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
@@ -166,25 +116,6 @@ fn ok(body: Value) -> HttpResponse {
         .header("content-type", "application/json")
         .body(ReplyBody::from(body.to_string()))
         .expect("valid response")
-}
-
-/// A control-plane call under `/2015-03-31/functions/` (anything but Invoke): `rest` is
-/// the path after the prefix. The body is read first: the signature covers it.
-pub async fn handle(
-    gw: &Arc<Gateway>,
-    rest: &str,
-    req: hyper::Request<hyper::body::Incoming>,
-) -> Result<HttpResponse, ApiError> {
-    let (parts, body) = req.into_parts();
-    let body = super::body::read_body(body, &parts.headers, super::lambda_deploy::MAX_BODY, || {
-        "a Lambda control-plane request".into()
-    })
-    .await?;
-    super::sigv4::authorize_parts(gw, &parts, &body)?;
-    if parts.method == hyper::Method::GET && !rest.ends_with("/versions") {
-        return get(gw, rest, parts.uri.query());
-    }
-    super::lambda_deploy::write(gw, &parts.method, rest, body).await
 }
 
 /// `GET` under the Lambda prefix: `rest` is the path after `/2015-03-31/functions/`.

@@ -27,7 +27,8 @@ use serde_json::{json, Value};
 
 use super::context::Gateway;
 use super::errors::{json as json_response, ApiError, HttpResponse};
-use super::lambda_control::{configuration, spec_configuration, Op};
+use super::lambda_control::{configuration, spec_configuration};
+use super::operations::Op;
 use crate::aws::{function_arn, function_name};
 use crate::manifest::FunctionSpec;
 use crate::registry::package::{manifest_text, LambdaFields, Package, PackageError};
@@ -187,6 +188,25 @@ fn conflict(name: &str, op: &Op) -> ApiError {
 
 fn answer(status: StatusCode, body: &Value) -> HttpResponse {
     json_response(status, body)
+}
+
+/// A control-plane call under `/2015-03-31/functions/` (anything but Invoke): `rest` is
+/// the path after the prefix. The body is read first: the signature covers it.
+pub async fn handle(
+    gw: &Arc<Gateway>,
+    rest: &str,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<HttpResponse, ApiError> {
+    let (parts, body) = req.into_parts();
+    let body = super::body::read_body(body, &parts.headers, MAX_BODY, || {
+        "a Lambda control-plane request".into()
+    })
+    .await?;
+    gw.authorize_lambda(&parts, &body)?;
+    if parts.method == hyper::Method::GET && !rest.ends_with("/versions") {
+        return super::lambda_control::get(gw, rest, parts.uri.query());
+    }
+    write(gw, &parts.method, rest, body).await
 }
 
 /// A write under `/2015-03-31/functions/` (`rest` is the path after it).

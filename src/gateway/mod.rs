@@ -12,6 +12,7 @@ pub mod lambda_async;
 pub mod lambda_concurrency;
 pub mod lambda_control;
 pub mod lambda_deploy;
+pub mod operations;
 pub mod route;
 pub mod sigv4;
 

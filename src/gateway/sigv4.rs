@@ -1,4 +1,4 @@
-//! Who may call the Lambda control plane: a request signed with AWS Signature Version 4 by
+//! A leaf. Who may call the Lambda control plane: a request signed with AWS Signature Version 4 by
 //! the host's access key, or one that carries the admin token (`Authorization: Bearer`).
 //!
 //! With the key's secret known (the default: surge generates the pair), the whole signature
@@ -29,6 +29,14 @@ fn forbidden(error_type: &'static str, message: impl Into<String>) -> ApiError {
         error_type,
         message: message.into(),
     }
+}
+
+/// Whether `header` is `Bearer <token>`, compared in time independent of where it differs.
+pub fn token_matches(header: Option<&str>, token: &str) -> bool {
+    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+        return false;
+    };
+    !given.is_empty() && same(given.as_bytes(), token.as_bytes())
 }
 
 /// Equal, in time independent of where they differ.
@@ -161,7 +169,7 @@ pub fn authorize(
             )
         })?;
     if header.starts_with("Bearer ") {
-        return if super::admin::token_matches(Some(header), admin_token) {
+        return if token_matches(Some(header), admin_token) {
             Ok(())
         } else {
             Err(forbidden(
@@ -259,26 +267,6 @@ pub fn authorize(
             "The request signature we calculated does not match the signature you provided.",
         ))
     }
-}
-
-/// [`authorize`] for a request read whole, against the gateway's keys and token.
-pub fn authorize_parts(
-    gw: &super::context::Gateway,
-    parts: &hyper::http::request::Parts,
-    body: &[u8],
-) -> Result<(), ApiError> {
-    authorize(
-        &Signed {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            headers: &parts.headers,
-            body,
-        },
-        &gw.aws_keys,
-        &gw.admin_token,
-        crate::aws::now_ms() / 1000,
-    )
 }
 
 #[cfg(test)]
