@@ -1343,7 +1343,10 @@ def check(res):
             problems.append(f"async_queue.{k}: {q[k]['errors']} errors")
     num("async_queue.event.delivered_per_s", q["event"]["delivered_per_s"])
     num("async_queue.disk.fsyncs_per_s", q["disk"]["fsyncs_per_s"])
-    if q["succeeded_total"] != q["accepted_total"] or q["dead_letters"]:
+    # wrk stops mid-request: up to one event per connection and round is enqueued (and
+    # delivered) without wrk seeing its 202.
+    slack = 16 * len(q["event"]["rounds"])
+    if not q["accepted_total"] <= q["succeeded_total"] <= q["accepted_total"] + slack or q["dead_letters"]:
         problems.append(f"async_queue: {q['accepted_total']} accepted but {q['succeeded_total']} "
                         f"succeeded and {q['dead_letters']} dead-lettered")
     for batch in (1, 50):
