@@ -142,6 +142,18 @@ impl QueueStore {
              );",
         )
         .map_err(sql)?;
+        // The writer never checkpoints: a checkpoint fsyncs the database file, and every
+        // event waiting for its commit would wait for that too. A thread of its own copies
+        // the WAL back, PASSIVE (it never blocks the writer), once a second.
+        w.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(sql)?;
+        let checkpoints = open_conn(&path).map_err(sql)?;
+        std::thread::Builder::new()
+            .name("surge-queue-checkpoint".into())
+            .spawn(move || checkpointer(&checkpoints))
+            .map_err(|e| QueueStoreError::Sql {
+                path: path.clone(),
+                message: format!("starting the checkpoint thread: {e}"),
+            })?;
         let read = open_conn(&path).map_err(sql)?;
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -487,6 +499,17 @@ fn insert_letter(tx: &Transaction<'_>, l: &Letter, payload: &[u8]) -> rusqlite::
         params![l.function, l.request_id, l.condition, l.attempts, l.destination, l.at_ms, payload, l.record],
     )
     .map(drop)
+}
+
+/// Copy the WAL back into the database every second, without blocking the writer. The
+/// thread ends with the process.
+fn checkpointer(conn: &Connection) {
+    loop {
+        std::thread::park_timeout(std::time::Duration::from_secs(1));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "event queue checkpoint");
+        }
+    }
 }
 
 /// The writer thread: one transaction for everything queued since the last commit. When a
