@@ -145,7 +145,8 @@ impl QueueStore {
         // The writer never checkpoints: a checkpoint fsyncs the database file, and every
         // event waiting for its commit would wait for that too. A thread of its own copies
         // the WAL back, PASSIVE (it never blocks the writer), once a second.
-        w.execute_batch("PRAGMA wal_autocheckpoint = 0;").map_err(sql)?;
+        w.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(sql)?;
         let checkpoints = open_conn(&path).map_err(sql)?;
         std::thread::Builder::new()
             .name("surge-queue-checkpoint".into())
