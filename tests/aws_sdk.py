@@ -145,6 +145,24 @@ try:
     broken = "no error"
 except c.exceptions.InvalidParameterValueException as e:
     broken = str(e)
+# A package whose .wasm is not wasm passes the request's checks, and its deploy fails: the
+# function is Failed with the deploy's reason, the waiter stops on it, and it is listed
+# until deleted.
+buf = io.BytesIO()
+with zipfile.ZipFile(buf, "w") as z:
+    z.writestr("bad.wasm", b"this is not wasm")
+c.create_function(FunctionName="badwasm", Role="r", Handler="bad.wasm", Code={"ZipFile": buf.getvalue()})
+try:
+    c.get_waiter("function_active_v2").wait(FunctionName="badwasm", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    waited = "no error"
+except Exception as e:
+    waited = type(e).__name__
+failed = c.get_function(FunctionName="badwasm")["Configuration"]
+listed_failed = [f["State"] for f in c.list_functions()["Functions"] if f["FunctionName"] == "badwasm"]
+c.delete_function(FunctionName="badwasm")
+gone_failed = [f["FunctionName"] for f in c.list_functions()["Functions"] if f["FunctionName"] == "badwasm"]
+seen["failed_create"] = [waited, failed["State"], "bad.wasm" in failed.get("StateReason", ""),
+                         listed_failed, gone_failed]
 # Wrong credentials: the right key id with the wrong secret fails the signature check.
 bad_client = boto3.client("lambda", endpoint_url=sys.argv[1], region_name="us-east-1",
                           aws_access_key_id="test", aws_secret_access_key="wrong",

@@ -93,6 +93,11 @@ fn boto3_invokes_functions_and_reads_lambda_errors() {
         serde_json::json!([403, "InvalidSignatureException"])
     );
     assert_eq!(cp["still"], "Active", "a refused call changes nothing");
+    assert_eq!(
+        seen["failed_create"],
+        serde_json::json!(["WaiterError", "Failed", true, ["Failed"], []]),
+        "{seen}"
+    );
     assert_eq!(cp["deleted"], "ResourceNotFoundException");
 
     let cc = &seen["concurrency"];

@@ -92,6 +92,29 @@ pub fn spec_configuration(
     })
 }
 
+/// A function ListFunctions shows: live, or only created (still deploying, or failed).
+enum Listed<'a> {
+    Live(&'a Arc<VersionControl>),
+    Created(Op),
+}
+
+/// The configuration of a function a CreateFunction is deploying (`Pending`) or failed to
+/// deploy (`Failed`, with the deploy's error as `StateReason`).
+fn created_configuration(op: Op) -> Value {
+    match op {
+        Op::Creating { config } => config,
+        Op::CreateFailed { mut config, reason } => {
+            config["State"] = json!("Failed");
+            config["StateReason"] = json!(reason);
+            config["StateReasonCode"] = json!("InvalidCode");
+            config["LastUpdateStatus"] = json!("Failed");
+            config["LastUpdateStatusReason"] = json!(reason);
+            config
+        }
+        _ => Value::Null,
+    }
+}
+
 fn hex_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len() / 2)
         .filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
@@ -131,15 +154,7 @@ pub fn get(gw: &Gateway, rest: &str, query: Option<&str>) -> Result<HttpResponse
     let c = match gw.registry.version_of(name) {
         Some(v) => configuration(gw, &v),
         None => match gw.lambda_ops.get(name) {
-            Some(Op::Creating { config }) => config,
-            Some(Op::CreateFailed { mut config, reason }) => {
-                config["State"] = json!("Failed");
-                config["StateReason"] = json!(reason);
-                config["StateReasonCode"] = json!("InvalidCode");
-                config["LastUpdateStatus"] = json!("Failed");
-                config["LastUpdateStatusReason"] = json!(reason);
-                config
-            }
+            Some(op @ (Op::Creating { .. } | Op::CreateFailed { .. })) => created_configuration(op),
             _ => return Err(ApiError::FunctionNotFound(function_arn(name))),
         },
     };
@@ -174,21 +189,34 @@ fn list(gw: &Gateway, query: Option<&str>) -> Result<HttpResponse, ApiError> {
             _ => {}
         }
     }
+    // The live functions, and those a CreateFunction is still deploying (or failed to), as
+    // Lambda lists a Pending or Failed function too.
     let versions = gw.registry.watch_versions().borrow().clone();
-    let mut all: Vec<&Arc<VersionControl>> = versions.iter().collect();
-    all.sort_by(|a, b| a.deployment.name().cmp(b.deployment.name()));
+    let mut all: Vec<(String, Listed<'_>)> = versions
+        .iter()
+        .map(|v| (v.deployment.name().to_string(), Listed::Live(v)))
+        .collect();
+    for (name, op) in gw.lambda_ops.creates() {
+        if !all.iter().any(|(n, _)| *n == name) {
+            all.push((name, Listed::Created(op)));
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
     let start = match &marker {
-        Some(m) => all.partition_point(|v| v.deployment.name() <= m.as_str()),
+        Some(m) => all.partition_point(|(n, _)| n.as_str() <= m.as_str()),
         None => 0,
     };
     let page: Vec<Value> = all[start..]
         .iter()
         .take(max)
-        .map(|v| configuration(gw, v))
+        .map(|(_, l)| match l {
+            Listed::Live(v) => configuration(gw, v),
+            Listed::Created(op) => created_configuration(op.clone()),
+        })
         .collect();
     let mut body = json!({ "Functions": page });
     if start + max < all.len() {
-        body["NextMarker"] = json!(all[start + max - 1].deployment.name());
+        body["NextMarker"] = json!(all[start + max - 1].0);
     }
     Ok(ok(body))
 }

@@ -34,6 +34,16 @@ impl Operations {
         self.0.lock().get(name).cloned()
     }
 
+    /// The creates under way or failed: (name, operation).
+    pub fn creates(&self) -> Vec<(String, Op)> {
+        self.0
+            .lock()
+            .iter()
+            .filter(|(_, op)| matches!(op, Op::Creating { .. } | Op::CreateFailed { .. }))
+            .map(|(n, op)| (n.clone(), op.clone()))
+            .collect()
+    }
+
     pub fn set(&self, name: &str, op: Option<Op>) {
         let mut m = self.0.lock();
         match op {
