@@ -172,6 +172,12 @@ try:
     denied = "no error"
 except bad_client.exceptions.ClientError as e:
     denied = [e.response["ResponseMetadata"]["HTTPStatusCode"], e.response["Error"]["Code"]]
+# A DeleteFunction naming a version would delete the function: refused.
+try:
+    c.delete_function(FunctionName="made", Qualifier="3")
+    qualified = "no error"
+except c.exceptions.InvalidParameterValueException:
+    qualified = "InvalidParameterValueException"
 still = c.get_function(FunctionName="made")["Configuration"]["State"]
 c.delete_function(FunctionName="made")
 try:
@@ -188,6 +194,7 @@ seen["control_plane"] = {
     "after": [after["MemorySize"], after["Timeout"], after["Environment"]["Variables"], after["LastUpdateStatus"],
               after["Runtime"]],
     "published": [pub["Version"], pub["FunctionArn"].rsplit(":", 1)[1] == pub["Version"]],
-    "versions": versions, "broken": broken, "denied": denied, "still": still, "deleted": deleted,
+    "versions": versions, "broken": broken, "denied": denied, "qualified": qualified,
+    "still": still, "deleted": deleted,
 }
 print(json.dumps(seen))

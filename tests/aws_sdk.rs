@@ -92,6 +92,7 @@ fn boto3_invokes_functions_and_reads_lambda_errors() {
         cp["denied"],
         serde_json::json!([403, "InvalidSignatureException"])
     );
+    assert_eq!(cp["qualified"], "InvalidParameterValueException");
     assert_eq!(cp["still"], "Active", "a refused call changes nothing");
     assert_eq!(
         seen["failed_create"],

@@ -372,7 +372,12 @@ impl Deployment {
             u32::MAX => u32::MAX,
             r => r.div_ceil(per),
         };
-        (self.provisioned().div_ceil(per).min(most), most)
+        let least = self
+            .provisioned()
+            .div_ceil(per)
+            .min(most)
+            .min(self.spec.scaling.max_instances);
+        (least, most)
     }
 
     /// Whether a request queued here since the last call (the control loop's poke round

@@ -100,6 +100,8 @@ pub enum QueueError {
     Store(#[from] QueueStoreError),
     #[error("the event queue holds its maximum of {0} events ([async] max_queued)")]
     Full(u64),
+    #[error("the event queue's write was interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// One event the queue holds.
@@ -247,6 +249,20 @@ impl Queue {
 
     /// Accept an event: answers once it is durable.
     pub async fn enqueue(
+        self: &Arc<Self>,
+        function: &str,
+        request_id: &str,
+        payload: Bytes,
+    ) -> Result<(), QueueError> {
+        let (q, f, r) = (
+            Arc::clone(self),
+            function.to_string(),
+            request_id.to_string(),
+        );
+        detach(async move { q.enqueue_inner(&f, &r, payload).await }).await
+    }
+
+    async fn enqueue_inner(
         &self,
         function: &str,
         request_id: &str,
@@ -314,26 +330,14 @@ impl Queue {
                     next_ms = next_ms.min(due);
                 }
             }
+            let mut live = None;
             let (free, via) = match routes.resolve_name(name) {
                 Resolved::Live(d) => {
-                    let cap = u64::from(crate::dispatch::executions(
-                        &d.spec,
-                        d.kind,
-                        d.spec.scaling.max_instances,
-                    ));
-                    // Counted up to what the largest pool could take at once.
-                    let backlog = f
-                        .due
-                        .iter()
-                        .take_while(|&&(due, _)| due <= now)
-                        .take(cap as usize + 1)
-                        .count() as u64;
+                    live = Some(d);
                     if d.reserved() == 0 {
                         // Throttled for good: each event ends now, at its failure destination.
-                        d.set_backlog(0);
                         (MISSING_PER_ROUND as u64, Via::Refused)
                     } else {
-                        d.set_backlog(backlog);
                         (u64::from(d.spare_capacity(f.running)), Via::Invoke)
                     }
                 }
@@ -356,6 +360,23 @@ impl Queue {
                     starts.push((name.clone(), id, via, m.payload.clone()));
                 }
                 taken += 1;
+            }
+            if let Some(d) = live {
+                // The demand still waiting: due and not handed over (those just handed over
+                // count in the load window from their admission). Counted up to what the
+                // largest pool could take at once.
+                let cap =
+                    crate::dispatch::executions(&d.spec, d.kind, d.spec.scaling.max_instances);
+                let backlog = match via {
+                    Via::Refused => 0,
+                    _ => f
+                        .due
+                        .iter()
+                        .take_while(|&&(due, _)| due <= now)
+                        .take(cap as usize + 1)
+                        .count() as u64,
+                };
+                d.set_backlog(backlog);
             }
             if f.due.first().is_some_and(|&(due, _)| due <= now) {
                 next_ms = next_ms.min(now + CAPACITY_POLL.as_millis() as i64);
@@ -427,7 +448,11 @@ impl Queue {
                         .await;
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    self.back_off(&function, id, tries, last, aws::now_ms() + 1000)
+                        .await;
+                    return;
+                }
             }
         };
         if schedule::expired(
@@ -678,6 +703,16 @@ impl Queue {
     /// Set `function`'s config through the API: `c` whole (Put), or merged onto what is in
     /// force (Update). Answers the config stored.
     pub async fn put_config(
+        self: &Arc<Self>,
+        function: &str,
+        c: InvokeConfig,
+        merge: bool,
+    ) -> Result<(InvokeConfig, i64), QueueError> {
+        let (q, f) = (Arc::clone(self), function.to_string());
+        detach(async move { q.put_config_inner(&f, c, merge).await }).await
+    }
+
+    async fn put_config_inner(
         &self,
         function: &str,
         c: InvokeConfig,
@@ -699,7 +734,12 @@ impl Queue {
     }
 
     /// Delete the API's config: answers whether there was one.
-    pub async fn delete_config(&self, function: &str) -> Result<bool, QueueError> {
+    pub async fn delete_config(self: &Arc<Self>, function: &str) -> Result<bool, QueueError> {
+        let (q, f) = (Arc::clone(self), function.to_string());
+        detach(async move { q.delete_config_inner(&f).await }).await
+    }
+
+    async fn delete_config_inner(&self, function: &str) -> Result<bool, QueueError> {
         if !self.state.lock().configs.contains_key(function) {
             return Ok(false);
         }
@@ -768,7 +808,16 @@ impl Queue {
 
     /// Put letters of `function` back into the queue (all, or the one `id`), due now with
     /// a fresh age and count. Answers how many.
-    pub async fn replay(&self, function: &str, id: Option<i64>) -> Result<u64, QueueError> {
+    pub async fn replay(
+        self: &Arc<Self>,
+        function: &str,
+        id: Option<i64>,
+    ) -> Result<u64, QueueError> {
+        let (q, f) = (Arc::clone(self), function.to_string());
+        detach(async move { q.replay_inner(&f, id).await }).await
+    }
+
+    async fn replay_inner(&self, function: &str, id: Option<i64>) -> Result<u64, QueueError> {
         let rows = self.store.replay(function, id, aws::now_ms()).await?;
         let n = rows.len() as u64;
         let mut st = self.state.lock();
@@ -784,13 +833,29 @@ impl Queue {
     }
 
     /// Delete the letters of `function`: answers how many.
-    pub async fn purge(&self, function: &str) -> Result<u64, QueueError> {
+    pub async fn purge(self: &Arc<Self>, function: &str) -> Result<u64, QueueError> {
+        let (q, f) = (Arc::clone(self), function.to_string());
+        detach(async move { q.purge_inner(&f).await }).await
+    }
+
+    async fn purge_inner(&self, function: &str) -> Result<u64, QueueError> {
         let n = self.store.purge(function).await?;
         if let Some(f) = self.state.lock().functions.get_mut(function) {
             f.letters = f.letters.saturating_sub(n);
         }
         Ok(n)
     }
+}
+
+/// Run a store write and the index update after it to their end even if the caller goes
+/// away (a client that disconnects drops its handler): a committed event must reach the
+/// index, or it would wait for a restart, and the counts would drift.
+async fn detach<T: Send + 'static>(
+    f: impl Future<Output = Result<T, QueueError>> + Send + 'static,
+) -> Result<T, QueueError> {
+    tokio::spawn(f)
+        .await
+        .unwrap_or_else(|e| Err(QueueError::Interrupted(e.to_string())))
 }
 
 /// An event handed to a function and not back yet (see `FunctionState::running`).

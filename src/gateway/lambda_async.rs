@@ -46,6 +46,7 @@ async fn config_call(
     rest: &str,
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
+    super::sigv4::precheck(req.headers(), &gw.aws_keys, &gw.admin_token)?;
     let (parts, body) = req.into_parts();
     let body = read_body(body, &parts.headers, MAX_CONFIG_BODY, || {
         "an event-invoke config".into()

@@ -67,6 +67,7 @@ async fn call(
     rest: &str,
     req: Request<Incoming>,
 ) -> Result<HttpResponse, ApiError> {
+    super::sigv4::precheck(req.headers(), &gw.aws_keys, &gw.admin_token)?;
     let (parts, body) = req.into_parts();
     let b = read_body(body, &parts.headers, 4096, || {
         "a concurrency request".into()
@@ -78,7 +79,7 @@ async fn call(
         .rsplit_once('/')
         .ok_or_else(|| ApiError::NoRoute(format!("{prefix}{rest}")))?;
     let name = function_name(target).ok_or_else(|| ApiError::FunctionNotFound(target.into()))?;
-    let mut c = gw.registry.concurrency(name).map_err(|e| match e {
+    let c = gw.registry.concurrency(name).map_err(|e| match e {
         crate::registry::DeployError::NotFound(_) => ApiError::FunctionNotFound(function_arn(name)),
         other => other.into(),
     })?;
@@ -93,22 +94,30 @@ async fn call(
                     r.reserved_concurrent_executions
                 ))
             })?;
-            if let Some(p) = c.provisioned.filter(|&p| p > n) {
-                return Err(ApiError::BadRequest(format!(
-                    "ReservedConcurrentExecutions {n} is below the function's provisioned \
-                     concurrency of {p}"
-                )));
-            }
-            c.reserved = Some(n);
-            gw.registry.set_concurrency(name, c).await?;
+            gw.registry
+                .update_concurrency(name, |mut c| {
+                    if let Some(p) = c.provisioned.filter(|&p| p > n) {
+                        return Err(ApiError::BadRequest(format!(
+                            "ReservedConcurrentExecutions {n} is below the function's \
+                             provisioned concurrency of {p}"
+                        )));
+                    }
+                    c.reserved = Some(n);
+                    Ok(c)
+                })
+                .await?;
             Ok(json_response(
                 StatusCode::OK,
                 &json!({ "ReservedConcurrentExecutions": n }),
             ))
         }
         (RESERVED_PREFIX, "concurrency", &Method::DELETE) => {
-            c.reserved = None;
-            gw.registry.set_concurrency(name, c).await?;
+            gw.registry
+                .update_concurrency(name, |mut c| {
+                    c.reserved = None;
+                    Ok::<_, ApiError>(c)
+                })
+                .await?;
             Ok(no_content())
         }
         (PREFIX, "concurrency", &Method::GET) => Ok(json_response(
@@ -124,25 +133,34 @@ async fn call(
                 Method::PUT => {
                     let p: Provisioned = serde_json::from_slice(&b)
                         .map_err(|e| ApiError::BadRequest(format!("the request body: {e}")))?;
-                    let n = provisioned_in_bounds(
-                        gw,
-                        name,
-                        p.provisioned_concurrent_executions,
-                        c.reserved,
-                    )?;
-                    c.provisioned = Some(n);
-                    gw.registry.set_concurrency(name, c).await?;
+                    let n = provisioned_in_bounds(gw, name, p.provisioned_concurrent_executions)?;
+                    gw.registry
+                        .update_concurrency(name, |mut c| {
+                            if let Some(r) = c.reserved.filter(|&r| n > r) {
+                                return Err(ApiError::BadRequest(format!(
+                                    "ProvisionedConcurrentExecutions {n} is over the \
+                                     function's reserved concurrency of {r}"
+                                )));
+                            }
+                            c.provisioned = Some(n);
+                            Ok(c)
+                        })
+                        .await?;
                     let mut r = provisioned_answer(gw, name)?;
                     *r.status_mut() = StatusCode::ACCEPTED;
                     Ok(r)
                 }
                 Method::GET => provisioned_answer(gw, name),
                 Method::DELETE => {
-                    if c.provisioned.is_none() {
-                        return Err(no_provisioned(name));
-                    }
-                    c.provisioned = None;
-                    gw.registry.set_concurrency(name, c).await?;
+                    gw.registry
+                        .update_concurrency(name, |mut c| {
+                            if c.provisioned.is_none() {
+                                return Err(no_provisioned(name));
+                            }
+                            c.provisioned = None;
+                            Ok(c)
+                        })
+                        .await?;
                     Ok(no_content())
                 }
                 m => Err(ApiError::MethodNotAllowed(m.to_string())),
@@ -179,12 +197,7 @@ fn check_qualifier(gw: &Gateway, name: &str, query: Option<&str>) -> Result<(), 
     }
 }
 
-fn provisioned_in_bounds(
-    gw: &Gateway,
-    name: &str,
-    asked: i64,
-    reserved: Option<u32>,
-) -> Result<u32, ApiError> {
+fn provisioned_in_bounds(gw: &Gateway, name: &str, asked: i64) -> Result<u32, ApiError> {
     let n = u32::try_from(asked)
         .ok()
         .filter(|&n| n >= 1)
@@ -204,11 +217,6 @@ fn provisioned_in_bounds(
             "ProvisionedConcurrentExecutions {n} is over what function {name}'s max_instances \
              = {} can run at once ({most})",
             d.spec.scaling.max_instances
-        )));
-    }
-    if let Some(r) = reserved.filter(|&r| n > r) {
-        return Err(ApiError::BadRequest(format!(
-            "ProvisionedConcurrentExecutions {n} is over the function's reserved concurrency of {r}"
         )));
     }
     Ok(n)

@@ -197,6 +197,7 @@ pub async fn handle(
     rest: &str,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> Result<HttpResponse, ApiError> {
+    super::sigv4::precheck(req.headers(), &gw.aws_keys, &gw.admin_token)?;
     let (parts, body) = req.into_parts();
     let body = super::body::read_body(body, &parts.headers, MAX_BODY, || {
         "a Lambda control-plane request".into()
@@ -205,6 +206,22 @@ pub async fn handle(
     gw.authorize_lambda(&parts, &body)?;
     if parts.method == hyper::Method::GET && !rest.ends_with("/versions") {
         return super::lambda_control::get(gw, rest, parts.uri.query());
+    }
+    // surge keeps one version a function: a DeleteFunction that names a version would
+    // delete the function, so it is refused.
+    if parts.method == Method::DELETE {
+        let qualified = rest.contains(':') && !rest.starts_with("arn:")
+            || rest.starts_with("arn:") && rest.split(':').count() > 7
+            || parts
+                .uri
+                .query()
+                .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("Qualifier=")));
+        if qualified {
+            return Err(bad(
+                "Qualifier: surge keeps one version a function; DeleteFunction without one \
+                 deletes the function",
+            ));
+        }
     }
     write(gw, &parts.method, rest, body).await
 }

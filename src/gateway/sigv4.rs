@@ -151,6 +151,49 @@ pub struct Signed<'a> {
     pub body: &'a [u8],
 }
 
+/// What can be checked before the body is read: credentials are there, and name the host's
+/// key or carry its admin token. A request that fails this is refused before its body (up
+/// to 70 MiB) is buffered.
+pub fn precheck(
+    headers: &hyper::HeaderMap,
+    keys: &Keys,
+    admin_token: &str,
+) -> Result<(), ApiError> {
+    let header = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            forbidden(
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            )
+        })?;
+    if header.starts_with("Bearer ") {
+        return if token_matches(Some(header), admin_token) {
+            Ok(())
+        } else {
+            Err(forbidden(
+                "AccessDeniedException",
+                "the admin token is wrong",
+            ))
+        };
+    }
+    let a = parse(header).ok_or_else(|| {
+        forbidden(
+            "IncompleteSignatureException",
+            "Authorization is neither AWS4-HMAC-SHA256 nor Bearer",
+        )
+    })?;
+    if same(a.key_id.as_bytes(), keys.access_key_id.as_bytes()) {
+        Ok(())
+    } else {
+        Err(forbidden(
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        ))
+    }
+}
+
 /// Whether `r` may use the control plane: signed by `keys`, or bearing `admin_token`.
 pub fn authorize(
     r: &Signed<'_>,
@@ -238,14 +281,22 @@ pub fn authorize(
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&");
-    let payload = match r
+    // The body's hash is always the host's own: a client's `X-Amz-Content-SHA256` (S3's;
+    // Lambda's SDKs do not send it) must agree with it, or a captured signature could carry
+    // another body.
+    let payload = hex::encode(Sha256::digest(r.body));
+    if let Some(h) = r
         .headers
         .get("x-amz-content-sha256")
         .and_then(|v| v.to_str().ok())
     {
-        Some(h) => h.to_string(),
-        None => hex::encode(Sha256::digest(r.body)),
-    };
+        if !same(h.as_bytes(), payload.as_bytes()) {
+            return Err(forbidden(
+                "InvalidSignatureException",
+                "X-Amz-Content-SHA256 is not the SHA-256 of the body",
+            ));
+        }
+    }
     let canonical = format!(
         "{}\n{}\n{query}\n{headers}\n{}\n{payload}",
         r.method,

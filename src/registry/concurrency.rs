@@ -45,18 +45,27 @@ impl Registry {
         })?)
     }
 
-    /// Store `c` for `name` and apply it to the live version, after a deploy or remove
-    /// under way (transitions are serialized).
-    pub async fn set_concurrency(&self, name: &str, c: Concurrency) -> Result<(), DeployError> {
+    /// Change `name`'s controls by `f` (which sees the stored ones and may refuse), store
+    /// the result and apply it to the live version: read, check and write under the
+    /// transitions lock, so two changes never overwrite each other, nor meet a deploy.
+    pub async fn update_concurrency<E: From<DeployError>>(
+        &self,
+        name: &str,
+        f: impl FnOnce(Concurrency) -> Result<Concurrency, E>,
+    ) -> Result<Concurrency, E> {
         let _t = self.transitions.lock().await;
         let v = self
             .version_of(name)
             .ok_or_else(|| DeployError::NotFound(name.to_string()))?;
-        tokio::task::block_in_place(|| self.store.put_concurrency(name, &c))?;
+        let current = tokio::task::block_in_place(|| self.store.concurrency(name))
+            .map_err(DeployError::from)?;
+        let c = f(current)?;
+        tokio::task::block_in_place(|| self.store.put_concurrency(name, &c))
+            .map_err(DeployError::from)?;
         let d = &v.deployment;
         d.set_reserved(c.reserved);
         d.set_provisioned(c.provisioned.unwrap_or(0));
-        Ok(())
+        Ok(c)
     }
 
     /// Provisioned concurrency's state for `name`, if any is set.
