@@ -26,6 +26,7 @@ fn replay(c: &mut Criterion) {
             policies: policies.clone(),
             functions: Some(n),
             cold_start_gb_s: surge::replay::embedded_cold_start_gb_s(),
+            progress: Default::default(),
         };
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{n}_functions"), |b| {
@@ -60,6 +61,7 @@ fn replay_live(c: &mut Criterion) {
             policies: policies.clone(),
             functions: Some(n),
             cold_start_gb_s: surge::replay::embedded_cold_start_gb_s(),
+            progress: Default::default(),
         };
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("{n}_functions"), |b| {

@@ -221,6 +221,7 @@ fn main() {
                 policies,
                 functions,
                 cold_start_gb_s: surge::replay::embedded_cold_start_gb_s(),
+                progress: Default::default(),
             };
             match model {
                 ReplayModel::Minute => cli::replay::run(&opts, json, plot.as_deref()),

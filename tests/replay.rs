@@ -166,6 +166,11 @@ fn the_minute_model_matches_an_independent_reimplementation_on_the_sample() {
     let (code, out, err) = replay(&["--invocations", inv.to_str().unwrap(), "--functions", "7"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("7 functions, 1440 minutes"), "{out}");
+    // Progress goes to stderr: plain lines when it is not a terminal.
+    assert!(
+        err.lines().last() == Some("replay, minute model: 7/7 functions"),
+        "{err}"
+    );
     for p in ["fixed:10", "fixed:240", "hybrid", "kpa"] {
         assert!(out.contains(p), "{out}");
     }

@@ -9,7 +9,9 @@ use crate::replay::{self, plot, Options};
 /// Print one line per policy: a table, or one JSON object per line with `json`; with
 /// `plot`, also draw the Pareto chart (the policies over a sweep of fixed keep-alives).
 pub fn run(opts: &Options, json: bool, plot_to: Option<&Path>) -> anyhow::Result<()> {
-    let r = replay::run_minute(opts)?;
+    let (shown, bar) = with_progress(opts, "minute model");
+    let r = replay::run_minute(&shown)?;
+    bar.finish_and_clear();
     if let Some(path) = plot_to {
         let curve =
             |policies| Ok(replay::run_minute(&opts.with_policies(policies, false))?.reports);
@@ -69,7 +71,9 @@ pub fn run_live(
         tick: cfg.autoscaler.tick.0,
         keepalive: cfg.keepalive,
     };
-    let reports = replay::run_live(opts, &params)?;
+    let (shown, bar) = with_progress(opts, "live model");
+    let reports = replay::run_live(&shown, &params)?;
+    bar.finish_and_clear();
     if let Some(path) = plot_to {
         let curve = |policies| {
             let r = replay::run_live(&opts.with_policies(policies, true), &params)?;
@@ -161,6 +165,46 @@ fn chart(
         points.first().map_or(0, |p| p.functions)
     );
     plot::pareto(path, &title, &fixed, &predictive, points).map_err(anyhow::Error::msg)
+}
+
+/// `opts` with a progress bar over its functions on stderr: drawn on a terminal; else a
+/// plain line at each tenth. The total is `--functions`, else the file's lines.
+fn with_progress(opts: &Options, what: &str) -> (Options, indicatif::ProgressBar) {
+    use std::io::IsTerminal;
+    let lines = || {
+        std::fs::read(&opts.invocations)
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count().saturating_sub(1))
+            .unwrap_or(0)
+    };
+    let total = opts.functions.map_or_else(lines, |n| n.min(lines())) as u64;
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {pos}/{len} functions, {elapsed} (eta {eta})",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        b.set_message(format!("replay, {what}"));
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let (b, plain) = (bar.clone(), !std::io::stderr().is_terminal());
+    let done = std::sync::atomic::AtomicU64::new(0);
+    let what = what.to_string();
+    let progress = replay::Progress::new(move || {
+        b.inc(1);
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let step = (total / 10).max(1);
+        if plain && (n.is_multiple_of(step) || n == total) {
+            eprintln!("replay, {what}: {n}/{total} functions");
+        }
+    });
+    let mut shown = opts.with_policies(opts.policies.clone(), opts.durations.is_some());
+    shown.progress = progress;
+    (shown, bar)
 }
 
 /// The policy column's width: its longest name, at least the header's.

@@ -29,6 +29,24 @@ pub struct Options {
     /// GB-seconds of idle memory a cold start is worth, for `predictive` (the host
     /// config's `[keepalive]` costs: [`embedded_cold_start_gb_s`]).
     pub cold_start_gb_s: f64,
+    /// Told of each function replayed (the CLI's progress bar).
+    pub progress: Progress,
+}
+
+/// A callback per function replayed, from any of the replay's threads.
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<dyn Fn() + Send + Sync>>);
+
+impl Progress {
+    pub fn new(f: impl Fn() + Send + Sync + 'static) -> Self {
+        Progress(Some(std::sync::Arc::new(f)))
+    }
+
+    fn tick(&self) {
+        if let Some(f) = &self.0 {
+            f()
+        }
+    }
 }
 
 impl Options {
@@ -46,6 +64,7 @@ impl Options {
             policies,
             functions: self.functions,
             cold_start_gb_s: self.cold_start_gb_s,
+            progress: Progress::default(),
         }
     }
 }
@@ -99,6 +118,7 @@ pub fn run_minute(opts: &Options) -> Result<Replay, TraceError> {
     let mut with_durations = 0usize;
     for f in invocations.take(opts.functions.unwrap_or(usize::MAX)) {
         let f = f?;
+        opts.progress.tick();
         if f.per_minute.iter().all(|&c| c == 0) {
             continue;
         }
@@ -225,6 +245,7 @@ pub fn run_live(opts: &Options, p: &live::LiveParams) -> Result<Vec<LiveReport>,
             let f = f?;
             index += 1;
             if f.per_minute.iter().all(|&c| c == 0) {
+                opts.progress.tick();
                 continue;
             }
             let mb = memory.as_ref().map_or(DEFAULT_MEMORY_MB, |m| m.of(&f));
@@ -255,6 +276,7 @@ pub fn run_live(opts: &Options, p: &live::LiveParams) -> Result<Vec<LiveReport>,
                                 .map(|spec| (live::simulate(&arr, minutes, *mb, spec, p), *mb))
                                 .collect();
                             res.push((k, per));
+                            opts.progress.tick();
                         }
                         res
                     })
