@@ -83,15 +83,21 @@ fn admin_token(cfg: &HostConfig) -> anyhow::Result<String> {
     let mut raw = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
     let token = hex_encode(&raw);
+    write_private(&f, &token, "the admin token")?;
+    Ok(token)
+}
+
+/// Write a secret to `path`, readable by its owner only (mode 0600).
+fn write_private(path: &Path, text: &str, what: &str) -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&f)
-        .with_context(|| format!("{}: cannot write the admin token", f.display()))?;
-    file.write_all(token.as_bytes())?;
-    Ok(token)
+        .open(path)
+        .with_context(|| format!("{}: cannot write {what}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 /// The Lambda control plane's key pair: the config's, then SURGE_AWS_ACCESS_KEY_ID /
@@ -138,16 +144,10 @@ fn aws_keys(cfg: &HostConfig) -> anyhow::Result<Keys> {
         .collect();
     let secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw[..])
         .replace(['+', '/'], "x");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&f)
-        .with_context(|| format!("{}: cannot write the AWS credentials", f.display()))?;
-    writeln!(
-        file,
-        "[surge]\naws_access_key_id = {id}\naws_secret_access_key = {secret}"
+    write_private(
+        &f,
+        &format!("[surge]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n"),
+        "the AWS credentials",
     )?;
     Ok(Keys {
         access_key_id: id,

@@ -159,6 +159,16 @@ pub fn precheck(
     keys: &Keys,
     admin_token: &str,
 ) -> Result<(), ApiError> {
+    credentials(headers, keys, admin_token).map(drop)
+}
+
+/// The credentials' first checks: the admin token (answers None: nothing more to check), or
+/// a SigV4 `Authorization` naming the host's key (answers it, for the signature check).
+fn credentials<'h>(
+    headers: &'h hyper::HeaderMap,
+    keys: &Keys,
+    admin_token: &str,
+) -> Result<Option<Authorization<'h>>, ApiError> {
     let header = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -170,7 +180,7 @@ pub fn precheck(
         })?;
     if header.starts_with("Bearer ") {
         return if token_matches(Some(header), admin_token) {
-            Ok(())
+            Ok(None)
         } else {
             Err(forbidden(
                 "AccessDeniedException",
@@ -185,7 +195,7 @@ pub fn precheck(
         )
     })?;
     if same(a.key_id.as_bytes(), keys.access_key_id.as_bytes()) {
-        Ok(())
+        Ok(Some(a))
     } else {
         Err(forbidden(
             "UnrecognizedClientException",
@@ -201,38 +211,9 @@ pub fn authorize(
     admin_token: &str,
     now_unix: i64,
 ) -> Result<(), ApiError> {
-    let header = r
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            forbidden(
-                "MissingAuthenticationTokenException",
-                "Missing Authentication Token",
-            )
-        })?;
-    if header.starts_with("Bearer ") {
-        return if token_matches(Some(header), admin_token) {
-            Ok(())
-        } else {
-            Err(forbidden(
-                "AccessDeniedException",
-                "the admin token is wrong",
-            ))
-        };
-    }
-    let a = parse(header).ok_or_else(|| {
-        forbidden(
-            "IncompleteSignatureException",
-            "Authorization is neither AWS4-HMAC-SHA256 nor Bearer",
-        )
-    })?;
-    if !same(a.key_id.as_bytes(), keys.access_key_id.as_bytes()) {
-        return Err(forbidden(
-            "UnrecognizedClientException",
-            "The security token included in the request is invalid.",
-        ));
-    }
+    let Some(a) = credentials(r.headers, keys, admin_token)? else {
+        return Ok(());
+    };
     if keys.secret_access_key.is_empty() {
         return Ok(());
     }
