@@ -63,9 +63,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = 8
+SCHEMA = 9
 SCENARIOS = ("warm_http", "event", "async_queue", "inference", "cold_start", "cold_start_busy", "reaction", "memory",
-             "density", "vertical")
+             "density", "vertical", "records")
 HOG = "a Python busy loop (`while True: pass`), one process, outside surge's cgroups"
 LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
 
@@ -528,6 +528,65 @@ def event(b):
             "p50": ratio(runs["surge"]["p50_ms"], runs["wasmtime_run_per_event"]["p50_ms"]),
         },
     }
+
+
+def records(b):
+    """What invocation records cost a request: one binary, two hosts, the same functions as
+    shipped, one with `[logs] records = true` (the default) and one with `false`, loaded in
+    alternating rounds: warm `hello` on its route and `echo` through the Invoke API (the
+    lightest request, where a record weighs most), then the same with a busy loop on a core."""
+    a = b.args
+    fdir = b.functions_dir("records", [("hello", "hello", {}), ("echo", "echo", {})])
+    hosts = {}
+    for who, on in (("records_on", "true"), ("records_off", "false")):
+        p, port, lg = b.start_surge(f"records-{who}", fdir, extra=f"[logs]\nrecords = {on}\n")
+        wait_for_line(lg, "ready:", p)
+        hosts[who] = (p, port)
+    payload = '{"key":"value","n":1}'
+    targets = {"hello": ("/hello", None), "echo": (LAMBDA_PATH.format("echo"), payload)}
+    for _, port in hosts.values():
+        for path, body in targets.values():
+            wait_for_200(port, path, body.encode() if body else None)
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for busy in (False, True):
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
+        try:
+            for fn, (path, body) in targets.items():
+                runs = {who: [] for who in hosts}
+                for r in range(a.rounds):
+                    for who, (p, port) in hosts.items():
+                        tree = descendants(p.pid)
+                        c0 = cpu_ticks(tree)
+                        res = wrk(b.tools, f"http://127.0.0.1:{port}{path}", a.seconds, 16, b.lua, body)
+                        ok = res["requests"] - res["errors"]
+                        res["server_cpu_us_per_request"] = (cpu_ticks(tree) - c0) * 1e6 / hz / max(1, ok)
+                        runs[who].append(res)
+                        log(f"records {fn}{' busy' if busy else ''} round {r + 1} {who}: {res['rps']:.0f} req/s, "
+                            f"p99 {res['p99_ms']:.2f} ms, {res['server_cpu_us_per_request']:.1f} us CPU/request")
+                m = {k: medians(v) for k, v in runs.items()}
+                on, off = m["records_on"], m["records_off"]
+                out[f"{fn}{'_busy' if busy else ''}"] = {
+                    **m,
+                    "ratios": {"rps": ratio(on["rps"], off["rps"]), "p99": ratio(on["p99_ms"], off["p99_ms"]),
+                               "server_cpu_per_request": ratio(on["server_cpu_us_per_request"],
+                                                               off["server_cpu_us_per_request"])},
+                }
+        finally:
+            if hog:
+                hog.kill()
+                hog.wait()
+    # The records the loaded host kept: its bound holds, and how many were dropped.
+    text = request(hosts["records_on"][1], "/metrics")[1].decode()
+    figures = {}
+    for line in text.splitlines():
+        for k in ("surge_log_records", "surge_log_records_dropped_total", "surge_log_records_pruned_total"):
+            if line.startswith(k + " "):
+                figures[k] = float(line.split()[1])
+    for p, _ in hosts.values():
+        p.stop()
+    return {"tool": f"wrk -t2 -c16 -d{a.seconds}s per host and function, hosts alternating", "runs": out,
+            "store": figures}
 
 
 def fsync_rate(directory, seconds):
@@ -1291,6 +1350,18 @@ def markdown(res):
           "| --- | --- | --- | --- | --- |",
           f"| 100m → {ar['to_millicores']}m | {fmt(ar['seconds_to_first_raise'], 2)} | "
           f"{fmt(ar['rps_before'], 1)} | {fmt(ar['rps_after'], 1)} | {ar['ratio']} |"]
+    rec = res["scenarios"].get("records")
+    if rec:
+        L += ["## Invocation records: the same host with records on and off", "",
+              f"{rec['tool']}; the records host kept {fmt(rec['store'].get('surge_log_records'))} records, "
+              f"dropped {fmt(rec['store'].get('surge_log_records_dropped_total'))}.", "",
+              "| case | on req/s | off req/s | req/s on/off | p99 on/off | server CPU/request on/off |",
+              "| --- | --- | --- | --- | --- | --- |"]
+        for case, v in rec["runs"].items():
+            rt = v["ratios"]
+            L.append(f"| {case} | {fmt(v['records_on']['rps'])} | {fmt(v['records_off']['rps'])} | "
+                     f"{rt['rps']} | {rt['p99']} | {rt['server_cpu_per_request']} |")
+        L.append("")
     return "\n".join(L) + "\n"
 
 
@@ -1404,6 +1475,14 @@ def check(res):
         if v["surge"]["processes"] < 1 + v["functions"]:
             problems.append(f"memory.functions_{v['functions']}: {v['surge']['processes']} processes, "
                             f"expected the host and {v['functions']} sandboxes")
+    rec = sc["records"]
+    for case, v in rec["runs"].items():
+        for who in ("records_on", "records_off"):
+            num(f"records.{case}.{who}.rps", v[who]["rps"])
+            if v[who]["errors"]:
+                problems.append(f"records.{case}.{who}: {v[who]['errors']} errors")
+    if "surge_log_records" not in rec["store"]:
+        problems.append(f"records: the host reported no surge_log_records ({rec['store']})")
     return problems
 
 
@@ -1452,7 +1531,7 @@ def main():
     b = Bench(a, tools)
     runs = {"warm_http": warm_http, "event": event, "async_queue": async_queue, "inference": inference, "cold_start": cold_start,
             "cold_start_busy": cold_start_busy, "reaction": reaction, "memory": memory,
-            "density": density, "vertical": vertical}
+            "density": density, "vertical": vertical, "records": records}
     try:
         for name in a.only or SCENARIOS:
             log(f"== {name}")

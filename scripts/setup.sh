@@ -19,5 +19,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Node.js and npm, for the dashboard's chart library (uPlot, pinned by its package-lock.json;
+# build.rs embeds it in the binary).
+if ! command -v npm >/dev/null; then
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nodejs npm >/dev/null
+fi
+[ -f src/gateway/dashboard/node_modules/uplot/dist/uPlot.iife.min.js ] ||
+  npm ci --prefix src/gateway/dashboard --no-audit --no-fund --loglevel=error
+
 bash functions/build.sh
 cargo build --release --locked

@@ -13,6 +13,15 @@ venv="${SURGE_TOOLS_DIR:-$HOME/.cache/surge-tools}/venv"
 # The AWS CLI (v1, on the same botocore as boto3), for the control plane's CLI test.
 "$venv/bin/python" -c 'import awscli' 2>/dev/null || "$venv/bin/pip" install -q awscli==1.36.40
 "$venv/bin/python" -c 'import statsmodels' 2>/dev/null || "$venv/bin/pip" install -q statsmodels==0.14.4
+# Debian's Chromium and playwright-core (pinned by tests/browser/package-lock.json), for the
+# dashboard's browser test (tests/dashboard.rs).
+if [ ! -x /usr/bin/chromium ]; then
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
+fi
+[ -d tests/browser/node_modules/playwright-core ] ||
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 # --all-targets: the criterion benches run too, once each, as tests (they must not rot).
 cargo test --release --locked --workspace --all-targets 2>&1 | tee /tmp/surge-test.log
 # Make skipped cgroup tests visible at the end of the log.

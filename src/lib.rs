@@ -4,6 +4,7 @@
 //! transport) → sandbox → exec (in `surge-runtime`).
 //! Control path: [`registry`] (deploy/remove) → [`control`] (autoscale, vertical, node,
 //! supervisor) → [`dispatch`], which it reads and feeds but which never points back up.
+//! Observability: [`observe`] (invocation records, the dashboard's timeline) beside both.
 
 #![deny(unsafe_code)]
 
@@ -15,5 +16,6 @@ pub mod events;
 pub mod gateway;
 pub mod manifest;
 pub mod metrics;
+pub mod observe;
 pub mod registry;
 pub mod replay;

@@ -81,6 +81,34 @@ enum Command {
         /// Folder of functions/<name>/function.toml to deploy at start.
         #[arg(long)]
         functions_dir: Option<PathBuf>,
+        /// The host's own log lines on stderr: `text`, or `json` (one object a line, with
+        /// the structured fields: function, version, pid, request id…).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// A function's invocation records: Lambda's START / END / REPORT lines (duration,
+    /// billed duration, memory, cold start and its init time) with the guest's stderr.
+    Logs {
+        name: String,
+        /// Keep the stream open and print each new record as it is stored.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only records from this far back (e.g. 30s, 10m, 2h).
+        #[arg(long, default_value = "10m")]
+        since: String,
+        /// Only failed invocations (errors, traps, timeouts, memory, throttles).
+        #[arg(long)]
+        errors: bool,
+        /// One JSON object per record and line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Print the dashboard's URL (a link that logs this browser in with the admin token).
+    Dashboard {
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Deploy a function (or a new version of one) from its manifest.
     Deploy {
@@ -184,6 +212,12 @@ enum Command {
     Zygote,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReplayModel {
     Minute,
@@ -193,10 +227,13 @@ enum ReplayModel {
 fn main() {
     let cli = Cli::parse();
     if let Command::Zygote = cli.command {
-        init_tracing();
+        init_tracing(LogFormat::Text);
         surge_runtime::sandbox::zygote::run();
     }
-    init_tracing();
+    init_tracing(match &cli.command {
+        Command::Serve { log_format, .. } => *log_format,
+        _ => LogFormat::Text,
+    });
     if let Command::Replay {
         invocations,
         memory,
@@ -267,6 +304,7 @@ fn main() {
                 listen,
                 state_dir,
                 functions_dir,
+                log_format: _,
             } => {
                 cli::serve::run(cli::serve::ServeArgs {
                     config: serve_config.expect("loaded above"),
@@ -302,6 +340,30 @@ fn main() {
             }
             Command::Status { client: c } => {
                 client::status(&client::find_target(c.server, &c.state_dir)?).await
+            }
+            Command::Logs {
+                name,
+                follow,
+                since,
+                errors,
+                json,
+                client: c,
+            } => {
+                let t = client::find_target(c.server, &c.state_dir)?;
+                cli::logs::run(
+                    &t,
+                    &cli::logs::LogsArgs {
+                        name: &name,
+                        follow,
+                        since: Some(&since),
+                        errors,
+                        json,
+                    },
+                )
+                .await
+            }
+            Command::Dashboard { client: c } => {
+                client::dashboard(&client::find_target(c.server, &c.state_dir)?)
             }
             Command::Dlq { command } => match command {
                 DlqCommand::List {
@@ -348,12 +410,17 @@ fn fail(e: anyhow::Error) -> ! {
     std::process::exit(1);
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        // One JSON object a line: timestamp, level, the event's fields (function,
+        // version, pid, request_id, error…) at the top level with the message.
+        LogFormat::Json => b.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => b.init(),
+    }
 }

@@ -7,6 +7,7 @@
 //! - [`sandbox`]: the sandbox process that hosts one function's instances, and the wire
 //!   protocol between it and the host.
 //! - [`cgroup`]: the cgroup driver (v1 and v2, on cgroups-rs) and the limit converters.
+//! - [`ratelimit`]: limits for log lines a guest can trigger.
 
 #![deny(unsafe_code)]
 
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod exec;
 // glibc malloc_trim.
 pub mod heap;
+pub mod ratelimit;
 pub mod sandbox;
 
 use serde::{Deserialize, Serialize};

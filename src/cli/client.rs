@@ -125,12 +125,106 @@ pub async fn deploy(t: &Target, manifest: &Path) -> anyhow::Result<()> {
         manifest: text,
         wasm_base64: base64::engine::general_purpose::STANDARD.encode(&wasm),
     };
-    let r = post_json(t, "/admin/v1/functions", &req).await?;
-    let info: FunctionInfo = serde_json::from_slice(&r.body)?;
+    let info = deploy_with_progress(t, &req).await?;
     println!(
         "deployed {} version {} ({})",
         info.name, info.version, info.kind
     );
+    Ok(())
+}
+
+/// POST the deploy asking for its stages (JSON lines) and show them as they come: a
+/// spinner with the stage and its elapsed time on a terminal (stderr), one plain line a
+/// stage on stdout otherwise, before the result line. stderr stays for the one error line.
+async fn deploy_with_progress(t: &Target, req: &DeployRequest) -> anyhow::Result<FunctionInfo> {
+    use crate::registry::Stage;
+    use std::io::IsTerminal;
+    let token = t.token.as_deref().ok_or_else(|| {
+        anyhow!("no admin token: set SURGE_ADMIN_TOKEN or run where the server's state dir is")
+    })?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let r = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{}/admin/v1/functions", t.url))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/x-ndjson")
+        .body(Full::new(Bytes::from(serde_json::to_vec(req)?)))?;
+    let resp = client
+        .request(r)
+        .await
+        .with_context(|| format!("connecting to {}", t.url))?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let b = body.collect().await?.to_bytes();
+        return Err(admin_error(&Reply {
+            status,
+            headers: Default::default(),
+            body: b,
+        }));
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .expect("a valid template"),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(100));
+        Some(b)
+    } else {
+        None
+    };
+    let say = |text: String| match &bar {
+        Some(b) => b.set_message(text),
+        None => println!("{text}"),
+    };
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let mut pending = Vec::new();
+    let mut result = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        pending.extend_from_slice(&data);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let v: serde_json::Value = serde_json::from_slice(&line)?;
+            if let Some(info) = v.get("deployed") {
+                result = Some(Ok(serde_json::from_value::<FunctionInfo>(info.clone())?));
+            } else if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                let code = v.get("status").and_then(|s| s.as_u64()).unwrap_or(0);
+                result = Some(Err(anyhow!("{e} (HTTP {code})")));
+            } else {
+                match serde_json::from_value::<Stage>(v)? {
+                    Stage::Hash { bytes } => say(format!("hashing {:.1} MiB", mib(bytes))),
+                    Stage::Compile => say("compiling".into()),
+                    Stage::Compiled { ms } => {
+                        say(format!("compiled in {:.1} s", ms as f64 / 1000.0))
+                    }
+                    Stage::Start => say("starting the sandbox".into()),
+                    Stage::Ready { ms } => say(format!("ready in {ms} ms")),
+                }
+            }
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result.unwrap_or_else(|| Err(anyhow!("the server ended the deploy without its result")))
+}
+
+pub fn dashboard(t: &Target) -> anyhow::Result<()> {
+    println!("{}/dashboard", t.url);
+    match &t.token {
+        Some(token) => println!(
+            "open this link to log in (it holds the admin token): {}/dashboard/login#token={token}",
+            t.url
+        ),
+        None => {
+            println!("log in with the admin token (SURGE_ADMIN_TOKEN, or <state dir>/admin-token)")
+        }
+    }
     Ok(())
 }
 

@@ -1,4 +1,5 @@
 pub mod check;
 pub mod client;
+pub mod logs;
 pub mod replay;
 pub mod serve;

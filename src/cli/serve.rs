@@ -22,8 +22,13 @@ use crate::gateway::sigv4::Keys;
 use crate::gateway::{self, Gateway};
 use crate::manifest::HostConfig;
 use crate::metrics::Metrics;
+use crate::observe::records::{Bounds, Records};
+use crate::observe::timeline::Timeline;
 use crate::registry::store::Store;
 use crate::registry::Registry;
+
+/// How often the dashboard's timeline samples the host.
+const TIMELINE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often the keep-alive policies' state is written to the store.
 const KEEPALIVE_SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -255,6 +260,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
 
     let metrics = Metrics::new();
+    let logs = &registry.config.logs;
+    let records = if logs.records {
+        Some(Records::open(
+            &state_dir,
+            Bounds {
+                retention: logs.retention.0,
+                max_records: logs.max_records,
+                max_bytes: logs.max_bytes.0,
+                max_log: logs.max_log.0 as usize,
+            },
+        )?)
+    } else {
+        None
+    };
+    let timeline = Arc::new(parking_lot::Mutex::new(Timeline::default()));
     let queue = Queue::open(
         &state_dir,
         &registry.config.async_queue,
@@ -268,9 +288,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         aws_keys: keys,
         lambda_ops: Default::default(),
         metrics,
+        records: records.clone(),
+        timeline: timeline.clone(),
     });
     // Events are delivered from here on; those a function still deploying is due wait.
     let (queue_stop_tx, queue_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let queue_figures = queue.clone();
     let deliveries = tokio::spawn(queue.run(Arc::new(Deliverer(gw.clone())), async {
         let _ = queue_stop_rx.await;
     }));
@@ -311,6 +334,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         })
     };
 
+    // The dashboard's series: one sample a second of what status already shows.
+    let sampler = {
+        let (registry, queue) = (registry.clone(), queue_figures);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(TIMELINE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let (functions, node, queues) =
+                    (registry.list(), registry.node_status(), queue.stats());
+                let now = crate::aws::now_ms() as f64 / 1000.0;
+                timeline.lock().sample(now, &functions, &node, &queues);
+            }
+        })
+    };
+
     let errors = registry.restore_and_scan(plan).await;
     // The compiles' freed heap goes back to the kernel (runtime/src/heap.rs).
     let _ = tokio::task::spawn_blocking(surge_runtime::heap::trim).await;
@@ -337,6 +376,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = vertical_stop_tx.send(());
     let _ = resizer.await;
     saver.abort();
+    sampler.abort();
+    if let Some(r) = &records {
+        r.close().await;
+    }
     registry.save_keepalive();
     registry.shutdown().await;
     let _ = std::fs::remove_file(state_dir.join("server-url"));

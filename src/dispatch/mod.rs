@@ -106,6 +106,17 @@ pub struct Counters {
     /// Requests that arrived with no instance ready: each waited for a start (a cold
     /// start, a restart, or one still being pre-warmed).
     pub cold_requests: AtomicU64,
+    /// Requests refused for capacity: over the reserved concurrency, a full queue, or a
+    /// wait past `queue_timeout` (counted in `errors` too).
+    pub throttles: AtomicU64,
+}
+
+/// What the data path learnt of one call, for its invocation record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallNotes {
+    /// It arrived with no instance ready, and waited `init` for one to start.
+    pub cold: bool,
+    pub init: Option<Duration>,
 }
 
 pub struct Deployment {
@@ -394,11 +405,27 @@ impl Deployment {
     /// Run one request through the sandbox. A streamed reply keeps the request counted
     /// (in flight, in the load level, holding its permit) until its body ends.
     pub async fn call(self: &Arc<Self>, req: Request<Bytes>) -> Result<Reply, DispatchError> {
+        self.call_noted(req, &mut CallNotes::default()).await
+    }
+
+    /// [`call`](Self::call), noting whether the request was a cold one, and its wait.
+    pub async fn call_noted(
+        self: &Arc<Self>,
+        req: Request<Bytes>,
+        notes: &mut CallNotes,
+    ) -> Result<Reply, DispatchError> {
         let inflight = InflightGuard::enter(self.clone());
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let r = self.call_inner(req, inflight).await;
-        if !matches!(&r, Ok(reply) if reply.outcome == Outcome::Ok) {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        let r = self.call_inner(req, inflight, notes).await;
+        match &r {
+            Ok(reply) if reply.outcome == Outcome::Ok => {}
+            Err(DispatchError::Reserved { .. } | DispatchError::Overloaded { .. }) => {
+                self.counters.throttles.fetch_add(1, Ordering::Relaxed);
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            }
         }
         r
     }
@@ -407,16 +434,19 @@ impl Deployment {
         self: &Arc<Self>,
         req: Request<Bytes>,
         inflight: Hold,
+        notes: &mut CallNotes,
     ) -> Result<Reply, DispatchError> {
         let name = || self.name().to_string();
         // The request counts in the function's concurrency from arrival (queued or not)
         // until it is answered: that is the level the autoscaler averages.
+        let arrived = Instant::now();
         {
             let warm = self.ready() > 0;
             if !warm {
                 self.counters.cold_requests.fetch_add(1, Ordering::Relaxed);
+                notes.cold = true;
             }
-            let now = Instant::now();
+            let now = arrived;
             let mut w = self.load.lock();
             // Reserved concurrency caps the invocations inside, queued or executing; one
             // over it never counts as an arrival (as Lambda, a throttle is no invocation).
@@ -461,6 +491,9 @@ impl Deployment {
             }
         };
         let endpoint = self.live_endpoint(None).await?;
+        if notes.cold {
+            notes.init = Some(arrived.elapsed());
+        }
         let limit = self.spec.limits.max_body.0 as usize;
         let deadline = tokio::time::Instant::now() + self.timeout() + TIMEOUT_GRACE;
         let mut sent = tokio::time::timeout_at(deadline, endpoint.send(req, limit, deadline)).await;

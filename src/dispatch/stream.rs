@@ -55,6 +55,10 @@ pub struct StreamError(String);
 pub enum ReplyBody {
     Whole(Full<Bytes>),
     Streamed(Box<Streamed>),
+    /// A body the host writes as it goes (server-sent events, a deploy's progress): each
+    /// message is a piece, and the body ends when the sender is dropped. A client that
+    /// goes away drops the receiver, and the writer's next send fails.
+    Feed(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl From<Bytes> for ReplyBody {
@@ -90,7 +94,7 @@ impl ReplyBody {
     /// were added). A whole body has already ended: `f` runs now.
     pub fn on_end(&mut self, f: impl FnOnce(&Ended) + Send + 'static) {
         match self {
-            ReplyBody::Whole(_) => f(&Ended::Ok),
+            ReplyBody::Whole(_) | ReplyBody::Feed(_) => f(&Ended::Ok),
             ReplyBody::Streamed(s) => s.hooks.push(Box::new(f)),
         }
     }
@@ -184,6 +188,7 @@ impl Body for ReplyBody {
             ReplyBody::Whole(b) => {
                 return Pin::new(b).poll_frame(cx).map_err(|never| match never {})
             }
+            ReplyBody::Feed(rx) => return rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
             ReplyBody::Streamed(s) => s.as_mut(),
         };
         if s.ended {
@@ -249,13 +254,14 @@ impl Body for ReplyBody {
         match self {
             ReplyBody::Whole(b) => b.is_end_stream(),
             ReplyBody::Streamed(s) => s.ended,
+            ReplyBody::Feed(_) => false,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ReplyBody::Whole(b) => b.size_hint(),
-            ReplyBody::Streamed(_) => SizeHint::default(),
+            ReplyBody::Streamed(_) | ReplyBody::Feed(_) => SizeHint::default(),
         }
     }
 }

@@ -89,6 +89,8 @@ pub enum Action {
     DlqShow(String, i64),
     DlqReplay(String),
     DlqPurge(String),
+    /// A function's invocation records (`surge logs`).
+    Logs(String),
 }
 
 pub fn parse(method: &Method, path: &str) -> Result<Action, ApiError> {
@@ -116,6 +118,9 @@ pub fn parse(method: &Method, path: &str) -> Result<Action, ApiError> {
         (&Method::POST, ["functions", name, "dlq", "replay"]) if !name.is_empty() => {
             Ok(Action::DlqReplay(name.to_string()))
         }
+        (&Method::GET, ["functions", name, "logs"]) if !name.is_empty() => {
+            Ok(Action::Logs(name.to_string()))
+        }
         (&Method::GET, ["functions", name, "dlq", id]) if !name.is_empty() => id
             .parse()
             .map(|id| Action::DlqShow(name.to_string(), id))
@@ -124,10 +129,187 @@ pub fn parse(method: &Method, path: &str) -> Result<Action, ApiError> {
         | (m, ["functions", _])
         | (m, ["functions", _, "resize"])
         | (m, ["functions", _, "dlq"])
+        | (m, ["functions", _, "logs"])
         | (m, ["functions", _, "dlq", _])
         | (m, ["status"]) => Err(ApiError::MethodNotAllowed(m.to_string())),
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
+}
+
+const NDJSON: &str = "application/x-ndjson";
+
+/// A deploy that reports its stages as it goes: one JSON object a line (`{"stage": …}`),
+/// then `{"deployed": FunctionInfo}` or `{"error": …, "status": …}`. The deploy runs in its
+/// own task: a client that leaves does not cut it short (it is all or nothing anyway).
+fn deploy_streamed(gw: &Gateway, dr: DeployRequest, wasm: Vec<u8>) -> HttpResponse {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let (stage_tx, mut stages) = tokio::sync::mpsc::unbounded_channel();
+    let registry = gw.registry.clone();
+    let line = |v: &serde_json::Value| -> bytes::Bytes { format!("{v}\n").into() };
+    tokio::spawn(async move {
+        let deploy =
+            registry.deploy_reporting(&dr.manifest_file, &dr.manifest, wasm, Some(&stage_tx));
+        tokio::pin!(deploy);
+        let result = loop {
+            tokio::select! {
+                r = &mut deploy => break r,
+                Some(stage) = stages.recv() => {
+                    let _ = tx.send(line(&serde_json::to_value(&stage).expect("a stage serializes"))).await;
+                }
+            }
+        };
+        while let Ok(stage) = stages.try_recv() {
+            let _ = tx
+                .send(line(
+                    &serde_json::to_value(&stage).expect("a stage serializes"),
+                ))
+                .await;
+        }
+        let last = match result {
+            Ok(info) => serde_json::json!({ "deployed": info }),
+            Err(e) => {
+                let e = ApiError::from(e);
+                let message = e.to_string();
+                let status = e.into_response(super::errors::Surface::Admin).status();
+                serde_json::json!({ "error": message, "status": status.as_u16() })
+            }
+        };
+        let _ = tx.send(line(&last)).await;
+    });
+    hyper::Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", NDJSON)
+        .body(crate::dispatch::stream::ReplyBody::Feed(rx))
+        .expect("valid response")
+}
+
+/// The most records one read returns.
+const LOGS_MAX: usize = 10_000;
+/// A followed stream sends a comment this often, so that proxies and clients see it alive.
+const FOLLOW_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// What `GET /admin/v1/functions/{name}/logs` asks, parsed from its query: `since` (a
+/// span back from now: `10m`, `2h`), `errors`, `limit`, `follow` (server-sent events).
+#[derive(Debug, PartialEq)]
+pub struct LogsRequest {
+    pub query: crate::observe::records::Query,
+    pub follow: bool,
+}
+
+pub fn parse_logs(name: &str, query: Option<&str>, now_ms: i64) -> Result<LogsRequest, ApiError> {
+    let mut r = LogsRequest {
+        query: crate::observe::records::Query {
+            function: name.to_string(),
+            since_ms: None,
+            errors: false,
+            limit: 1000,
+        },
+        follow: false,
+    };
+    let flag = |k: &str, v: &str| match v {
+        "" | "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "{k}={v:?}: expected true or false"
+        ))),
+    };
+    for kv in query.unwrap_or("").split('&').filter(|kv| !kv.is_empty()) {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        match k {
+            "since" => {
+                let span: crate::manifest::units::Span = v
+                    .parse()
+                    .map_err(|e| ApiError::BadRequest(format!("since={v:?}: {e}")))?;
+                r.query.since_ms = Some(now_ms - span.0.as_millis() as i64);
+            }
+            "errors" => r.query.errors = flag(k, v)?,
+            "follow" => r.follow = flag(k, v)?,
+            "limit" => {
+                r.query.limit = v
+                    .parse::<usize>()
+                    .map_err(|_| ApiError::BadRequest(format!("limit={v:?} is not a number")))?
+                    .clamp(1, LOGS_MAX)
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {k:?} (since, errors, limit, follow)"
+                )))
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// One record as a server-sent event.
+fn sse_record(r: &crate::observe::records::Record) -> bytes::Bytes {
+    format!(
+        "event: record\nid: {}\ndata: {}\n\n",
+        r.seq,
+        serde_json::to_string(r).expect("a record serializes")
+    )
+    .into()
+}
+
+async fn logs(gw: &Gateway, name: &str, query: Option<&str>) -> Result<HttpResponse, ApiError> {
+    let req = parse_logs(name, query, crate::aws::now_ms())?;
+    let records = gw.records.clone().ok_or_else(|| {
+        ApiError::NotFound("invocation records are off ([logs] records = false)".into())
+    })?;
+    let known = !matches!(
+        gw.registry.routes().resolve_name(name),
+        crate::dispatch::routes::Resolved::Unknown
+    );
+    // Subscribed before the backlog is read: nothing falls between the two.
+    let live = req.follow.then(|| records.follow());
+    let backlog = records.query(req.query.clone()).await?;
+    if backlog.is_empty() && !known {
+        return Err(ApiError::FunctionNotFound(name.to_string()));
+    }
+    let Some(mut live) = live else {
+        return Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "records": backlog }),
+        ));
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(64);
+    let q = req.query;
+    tokio::spawn(async move {
+        let mut last = 0;
+        for r in &backlog {
+            last = r.seq;
+            if tx.send(sse_record(r)).await.is_err() {
+                return;
+            }
+        }
+        // A comment at once: the client knows the backlog is over.
+        if tx.send(": live\n\n".into()).await.is_err() {
+            return;
+        }
+        loop {
+            let piece = match tokio::time::timeout(FOLLOW_HEARTBEAT, live.recv()).await {
+                Err(_) => ": keep-alive\n\n".into(),
+                Ok(Ok(r)) if r.seq > last && q.matches(&r) => {
+                    last = r.seq;
+                    sse_record(&r)
+                }
+                Ok(Ok(_)) => continue,
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
+                    format!("event: lagged\ndata: {n}\n\n").into()
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
+            };
+            // The client went away: stop.
+            if tx.send(piece).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(hyper::Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(crate::dispatch::stream::ReplyBody::Feed(rx))
+        .expect("valid response"))
 }
 
 /// What a replay names: one entry, or (none) all of the function's.
@@ -220,6 +402,7 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse
             }
             Ok(json(StatusCode::OK, &serde_json::json!({ "replayed": n })))
         }
+        Action::Logs(name) => logs(gw, &name, req.uri().query()).await,
         Action::DlqPurge(name) => {
             let n = gw.queue.purge(&name).await?;
             Ok(json(StatusCode::OK, &serde_json::json!({ "purged": n })))
@@ -255,11 +438,19 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse
             let wasm = base64::engine::general_purpose::STANDARD
                 .decode(dr.wasm_base64.as_bytes())
                 .map_err(|e| ApiError::BadRequest(format!("deploy request: wasm_base64: {e}")))?;
-            let info = gw
-                .registry
-                .deploy(&dr.manifest_file, &dr.manifest, wasm)
-                .await?;
-            Ok(json(StatusCode::OK, &info))
+            let streamed = parts
+                .headers
+                .get("accept")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(NDJSON));
+            if !streamed {
+                let info = gw
+                    .registry
+                    .deploy(&dr.manifest_file, &dr.manifest, wasm)
+                    .await?;
+                return Ok(json(StatusCode::OK, &info));
+            }
+            Ok(deploy_streamed(gw, dr, wasm))
         }
     }
 }
@@ -306,6 +497,14 @@ mod tests {
             parse(&Method::DELETE, "/admin/v1/functions/flaky/dlq").unwrap(),
             Action::DlqPurge("flaky".into())
         );
+        assert_eq!(
+            parse(&Method::GET, "/admin/v1/functions/echo/logs").unwrap(),
+            Action::Logs("echo".into())
+        );
+        assert!(matches!(
+            parse(&Method::POST, "/admin/v1/functions/echo/logs"),
+            Err(ApiError::MethodNotAllowed(_))
+        ));
         assert!(matches!(
             parse(&Method::GET, "/admin/v1/functions/flaky/dlq/x"),
             Err(ApiError::BadRequest(_))
@@ -330,6 +529,35 @@ mod tests {
             parse(&Method::GET, "/admin/v1/functions/a/b"),
             Err(ApiError::NoRoute(_))
         ));
+    }
+
+    #[test]
+    fn parses_logs_queries() {
+        let r = parse_logs("echo", Some("since=10m&errors=1&limit=5&follow"), 1_000_000).unwrap();
+        assert_eq!(r.query.since_ms, Some(1_000_000 - 600_000));
+        assert!(r.query.errors && r.follow);
+        assert_eq!(r.query.limit, 5);
+        let d = parse_logs("echo", None, 0).unwrap();
+        assert_eq!(
+            (d.query.since_ms, d.query.errors, d.follow, d.query.limit),
+            (None, false, false, 1000)
+        );
+        assert_eq!(
+            parse_logs("echo", Some("limit=99999999"), 0)
+                .unwrap()
+                .query
+                .limit,
+            LOGS_MAX
+        );
+        for bad in ["since=yesterday", "errors=maybe", "limit=x", "tail=1"] {
+            assert!(
+                matches!(
+                    parse_logs("echo", Some(bad), 0),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

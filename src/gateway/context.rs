@@ -8,10 +8,14 @@ use hyper::Request;
 
 use super::errors::ApiError;
 use crate::dispatch::routes::{Resolved, Routes};
-use crate::dispatch::{Deployment, DispatchError, Hold, Reply};
+use crate::dispatch::{CallNotes, Deployment, DispatchError, Hold, Reply};
 use crate::events::Queue;
 use crate::metrics::Metrics;
+use crate::observe::records::{Invocation, Records};
+use crate::observe::timeline::Timeline;
 use crate::registry::Registry;
+use surge_runtime::exec::Outcome;
+use surge_runtime::sandbox::protocol;
 
 pub struct Gateway {
     pub registry: Arc<Registry>,
@@ -23,6 +27,10 @@ pub struct Gateway {
     /// Control-plane operations under way or failed (CreateFunction, UpdateFunctionCode…).
     pub lambda_ops: super::operations::Operations,
     pub metrics: Metrics,
+    /// Invocation records (None: `[logs] records = false`).
+    pub records: Option<Arc<Records>>,
+    /// The dashboard's series and events, sampled once a second.
+    pub timeline: Arc<parking_lot::Mutex<Timeline>>,
 }
 
 impl Gateway {
@@ -108,25 +116,45 @@ pub async fn hold(gw: &Gateway, target: Target<'_>) -> Result<Hold, ApiError> {
     }
 }
 
-/// Send a request to a deployment, recording metrics: every invocation, synchronous or
-/// not, on any surface, goes through here.
+/// Send a request to a deployment, recording metrics and the invocation's record: every
+/// invocation, synchronous or not, on any surface, goes through here. `rid` is its
+/// request id.
 pub async fn invoke(
     gw: &Gateway,
     d: &Arc<Deployment>,
+    rid: &str,
     req: Request<Bytes>,
 ) -> Result<Reply, ApiError> {
     let started = tokio::time::Instant::now();
-    let mut r = d.call(req).await;
+    let start_ms = gw.records.is_some().then(crate::aws::now_ms);
+    let mut notes = CallNotes::default();
+    let mut r = d.call_noted(req, &mut notes).await;
     // A streamed reply is counted when its body ends, with how it ended.
     if let Ok(reply) = &mut r {
         if reply.response.body().is_streamed() {
             let (requests, duration) = (gw.metrics.requests.clone(), gw.metrics.duration.clone());
             let name = d.name().to_string();
+            let record = start_ms.map(|start_ms| {
+                let mut inv = invocation(d, rid, start_ms, notes);
+                inv.status = reply.response.status().as_u16();
+                (gw.records.clone().expect("records on"), inv)
+            });
             reply.response.body_mut().on_end(move |ended| {
                 requests.with_label_values(&[&name, ended.outcome()]).inc();
+                let took = started.elapsed();
                 duration
                     .with_label_values(&[&name])
-                    .observe(started.elapsed().as_secs_f64());
+                    .observe(took.as_secs_f64());
+                if let Some((records, mut inv)) = record {
+                    inv.duration = took;
+                    inv.outcome = ended.outcome();
+                    if let crate::dispatch::stream::Ended::Failed { message, .. }
+                    | crate::dispatch::stream::Ended::Broken(message) = ended
+                    {
+                        inv.message = Some(message.clone());
+                    }
+                    records.submit(inv);
+                }
             });
             return Ok(r?);
         }
@@ -140,9 +168,68 @@ pub async fn invoke(
         .requests
         .with_label_values(&[d.name(), outcome])
         .inc();
+    let took = started.elapsed();
     gw.metrics
         .duration
         .with_label_values(&[d.name()])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(took.as_secs_f64());
+    if let (Some(records), Some(start_ms)) = (&gw.records, start_ms) {
+        let mut inv = invocation(d, rid, start_ms, notes);
+        inv.duration = took;
+        match &r {
+            Ok(reply) => {
+                let h = reply.response.headers();
+                let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+                inv.outcome = reply.outcome.as_str();
+                // A guest's failure: the status its route answers with (errors.rs).
+                inv.status = match reply.outcome {
+                    Outcome::Ok => reply.response.status().as_u16(),
+                    Outcome::Timeout => 504,
+                    _ => 500,
+                };
+                inv.max_memory_bytes = text(protocol::PEAK_MEMORY).and_then(|v| v.parse().ok());
+                inv.message = text(protocol::MESSAGE).map(str::to_string);
+                inv.log_base64 = text(protocol::LOG_TAIL)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string);
+            }
+            Err(e) => {
+                (inv.outcome, inv.status) = failure(e);
+                inv.message = Some(e.to_string());
+            }
+        }
+        records.submit(inv);
+    }
     Ok(r?)
+}
+
+/// A record's fields known before the reply.
+fn invocation(d: &Deployment, rid: &str, start_ms: i64, notes: CallNotes) -> Invocation {
+    Invocation {
+        request_id: rid.to_string(),
+        function: d.name().to_string(),
+        version: d.version,
+        sandbox_pid: d.sandbox_pid(),
+        start_ms,
+        duration: Default::default(),
+        cold: notes.cold,
+        init: notes.init,
+        outcome: "ok",
+        status: 200,
+        max_memory_bytes: None,
+        memory_size_bytes: d.spec.limits.memory.0,
+        message: None,
+        log_base64: None,
+    }
+}
+
+/// The outcome a record gives a host error, and the status a route answers it with.
+fn failure(e: &DispatchError) -> (&'static str, u16) {
+    match e {
+        DispatchError::Overloaded { .. } | DispatchError::Reserved { .. } => ("throttled", 503),
+        DispatchError::Unavailable { .. } => ("unavailable", 503),
+        DispatchError::Timeout { .. } => ("timeout", 504),
+        DispatchError::SandboxFailed { .. } => ("failed", 502),
+        DispatchError::ResponseTooLarge { .. } => ("too_large", 502),
+    }
 }

@@ -44,6 +44,8 @@ pub enum ApiError {
     Deploy(#[from] DeployError),
     #[error(transparent)]
     Queue(#[from] QueueError),
+    #[error(transparent)]
+    Records(#[from] crate::observe::records::RecordsError),
     /// A resource other than a function is missing (its message says which).
     #[error("{0}")]
     NotFound(String),
@@ -122,7 +124,7 @@ impl ApiError {
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             },
             ApiError::Queue(QueueError::Full(_)) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Queue(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Queue(_) | ApiError::Records(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyRead(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,

@@ -143,7 +143,7 @@ async fn handle_inner(
         }
     }
     // Lambda reports a timeout as the function's error, not the service's (errors.rs).
-    let reply = invoke(gw, &d, sandbox_request(parts, payload))
+    let reply = invoke(gw, &d, rid, sandbox_request(parts, payload))
         .await
         .map_err(|error| Failed {
             error,

@@ -161,7 +161,7 @@ async fn deliver(gw: &Arc<Gateway>, function: &str, request_id: &str, payload: B
         .body(())
         .expect("valid request")
         .into_parts();
-    let (failed, body) = match invoke(gw, &d, sandbox_request(parts, payload)).await {
+    let (failed, body) = match invoke(gw, &d, request_id, sandbox_request(parts, payload)).await {
         Ok(reply) => {
             let (rparts, body) = reply.response.into_parts();
             let failed = super::lambda::judge(&d, reply.outcome, &rparts);

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod body;
 pub mod context;
+pub mod dashboard;
 pub mod errors;
 pub mod lambda;
 pub mod lambda_async;
@@ -70,15 +71,21 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
         return errors::text(StatusCode::OK, "ok\n");
     }
     if path == "/metrics" {
-        let body = gw.metrics.render(
+        let mut body = gw.metrics.render(
             &gw.registry.list(),
             &gw.registry.node_status(),
             &gw.queue.stats(),
         );
+        if let Some(r) = &gw.records {
+            body.push_str(&records_metrics(&r.stats()));
+        }
         return Response::builder()
             .header("content-type", "text/plain; version=0.0.4")
             .body(ReplyBody::from(body))
             .expect("valid response");
+    }
+    if path == dashboard::PREFIX || path.starts_with("/dashboard/") {
+        return dashboard::handle(gw, req).await;
     }
     if path.starts_with("/admin/") {
         return admin::handle(gw, req)
@@ -109,4 +116,40 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
     route::route(gw, req)
         .await
         .unwrap_or_else(|e| e.into_response(Surface::Route))
+}
+
+/// The invocation records' figures, in Prometheus's text format.
+fn records_metrics(s: &crate::observe::records::Stats) -> String {
+    let mut out = String::new();
+    for (name, kind, help, value) in [
+        (
+            "surge_log_records",
+            "gauge",
+            "Invocation records held (logs.db).",
+            s.records,
+        ),
+        (
+            "surge_log_record_bytes",
+            "gauge",
+            "Bytes of invocation records held.",
+            s.bytes,
+        ),
+        (
+            "surge_log_records_dropped_total",
+            "counter",
+            "Invocation records dropped because the writer was behind.",
+            s.dropped,
+        ),
+        (
+            "surge_log_records_pruned_total",
+            "counter",
+            "Invocation records deleted by a bound (count, bytes or age).",
+            s.pruned,
+        ),
+    ] {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    out
 }

@@ -17,7 +17,10 @@ pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse,
     let d = &hold.deployment().clone();
     let (parts, body) = req.into_parts();
     let body = read_function_body(d, &parts, body).await?;
-    let reply = invoke(gw, d, sandbox_request(parts, body)).await?;
+    // The id `surge logs` shows the invocation under; the client gets it as a Lambda
+    // function URL gives it.
+    let rid = crate::aws::request_id();
+    let reply = invoke(gw, d, &rid, sandbox_request(parts, body)).await?;
     let (mut parts, mut body) = reply.response.into_parts();
     match reply.outcome {
         Outcome::Ok => {
@@ -33,6 +36,9 @@ pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse,
             // The version must not drain under a body still streaming from its sandbox.
             if body.is_streamed() {
                 body.on_end(move |_| drop(hold));
+            }
+            if let Ok(v) = HeaderValue::from_str(&rid) {
+                parts.headers.insert("x-amzn-requestid", v);
             }
             if d.kind == Kind::Event && !parts.headers.contains_key("content-type") {
                 parts

@@ -36,6 +36,22 @@ pub struct HostConfig {
     pub node: NodeConfig,
     pub sandbox: SandboxConfig,
     pub cgroup: CgroupConfig,
+    pub logs: LogsConfig,
+}
+
+/// Invocation records (`surge logs`), in `<state_dir>/logs.db`, bounded per function.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Keep one record per invocation.
+    pub records: bool,
+    /// Records older than this go.
+    pub retention: Span,
+    /// Per function: at most this many records, and this many bytes of them.
+    pub max_records: u64,
+    pub max_bytes: Bytes,
+    /// The tail of the guest's stderr one record keeps (the sandbox sends at most 4Ki).
+    pub max_log: Bytes,
 }
 
 /// The vertical recommender's parameters (VPA names where VPA has them).
@@ -315,6 +331,29 @@ impl HostConfig {
                 format!("key `{dotted}`: {msg}"),
             ));
         }
+        let l = &self.logs;
+        let bad = if l.retention.0 < std::time::Duration::from_secs(1) {
+            Some(("retention", "must be at least 1s".to_string()))
+        } else if l.max_records == 0 {
+            Some(("max_records", "must be at least 1".to_string()))
+        } else if l.max_bytes.0 < 1 << 16 {
+            Some(("max_bytes", "must be at least 64Ki".to_string()))
+        } else if l.max_log.0 > 4096 {
+            Some((
+                "max_log",
+                "must be at most 4Ki (what a sandbox sends of stderr)".to_string(),
+            ))
+        } else {
+            None
+        };
+        if let Some((key, msg)) = bad {
+            let dotted = format!("logs.{key}");
+            return Err(FileError::new(
+                file,
+                line_of_key(text, &dotted),
+                format!("key `{dotted}`: {msg}"),
+            ));
+        }
         if let Err((key, msg)) = check_vertical(&self.vertical) {
             let dotted = format!("vertical.{key}");
             return Err(FileError::new(
@@ -382,6 +421,18 @@ struct PartialCheck {
     node: Option<PartialNode>,
     sandbox: Option<PartialSandbox>,
     cgroup: Option<PartialCgroup>,
+    logs: Option<PartialLogs>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialLogs {
+    records: Option<bool>,
+    retention: Option<Span>,
+    max_records: Option<u64>,
+    max_bytes: Option<Bytes>,
+    max_log: Option<Bytes>,
 }
 
 #[derive(Deserialize)]

@@ -104,12 +104,13 @@ pub struct FunctionSpec {
 }
 
 /// Path prefixes that belong to the host and can never be a function route.
-pub const RESERVED_PREFIXES: [&str; 7] = [
+pub const RESERVED_PREFIXES: [&str; 8] = [
     "/2015-03-31/",
     "/2017-10-31/",
     "/2019-09-25/",
     "/2019-09-30/",
     "/admin/",
+    "/dashboard",
     "/healthz",
     "/metrics",
 ];

@@ -24,6 +24,37 @@ use crate::manifest::{FileError, FunctionSpec, HostConfig};
 use status::FunctionInfo;
 use store::{Store, StoreError, StoredFunction};
 
+/// A deploy's stages as they happen, for `surge deploy`'s progress (the admin API streams
+/// them as JSON lines).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    /// Hashing the handler's bytes.
+    Hash {
+        bytes: u64,
+    },
+    /// Compiling it (or finding it in the compile cache).
+    Compile,
+    Compiled {
+        ms: u64,
+    },
+    /// Starting the new version's sandbox...
+    Start,
+    /// ... which is ready: its first instance is warm.
+    Ready {
+        ms: u64,
+    },
+}
+
+/// Where a deploy reports its stages (None: nowhere).
+pub type Progress<'a> = Option<&'a tokio::sync::mpsc::UnboundedSender<Stage>>;
+
+fn report(p: Progress<'_>, stage: Stage) {
+    if let Some(tx) = p {
+        let _ = tx.send(stage);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error(transparent)]
@@ -205,8 +236,21 @@ impl Registry {
         manifest: &str,
         wasm: Vec<u8>,
     ) -> Result<FunctionInfo, DeployError> {
+        self.deploy_reporting(file, manifest, wasm, None).await
+    }
+
+    /// [`deploy`](Self::deploy), reporting each stage to `progress` as it begins.
+    pub async fn deploy_reporting(
+        &self,
+        file: &str,
+        manifest: &str,
+        wasm: Vec<u8>,
+        progress: Progress<'_>,
+    ) -> Result<FunctionInfo, DeployError> {
         let _t = self.transitions.lock().await;
-        let r = self.deploy_locked(file, manifest, Some(wasm), None).await;
+        let r = self
+            .deploy_locked(file, manifest, Some(wasm), None, progress)
+            .await;
         // The compile's freed heap goes back to the kernel (runtime/src/heap.rs).
         let _ = tokio::task::spawn_blocking(surge_runtime::heap::trim).await;
         r
@@ -221,6 +265,7 @@ impl Registry {
         manifest: &str,
         wasm: Option<Vec<u8>>,
         restore: Option<&StoredFunction>,
+        progress: Progress<'_>,
     ) -> Result<FunctionInfo, DeployError> {
         let spec = FunctionSpec::parse(Path::new(file), manifest, &self.config.defaults)?;
         let name = spec.name.to_string();
@@ -256,9 +301,20 @@ impl Registry {
             (wasm, _) => {
                 let wasm = wasm.unwrap_or_default();
                 let hf = handler_file.clone();
+                let tx = progress.cloned();
                 let (sha, compiled, wasm) = tokio::task::spawn_blocking(move || {
+                    report(
+                        tx.as_ref(),
+                        Stage::Hash {
+                            bytes: wasm.len() as u64,
+                        },
+                    );
                     let sha = sha256_hex(&wasm);
+                    report(tx.as_ref(), Stage::Compile);
+                    let began = std::time::SystemTime::now();
                     let compiled = cache.get_or_compile(&engine, &hf, &wasm, declared);
+                    let ms = began.elapsed().unwrap_or_default().as_millis() as u64;
+                    report(tx.as_ref(), Stage::Compiled { ms });
                     (sha, compiled, wasm)
                 })
                 .await
@@ -298,6 +354,8 @@ impl Registry {
         let at_zero = restore.is_some()
             && spec.scaling.min_instances == 0
             && artifact_is_precompiled(&artifact, kind);
+        report(progress, Stage::Start);
+        let starting = tokio::time::Instant::now();
         let sup = supervisor::start(
             self.sandboxes.clone(),
             supervisor::Version {
@@ -313,6 +371,12 @@ impl Registry {
             },
         )
         .await?;
+        report(
+            progress,
+            Stage::Ready {
+                ms: starting.elapsed().as_millis() as u64,
+            },
+        );
         if restore.is_none() {
             let stored = StoredFunction {
                 name: name.clone(),
@@ -589,7 +653,7 @@ impl Registry {
             }
         };
         if let Err(e) = self
-            .deploy_locked(&f.manifest_file, &f.manifest, wasm, Some(f))
+            .deploy_locked(&f.manifest_file, &f.manifest, wasm, Some(f), None)
             .await
         {
             errors.push(format!("restoring {}: {e}", f.name));

@@ -71,6 +71,10 @@ pub struct FunctionInfo {
     pub inflight: usize,
     pub requests: u64,
     pub errors: u64,
+    /// Of the errors: requests refused for capacity (reserved concurrency, a full queue,
+    /// a queue wait past its timeout).
+    #[serde(default)]
+    pub throttles: u64,
     pub restarts: u64,
     pub cgroup: Vec<String>,
     pub deployed_at_unix: i64,
@@ -156,6 +160,7 @@ impl FunctionInfo {
             inflight: d.inflight(),
             requests: d.counters.requests.load(Relaxed),
             errors: d.counters.errors.load(Relaxed),
+            throttles: d.counters.throttles.load(Relaxed),
             restarts: c.lifecycle.restarts.load(Relaxed),
             memory_overhead_bytes: c.memory_overhead_bytes,
             cgroup: c

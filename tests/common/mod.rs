@@ -77,6 +77,9 @@ pub struct Host {
     pub addr: String,
     pub dir: tempfile::TempDir,
     pub subtree: String,
+    /// More arguments for `surge serve`; with any, the host logs at `info` into
+    /// `<dir>/serve.log` (see [`Host::stderr_so_far`]) instead of the test's stderr.
+    pub serve_args: Vec<String>,
 }
 
 pub struct Reply {
@@ -145,7 +148,7 @@ impl Host {
     pub fn start_listening(functions: &[&str]) -> Host {
         let n = HOSTS.fetch_add(1, Ordering::Relaxed);
         let subtree = format!("surge-test-{}-{n}", std::process::id());
-        Self::build(functions, "", subtree, &|m| m, false)
+        Self::build(functions, "", subtree, &|m| m, false, &[])
     }
 
     fn start_edited(
@@ -154,7 +157,7 @@ impl Host {
         subtree: String,
         edit: &dyn Fn(String) -> String,
     ) -> Host {
-        Self::build(functions, extra_config, subtree, edit, true)
+        Self::build(functions, extra_config, subtree, edit, true, &[])
     }
 
     fn build(
@@ -163,6 +166,7 @@ impl Host {
         subtree: String,
         edit: &dyn Fn(String) -> String,
         wait_ready: bool,
+        serve_args: &[&str],
     ) -> Host {
         let dir = tempfile::tempdir().expect("tempdir");
         let fdir = dir.path().join("functions");
@@ -194,22 +198,44 @@ impl Host {
             addr: String::new(),
             dir,
             subtree,
+            serve_args: serve_args.iter().map(|a| a.to_string()).collect(),
         };
         h.spawn();
         h
     }
 
+    /// A host started with more `surge serve` arguments (e.g. `--log-format json`), its
+    /// stderr at `info` kept for [`Host::stderr_so_far`].
+    pub fn start_with_args(functions: &[&str], extra_config: &str, args: &[&str]) -> Host {
+        let n = HOSTS.fetch_add(1, Ordering::Relaxed);
+        let subtree = format!("surge-test-{}-{n}", std::process::id());
+        Self::build(functions, extra_config, subtree, &|m| m, true, args)
+    }
+
+    /// What the host wrote on stderr so far (a host from [`Host::start_with_args`]).
+    pub fn stderr_so_far(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
     fn spawn(&mut self) {
-        let mut child = Command::new(SURGE)
-            .arg("serve")
+        let mut cmd = Command::new(SURGE);
+        cmd.arg("serve")
             .arg("--config")
             .arg(self.dir.path().join("surge.toml"))
+            .args(&self.serve_args)
             .env("RUST_LOG", "warn")
             .env_remove("SURGE_ADMIN_TOKEN")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn surge serve");
+            .stderr(Stdio::inherit());
+        if !self.serve_args.is_empty() {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("serve.log"))
+                .expect("serve.log");
+            cmd.env("RUST_LOG", "info").stderr(log);
+        }
+        let mut child = cmd.spawn().expect("spawn surge serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let mut url = None;
         let ready = self.ready.clone();

@@ -356,7 +356,12 @@ impl HttpHandler {
             match this.instantiate(slot).await {
                 Ok(w) => this.give_back(w),
                 Err(e) => {
-                    tracing::warn!(error = %e, "re-instantiation failed; the next request will retry")
+                    // Guest start code that traps does so at every replacement.
+                    static REINSTANTIATE: crate::ratelimit::RateLimit =
+                        crate::ratelimit::RateLimit::new(10, std::time::Duration::from_secs(10));
+                    if let Some(suppressed) = REINSTANTIATE.check() {
+                        tracing::warn!(error = %e, suppressed, "re-instantiation failed; the next request will retry")
+                    }
                 }
             }
         });
@@ -575,6 +580,7 @@ impl HttpHandler {
         };
         inst.served += 1;
         self.settings.memory.observe(&inst.store.data().limiter);
+        let peak = PeakMemory(inst.store.data().limiter.peak_bytes as u64);
         let failure = called
             .err()
             .map(|e| classify(&e, &inst.store.data().limiter));
@@ -591,6 +597,10 @@ impl HttpHandler {
             self.replenish();
         }
         answer(match (response, failure) {
+            (Ok(Some(mut resp)), None) => {
+                resp.extensions_mut().insert(peak);
+                Ok(Some(resp))
+            }
             (Ok(resp), None) => Ok(resp),
             (_, Some((outcome, message))) => Err(HttpFailure { outcome, message }),
             (Err(Some(message)), None) => Err(HttpFailure {
@@ -655,6 +665,11 @@ async fn send<S: ResponseSink>(
     }
     Ok(())
 }
+
+/// The peak linear memory of the instance that served a whole response, bytes (in the
+/// response's extensions: the sandbox reports it to the host beside the guest's headers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeakMemory(pub u64);
 
 /// What [`HttpHandler::handle`] made of a call.
 #[derive(Debug)]

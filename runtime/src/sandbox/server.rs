@@ -348,7 +348,11 @@ async fn serve_connection(mut stream: UnixStream, handler: Arc<Handler>, max_bod
             // The host's gateway bounds bodies by max_body before they get here: a frame
             // over the limit, or one that does not parse, ends the connection.
             Ok(Some(Err(e))) => {
-                tracing::warn!(error = %e, "refusing a request frame");
+                static BAD_FRAME: crate::ratelimit::RateLimit =
+                    crate::ratelimit::RateLimit::new(10, std::time::Duration::from_secs(10));
+                if let Some(suppressed) = BAD_FRAME.check() {
+                    tracing::warn!(error = %e, suppressed, "refusing a request frame");
+                }
                 return;
             }
             Ok(None) | Err(_) => return,
@@ -413,6 +417,10 @@ async fn dispatch(
                 Ok(Answer::Whole(mut resp)) => {
                     for name in protocol::RESERVED {
                         resp.headers_mut().remove(*name);
+                    }
+                    if let Some(p) = resp.extensions().get::<crate::exec::http::PeakMemory>() {
+                        let v = http::HeaderValue::from(p.0);
+                        resp.headers_mut().insert(protocol::PEAK_MEMORY, v);
                     }
                     Answer::Whole(resp)
                 }

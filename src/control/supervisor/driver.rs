@@ -126,7 +126,14 @@ impl Sandbox for Process {
                     line = s.reports.next_line(), if self.reports_open => match line {
                         Ok(Some(line)) => match line.parse() {
                             Ok(r) => return SandboxEvent::Report(r),
-                            Err(e) => tracing::warn!(pid = s.pid, error = %e, "ignoring a sandbox report"),
+                            Err(e) => {
+                                // A sandbox runs hostile code: it may say anything, often.
+                                static BAD_REPORT: surge_runtime::ratelimit::RateLimit =
+                                    surge_runtime::ratelimit::RateLimit::new(10, std::time::Duration::from_secs(10));
+                                if let Some(suppressed) = BAD_REPORT.check() {
+                                    tracing::warn!(pid = s.pid, error = %e, suppressed, "ignoring a sandbox report")
+                                }
+                            }
                         },
                         // Its stdout closed: only its exit is left to wait for.
                         Ok(None) | Err(_) => self.reports_open = false,

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use surge_runtime::cgroup::usage::UsageReader;
 use surge_runtime::cgroup::{Driver, SandboxCgroup, SandboxLimits};
+use surge_runtime::ratelimit::RateLimit;
 use surge_runtime::sandbox::protocol::{HostCommand, SandboxReport, SandboxSpec};
 use surge_runtime::Kind;
 use tokio::sync::{watch, Notify};
@@ -59,6 +60,13 @@ use driver::{Sandbox, SandboxEvent, SpawnRequest, Spawner};
 use process::SpawnError;
 
 /// Pause before restarting a sandbox that died, so a crash loop cannot spin the host.
+// Lines a guest's traffic or crashes can trigger, each rate-limited (runtime's ratelimit):
+// a request pattern that cold-starts or crashes a sandbox every time must not flood the log.
+static LOG_COLD_START: RateLimit = RateLimit::new(20, std::time::Duration::from_secs(10));
+static LOG_RESTART: RateLimit = RateLimit::new(10, std::time::Duration::from_secs(10));
+static LOG_START_FAILED: RateLimit = RateLimit::new(10, std::time::Duration::from_secs(10));
+static LOG_SCALED_TO_ZERO: RateLimit = RateLimit::new(20, std::time::Duration::from_secs(10));
+
 const RESTART_BACKOFF: Duration = Duration::from_millis(100);
 /// Pause after a start that failed (ten restart backoffs).
 const START_RETRY: Duration = Duration::from_millis(1000);
@@ -848,15 +856,19 @@ impl Job {
                 if std::mem::take(cold) {
                     let l = &self.control.lifecycle;
                     l.cold_starts.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(function = %self.name(), pid = sb.pid(), instances = want, "cold start");
-                } else {
-                    tracing::info!(function = %self.name(), pid = sb.pid(), "sandbox restarted");
+                    if let Some(suppressed) = LOG_COLD_START.check() {
+                        tracing::info!(function = %self.name(), version = self.d().version, pid = sb.pid(), instances = want, suppressed, "cold start");
+                    }
+                } else if let Some(suppressed) = LOG_RESTART.check() {
+                    tracing::info!(function = %self.name(), version = self.d().version, pid = sb.pid(), suppressed, "sandbox restarted");
                 }
                 self.set_phase(Phase::Running);
                 State::Running(sb)
             }
             Err(e) => {
-                tracing::warn!(function = %self.name(), error = %e, "sandbox start failed");
+                if let Some(suppressed) = LOG_START_FAILED.check() {
+                    tracing::warn!(function = %self.name(), version = self.d().version, error = %e, suppressed, "sandbox start failed");
+                }
                 self.set_phase(Phase::Zero);
                 let retry = tokio::time::sleep(START_RETRY);
                 tokio::pin!(retry);
@@ -904,7 +916,9 @@ impl Job {
                 self.d().set_ready(0);
                 let l = &self.control.lifecycle;
                 l.restarts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(function = %self.name(), pid = sb.pid(), status = %status, "sandbox exited; restarting");
+                if let Some(suppressed) = LOG_RESTART.check() {
+                    tracing::warn!(function = %self.name(), version = self.d().version, pid = sb.pid(), status = %status, suppressed, "sandbox exited; restarting");
+                }
                 tokio::time::sleep(RESTART_BACKOFF).await;
                 return State::Zero;
             }
@@ -934,7 +948,9 @@ impl Job {
                     self.stop_sandbox(sb).await;
                     self.remove_cgroup().await;
                     *cold = true;
-                    tracing::info!(function = %self.name(), "scaled to zero");
+                    if let Some(suppressed) = LOG_SCALED_TO_ZERO.check() {
+                        tracing::info!(function = %self.name(), version = self.d().version, suppressed, "scaled to zero");
+                    }
                     return State::Zero;
                 }
                 // Grow the limits before the instances; shrink them only on a report, once
