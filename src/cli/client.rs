@@ -91,6 +91,41 @@ fn admin_error(r: &Reply) -> anyhow::Error {
     anyhow!("{msg} (HTTP {})", r.status.as_u16())
 }
 
+/// A call to the admin API whose answer is read as it comes (a deploy's stages, followed
+/// records): its body, or the admin API's error.
+pub(super) async fn admin_stream(
+    t: &Target,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> anyhow::Result<hyper::body::Incoming> {
+    let token = t.token.as_deref().ok_or_else(|| {
+        anyhow!("no admin token: set SURGE_ADMIN_TOKEN or run where the server's state dir is")
+    })?;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut b = Request::builder()
+        .method(method)
+        .uri(format!("{}{}", t.url, path))
+        .header("authorization", format!("Bearer {token}"));
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = client
+        .request(b.body(Full::new(body))?)
+        .await
+        .with_context(|| format!("connecting to {}", t.url))?;
+    let (parts, body) = resp.into_parts();
+    if !parts.status.is_success() {
+        return Err(admin_error(&Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body: body.collect().await?.to_bytes(),
+        }));
+    }
+    Ok(body)
+}
+
 /// POST `body` as JSON to the admin API; an error status is the admin API's message.
 async fn post_json(t: &Target, path: &str, body: &impl serde::Serialize) -> anyhow::Result<Reply> {
     let r = call(
@@ -139,31 +174,17 @@ pub async fn deploy(t: &Target, manifest: &Path) -> anyhow::Result<()> {
 async fn deploy_with_progress(t: &Target, req: &DeployRequest) -> anyhow::Result<FunctionInfo> {
     use crate::registry::Stage;
     use std::io::IsTerminal;
-    let token = t.token.as_deref().ok_or_else(|| {
-        anyhow!("no admin token: set SURGE_ADMIN_TOKEN or run where the server's state dir is")
-    })?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let r = Request::builder()
-        .method(Method::POST)
-        .uri(format!("{}/admin/v1/functions", t.url))
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .header("accept", "application/x-ndjson")
-        .body(Full::new(Bytes::from(serde_json::to_vec(req)?)))?;
-    let resp = client
-        .request(r)
-        .await
-        .with_context(|| format!("connecting to {}", t.url))?;
-    let status = resp.status();
-    let mut body = resp.into_body();
-    if !status.is_success() {
-        let b = body.collect().await?.to_bytes();
-        return Err(admin_error(&Reply {
-            status,
-            headers: Default::default(),
-            body: b,
-        }));
-    }
+    let mut body = admin_stream(
+        t,
+        Method::POST,
+        "/admin/v1/functions",
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/x-ndjson"),
+        ],
+        Bytes::from(serde_json::to_vec(req)?),
+    )
+    .await?;
     let bar = if std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new_spinner();
         b.set_style(

@@ -4,12 +4,10 @@
 
 use anyhow::{anyhow, Context};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::{Request, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http_body_util::BodyExt;
+use hyper::Method;
 
-use super::client::Target;
+use super::client::{admin_stream, Target};
 use crate::observe::records::Record;
 
 pub struct LogsArgs<'a> {
@@ -84,9 +82,6 @@ fn print(r: &Record, json: bool) {
 }
 
 pub async fn run(t: &Target, a: &LogsArgs<'_>) -> anyhow::Result<()> {
-    let token = t.token.as_deref().ok_or_else(|| {
-        anyhow!("no admin token: set SURGE_ADMIN_TOKEN or run where the server's state dir is")
-    })?;
     let mut query = vec![];
     if let Some(s) = a.since {
         query.push(format!("since={s}"));
@@ -97,30 +92,8 @@ pub async fn run(t: &Target, a: &LogsArgs<'_>) -> anyhow::Result<()> {
     if a.follow {
         query.push("follow=true".into());
     }
-    let uri = format!(
-        "{}/admin/v1/functions/{}/logs?{}",
-        t.url,
-        a.name,
-        query.join("&")
-    );
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let req = Request::get(&uri)
-        .header("authorization", format!("Bearer {token}"))
-        .body(Empty::new())?;
-    let resp = client
-        .request(req)
-        .await
-        .with_context(|| format!("connecting to {}", t.url))?;
-    let status = resp.status();
-    let mut body = resp.into_body();
-    if status != StatusCode::OK {
-        let b = body.collect().await?.to_bytes();
-        let msg = serde_json::from_slice::<serde_json::Value>(&b)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&b).trim().to_string());
-        return Err(anyhow!("{msg} (HTTP {})", status.as_u16()));
-    }
+    let path = format!("/admin/v1/functions/{}/logs?{}", a.name, query.join("&"));
+    let mut body = admin_stream(t, Method::GET, &path, &[], Bytes::new()).await?;
     if !a.follow {
         let b = body.collect().await?.to_bytes();
         #[derive(serde::Deserialize)]

@@ -168,7 +168,7 @@ impl Timeline {
             };
             let per_s =
                 |now: u64, then: u64| dt.map_or(0.0, |dt| now.saturating_sub(then) as f64 / dt);
-            let l = last.clone().unwrap_or(Last {
+            let now_last = Last {
                 t: now,
                 version: f.version,
                 requests: f.requests,
@@ -178,7 +178,8 @@ impl Timeline {
                 resizes,
                 ready: f.instances,
                 phase: f.phase,
-            });
+            };
+            let l = last.clone().unwrap_or_else(|| now_last.clone());
             let same_version = l.version == f.version;
             let round = |x: f64| (x * 100.0).round() / 100.0;
             let throttles = per_s(f.throttles, l.throttles);
@@ -245,20 +246,7 @@ impl Timeline {
                     }
                 }
             }
-            self.last.insert(
-                f.name.clone(),
-                Last {
-                    t: now,
-                    version: f.version,
-                    requests: f.requests,
-                    errors: f.errors,
-                    throttles: f.throttles,
-                    cold_starts: f.cold_starts,
-                    resizes,
-                    ready: f.instances,
-                    phase: f.phase,
-                },
-            );
+            self.last.insert(f.name.clone(), now_last);
             let s = self
                 .functions
                 .entry(f.name.clone())
