@@ -49,14 +49,15 @@ struct Reply {
     body: Bytes,
 }
 
-async fn call(
+/// Send one request; the answer's body is left to read.
+async fn send(
     t: &Target,
     method: Method,
     path: &str,
     headers: &[(&str, &str)],
     body: Bytes,
     admin: bool,
-) -> anyhow::Result<Reply> {
+) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut b = Request::builder()
         .method(method)
@@ -70,16 +71,27 @@ async fn call(
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let resp = client
+    client
         .request(b.body(Full::new(body))?)
         .await
-        .with_context(|| format!("connecting to {}", t.url))?;
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await?.to_bytes();
+        .with_context(|| format!("connecting to {}", t.url))
+}
+
+async fn call(
+    t: &Target,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+    admin: bool,
+) -> anyhow::Result<Reply> {
+    let (parts, body) = send(t, method, path, headers, body, admin)
+        .await?
+        .into_parts();
     Ok(Reply {
         status: parts.status,
         headers: parts.headers,
-        body,
+        body: body.collect().await?.to_bytes(),
     })
 }
 
@@ -100,22 +112,9 @@ pub(super) async fn admin_stream(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> anyhow::Result<hyper::body::Incoming> {
-    let token = t.token.as_deref().ok_or_else(|| {
-        anyhow!("no admin token: set SURGE_ADMIN_TOKEN or run where the server's state dir is")
-    })?;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut b = Request::builder()
-        .method(method)
-        .uri(format!("{}{}", t.url, path))
-        .header("authorization", format!("Bearer {token}"));
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = client
-        .request(b.body(Full::new(body))?)
-        .await
-        .with_context(|| format!("connecting to {}", t.url))?;
-    let (parts, body) = resp.into_parts();
+    let (parts, body) = send(t, method, path, headers, body, true)
+        .await?
+        .into_parts();
     if !parts.status.is_success() {
         return Err(admin_error(&Reply {
             status: parts.status,

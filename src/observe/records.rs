@@ -5,7 +5,8 @@
 //! The data path never waits on disk: [`Records::submit`] puts the invocation on a bounded
 //! channel (`try_send`; a full channel drops the record and counts it in
 //! `surge_log_records_dropped_total`) and returns. One writer thread takes whatever has
-//! piled up, decodes the guest's log, commits it in one transaction, prunes what went over
+//! piled up (it rests 10 ms after each batch, so that under load a sender never has to
+//! wake it), decodes the guest's log, commits it in one transaction, prunes what went over
 //! a bound, and only then hands the records to followers (`surge logs --follow`), so a
 //! followed record is a stored one.
 //!
@@ -183,6 +184,10 @@ const BATCH: usize = 4096;
 /// A full disk fails every batch: say so a few times a minute, not at every one.
 static RECORDS_WRITE: surge_runtime::ratelimit::RateLimit =
     surge_runtime::ratelimit::RateLimit::new(3, Duration::from_secs(60));
+/// After a batch the writer rests this long before it looks again, so that under load the
+/// data path's `try_send` finds it not waiting on the channel (no wake-up, no context
+/// switch per record) and the next batch is larger. Bounds a follower's and a read's wait.
+const BATCH_PAUSE: Duration = Duration::from_millis(10);
 /// How often records past their retention are deleted.
 const AGE_CHECK: Duration = Duration::from_secs(60);
 /// A function over a bound is pruned to this fraction of it, so that pruning runs once
@@ -457,9 +462,13 @@ impl Writer {
                     next = rx.try_recv().ok();
                 }
             }
-            if !batch.is_empty() {
+            let committed = !batch.is_empty();
+            if committed {
                 match self.commit(&mut batch) {
                     Ok(()) => {
+                        if follow.receiver_count() == 0 {
+                            batch.clear();
+                        }
                         for r in batch.drain(..) {
                             let _ = follow.send(Arc::new(r));
                         }
@@ -479,6 +488,11 @@ impl Writer {
             if let Some(s) = stop {
                 let _ = s.send(());
                 return;
+            }
+            // Only after work: an idle writer blocks on the channel, and the first record
+            // of a quiet spell is stored at once.
+            if committed {
+                std::thread::park_timeout(BATCH_PAUSE);
             }
         }
     }
