@@ -181,11 +181,10 @@ pub async fn invoke(
                 let h = reply.response.headers();
                 let text = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
                 inv.outcome = reply.outcome.as_str();
-                // A guest's failure: the status its route answers with (errors.rs).
+                // A guest's failure: the status its route answers with.
                 inv.status = match reply.outcome {
                     Outcome::Ok => reply.response.status().as_u16(),
-                    Outcome::Timeout => 504,
-                    _ => 500,
+                    failed => super::errors::guest_status(failed).as_u16(),
                 };
                 inv.max_memory_bytes = text(protocol::PEAK_MEMORY).and_then(|v| v.parse().ok());
                 inv.message = text(protocol::MESSAGE).map(str::to_string);
@@ -225,11 +224,13 @@ fn invocation(d: &Deployment, rid: &str, start_ms: i64, notes: CallNotes) -> Inv
 
 /// The outcome a record gives a host error, and the status a route answers it with.
 fn failure(e: &DispatchError) -> (&'static str, u16) {
-    match e {
-        DispatchError::Overloaded { .. } | DispatchError::Reserved { .. } => ("throttled", 503),
-        DispatchError::Unavailable { .. } => ("unavailable", 503),
-        DispatchError::Timeout { .. } => ("timeout", 504),
-        DispatchError::SandboxFailed { .. } => ("failed", 502),
-        DispatchError::ResponseTooLarge { .. } => ("too_large", 502),
-    }
+    let status = super::errors::dispatch_status(e, super::errors::Surface::Route).as_u16();
+    let outcome = match e {
+        DispatchError::Overloaded { .. } | DispatchError::Reserved { .. } => "throttled",
+        DispatchError::Unavailable { .. } => "unavailable",
+        DispatchError::Timeout { .. } => "timeout",
+        DispatchError::SandboxFailed { .. } => "failed",
+        DispatchError::ResponseTooLarge { .. } => "too_large",
+    };
+    (outcome, status)
 }

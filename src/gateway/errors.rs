@@ -99,6 +99,28 @@ impl GuestFailure {
     }
 }
 
+/// The status a host error of the data path answers with on `surface` (Lambda's API has
+/// its own for overload; the function's timeout is its error there, see `status`).
+pub fn dispatch_status(e: &DispatchError, surface: Surface) -> StatusCode {
+    use DispatchError as D;
+    match e {
+        D::Reserved { .. } | D::Overloaded { .. } | D::Unavailable { .. } => match surface {
+            Surface::Lambda => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        },
+        D::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        D::SandboxFailed { .. } | D::ResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The status a function's route answers a guest's failure with.
+pub fn guest_status(outcome: Outcome) -> StatusCode {
+    match outcome {
+        Outcome::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl ApiError {
     /// Whether Lambda reports this as the function's error (200 with
     /// `X-Amz-Function-Error`) rather than the service's: a handler failure, or a timeout.
@@ -110,7 +132,6 @@ impl ApiError {
     }
 
     fn status(&self, surface: Surface) -> StatusCode {
-        use DispatchError as D;
         if surface == Surface::Lambda && self.is_function_error() {
             return StatusCode::OK;
         }
@@ -119,10 +140,7 @@ impl ApiError {
             | ApiError::FunctionNotFound(_)
             | ApiError::NotFound(_)
             | ApiError::ProvisionedNotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Dispatch(D::Reserved { .. }) => match surface {
-                Surface::Lambda => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            },
+            ApiError::Dispatch(d) => dispatch_status(d, surface),
             ApiError::Queue(QueueError::Full(_)) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Queue(_) | ApiError::Records(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -131,14 +149,6 @@ impl ApiError {
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Dispatch(D::Overloaded { .. })
-            | ApiError::Dispatch(D::Unavailable { .. }) => match surface {
-                Surface::Lambda => StatusCode::TOO_MANY_REQUESTS,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            },
-            ApiError::Dispatch(D::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Dispatch(D::SandboxFailed { .. })
-            | ApiError::Dispatch(D::ResponseTooLarge { .. }) => StatusCode::BAD_GATEWAY,
             ApiError::Deploy(DeployError::NotFound(_)) => StatusCode::NOT_FOUND,
             ApiError::Deploy(DeployError::Manifest(_))
             | ApiError::Deploy(DeployError::Artifact(_))
@@ -151,9 +161,9 @@ impl ApiError {
             }
             ApiError::Deploy(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Guest {
-                failure: GuestFailure::Outcome(Outcome::Timeout),
+                failure: GuestFailure::Outcome(o),
                 ..
-            } => StatusCode::GATEWAY_TIMEOUT,
+            } => guest_status(*o),
             ApiError::Guest { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
