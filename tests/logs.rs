@@ -215,3 +215,49 @@ fn json_host_logs_and_deploy_stages() {
     assert_eq!(deployed["level"], "INFO");
     assert!(deployed["timestamp"].is_string());
 }
+
+#[test]
+fn an_http_components_stderr_is_in_its_record() {
+    if let Err(why) = cgroups_writable() {
+        skip(
+            "an_http_components_stderr_is_in_its_record_and_its_log_tail",
+            &why,
+        );
+        return;
+    }
+    let h = Host::start(&["hello"]);
+    let ok = h.get("/hello?log=first%20line&log=second");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let ok_id = ok.header("x-amzn-requestid").unwrap().to_string();
+    // A request that writes nothing leaves no log behind from the one before (the
+    // instance is reused).
+    let quiet = h.get("/hello");
+    let quiet_id = quiet.header("x-amzn-requestid").unwrap().to_string();
+    // A raise: the trap's record carries the traceback the guest wrote.
+    let failed = h.get("/hello?log=about%20to%20raise&raise=1");
+    assert_eq!(failed.status, 500);
+    let failed_id = failed.header("x-amzn-requestid").unwrap().to_string();
+    let (code, out, err) = h.cli(&["logs", "hello", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |id: &str| {
+        records
+            .iter()
+            .find(|r| r["request_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(find(&ok_id)["log"], "first line\nsecond\n");
+    assert!(find(&ok_id)["max_memory_bytes"].as_u64().unwrap() > 1 << 20);
+    assert_eq!(find(&quiet_id)["log"], "");
+    let f = find(&failed_id);
+    assert_ne!(f["outcome"], "ok", "{f}");
+    let log = f["log"].as_str().unwrap();
+    assert!(
+        log.starts_with("about to raise\n") && log.contains("asked to raise"),
+        "{log}"
+    );
+}

@@ -2,8 +2,10 @@
 fixed greeting, and `/hello/stream` with a streamed body: `n` lines (default 3, at most
 100), one every `ms` milliseconds (default 100, at most 2000), as the guest writes them.
 With `fail=1` it raises after the first line and a pause, so the body breaks off
-mid-stream."""
+mid-stream. `?log=<text>` also writes the text on stderr (the invocation's log), and
+`?raise=1` then raises before answering (a trap whose log tells why)."""
 
+import sys
 from urllib.parse import parse_qs, urlsplit
 
 from wit_world import exports
@@ -32,6 +34,12 @@ class IncomingHandler(exports.IncomingHandler):
         path = request.path_with_query()
         if path and "/stream" in path:
             return stream(parse_qs(urlsplit(path).query), response_out)
+        if path and "?" in path:
+            query = parse_qs(urlsplit(path).query)
+            for line in query.get("log", []):
+                print(line, file=sys.stderr, flush=True)
+            if query.get("raise", ["0"])[0] == "1":
+                raise RuntimeError("asked to raise")
         headers = Fields.from_list([("content-type", b"text/plain")])
         response = OutgoingResponse(headers)
         response.set_status_code(200)

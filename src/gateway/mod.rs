@@ -113,9 +113,7 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
         let rest = rest.to_string();
         return lambda::handle(gw, &rest, req).await;
     }
-    route::route(gw, req)
-        .await
-        .unwrap_or_else(|e| e.into_response(Surface::Route))
+    route::route(gw, req).await
 }
 
 /// The invocation records' figures, in Prometheus's text format.

@@ -11,16 +11,30 @@ use super::body::{read_function_body, sandbox_request, strip_protocol_headers, H
 use super::context::{self, invoke, Gateway, Target};
 use super::errors::{ApiError, GuestFailure, HttpResponse};
 
-/// A function route: forward to the function whose route is the longest prefix.
-pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+/// A function route: forward to the function whose route is the longest prefix. Every
+/// answer, the function's or an error, carries the request id `surge logs` shows the
+/// invocation under (`x-amzn-RequestId`, as a Lambda function URL gives it).
+pub async fn route(gw: &Gateway, req: Request<Incoming>) -> HttpResponse {
+    let rid = crate::aws::request_id();
+    let mut resp = route_inner(gw, req, &rid)
+        .await
+        .unwrap_or_else(|e| e.into_response(super::errors::Surface::Route));
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+async fn route_inner(
+    gw: &Gateway,
+    req: Request<Incoming>,
+    rid: &str,
+) -> Result<HttpResponse, ApiError> {
     let hold = context::hold(gw, Target::Path(req.uri().path())).await?;
     let d = &hold.deployment().clone();
     let (parts, body) = req.into_parts();
     let body = read_function_body(d, &parts, body).await?;
-    // The id `surge logs` shows the invocation under; the client gets it as a Lambda
-    // function URL gives it.
-    let rid = crate::aws::request_id();
-    let reply = invoke(gw, d, &rid, sandbox_request(parts, body)).await?;
+    let reply = invoke(gw, d, rid, sandbox_request(parts, body)).await?;
     let (mut parts, mut body) = reply.response.into_parts();
     match reply.outcome {
         Outcome::Ok => {
@@ -36,9 +50,6 @@ pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse,
             // The version must not drain under a body still streaming from its sandbox.
             if body.is_streamed() {
                 body.on_end(move |_| drop(hold));
-            }
-            if let Ok(v) = HeaderValue::from_str(&rid) {
-                parts.headers.insert("x-amzn-requestid", v);
             }
             if d.kind == Kind::Event && !parts.headers.contains_key("content-type") {
                 parts

@@ -23,6 +23,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use super::logtail::LogTail;
 use crate::engine::EpochClock;
 
 use super::{
@@ -37,7 +38,12 @@ pub struct HttpState {
     limiter: InstanceLimiter,
     deadline: Option<tokio::time::Instant>,
     hooks: NoOutbound,
+    /// The guest's stderr: the last bytes of the request under way.
+    stderr: LogTail,
 }
+
+/// Bytes of a request's stderr kept (what the host returns as Lambda's log tail).
+const STDERR_TAIL: usize = 4096;
 
 /// Guests get no outbound HTTP: every `outgoing-handler.handle` is denied.
 struct NoOutbound;
@@ -206,6 +212,8 @@ impl Drop for Live {
 pub struct HttpFailure {
     pub outcome: Outcome,
     pub message: String,
+    /// What the guest wrote on stderr during the request (its last bytes).
+    pub log: Vec<u8>,
 }
 
 pub struct HttpHandler {
@@ -310,7 +318,9 @@ impl HttpHandler {
     }
 
     async fn instantiate(&self, slot: Slot) -> wasmtime::Result<Warm> {
+        let stderr = LogTail::new(STDERR_TAIL);
         let wasi = WasiCtxBuilder::new()
+            .stderr(stderr.clone())
             .envs(&self.settings.env)
             .allow_tcp(false)
             .allow_udp(false)
@@ -325,6 +335,7 @@ impl HttpHandler {
                 limiter: InstanceLimiter::following(self.settings.memory.clone()),
                 deadline: None,
                 hooks: NoOutbound,
+                stderr,
             },
         );
         store.limiter(|s| &mut s.limiter);
@@ -384,6 +395,7 @@ impl HttpHandler {
                         "instantiation failed: {}",
                         e.to_string().lines().next().unwrap_or("")
                     ),
+                    log: Vec::new(),
                 });
             }
             changed.await;
@@ -427,6 +439,7 @@ impl HttpHandler {
                 return Err(HttpFailure {
                     outcome: Outcome::Error,
                     message: format!("bad request: {e}"),
+                    log: Vec::new(),
                 });
             }
         };
@@ -571,16 +584,21 @@ impl HttpHandler {
         };
         let Ok((called, response)) = joined else {
             // Parked in a host call past the deadline: this instance's state is unknown.
+            let log = inst.store.data().stderr.take();
             drop(inst);
             self.replenish();
             return answer(Err(HttpFailure {
                 outcome: Outcome::Timeout,
                 message: WALL_TIMEOUT_MESSAGE.into(),
+                log,
             }));
         };
         inst.served += 1;
         self.settings.memory.observe(&inst.store.data().limiter);
-        let peak = PeakMemory(inst.store.data().limiter.peak_bytes as u64);
+        let report = CallReport {
+            peak_bytes: inst.store.data().limiter.peak_bytes as u64,
+            log: inst.store.data().stderr.take(),
+        };
         let failure = called
             .err()
             .map(|e| classify(&e, &inst.store.data().limiter));
@@ -598,18 +616,24 @@ impl HttpHandler {
         }
         answer(match (response, failure) {
             (Ok(Some(mut resp)), None) => {
-                resp.extensions_mut().insert(peak);
+                resp.extensions_mut().insert(report);
                 Ok(Some(resp))
             }
             (Ok(resp), None) => Ok(resp),
-            (_, Some((outcome, message))) => Err(HttpFailure { outcome, message }),
+            (_, Some((outcome, message))) => Err(HttpFailure {
+                outcome,
+                message,
+                log: report.log,
+            }),
             (Err(Some(message)), None) => Err(HttpFailure {
                 outcome: Outcome::Error,
                 message,
+                log: report.log,
             }),
             (Err(None), None) => Err(HttpFailure {
                 outcome: Outcome::Error,
                 message: "the handler returned without setting a response".into(),
+                log: report.log,
             }),
         })
     }
@@ -666,10 +690,14 @@ async fn send<S: ResponseSink>(
     Ok(())
 }
 
-/// The peak linear memory of the instance that served a whole response, bytes (in the
-/// response's extensions: the sandbox reports it to the host beside the guest's headers).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeakMemory(pub u64);
+/// What a whole response's call left beside it (in the response's extensions: the sandbox
+/// reports it to the host beside the guest's headers): the instance's peak linear memory,
+/// bytes, and what the guest wrote on stderr during the call (its last 4 KiB).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallReport {
+    pub peak_bytes: u64,
+    pub log: Vec<u8>,
+}
 
 /// What [`HttpHandler::handle`] made of a call.
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 
 pub mod event;
 pub mod http;
+pub mod logtail;
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 

@@ -418,14 +418,24 @@ async fn dispatch(
                     for name in protocol::RESERVED {
                         resp.headers_mut().remove(*name);
                     }
-                    if let Some(p) = resp.extensions().get::<crate::exec::http::PeakMemory>() {
-                        let v = http::HeaderValue::from(p.0);
-                        resp.headers_mut().insert(protocol::PEAK_MEMORY, v);
+                    if let Some(r) = resp
+                        .extensions_mut()
+                        .remove::<crate::exec::http::CallReport>()
+                    {
+                        let h = resp.headers_mut();
+                        h.insert(protocol::PEAK_MEMORY, r.peak_bytes.into());
+                        if let Some(v) = log_tail(&r.log) {
+                            h.insert(protocol::LOG_TAIL, v);
+                        }
                     }
                     Answer::Whole(resp)
                 }
                 Ok(streamed) => streamed,
-                Err(f) => Answer::Whole(failure(f.outcome, &f.message, None)),
+                Err(f) => Answer::Whole(failure(
+                    f.outcome,
+                    &f.message,
+                    log_tail(&f.log).and_then(|v| v.to_str().ok().map(str::to_string)),
+                )),
             }
         }
         Handler::Event(h) => {
@@ -438,20 +448,30 @@ async fn dispatch(
                 ));
             }
             let r = h.invoke(event).await;
-            let tail_start = r.stderr.len().saturating_sub(protocol::LOG_TAIL_BYTES);
-            let log = base64::engine::general_purpose::STANDARD.encode(&r.stderr[tail_start..]);
             let mut b = Response::builder()
                 .status(StatusCode::OK)
                 .header(protocol::OUTCOME, r.outcome.as_str())
                 .header(protocol::EXIT_CODE, r.exit_code.to_string())
-                .header(protocol::PEAK_MEMORY, r.peak_memory_bytes.to_string())
-                .header(protocol::LOG_TAIL, log);
+                .header(protocol::PEAK_MEMORY, r.peak_memory_bytes.to_string());
+            if let Some(v) = log_tail(&r.stderr) {
+                b = b.header(protocol::LOG_TAIL, v);
+            }
             if let Some(m) = &r.message {
                 b = b.header(protocol::MESSAGE, protocol::header_safe(m));
             }
             Answer::Whole(b.body(r.stdout).expect("valid response"))
         }
     }
+}
+
+/// The last `LOG_TAIL_BYTES` of a guest's stderr as the header carries it (base64); None
+/// when it wrote nothing.
+fn log_tail(log: &[u8]) -> Option<http::HeaderValue> {
+    if log.is_empty() {
+        return None;
+    }
+    let tail = &log[log.len().saturating_sub(protocol::LOG_TAIL_BYTES)..];
+    http::HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(tail)).ok()
 }
 
 fn failure(outcome: Outcome, message: &str, log: Option<String>) -> Response<Bytes> {
