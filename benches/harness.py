@@ -63,9 +63,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCHEMA = 9
+SCHEMA = 10
 SCENARIOS = ("warm_http", "event", "async_queue", "inference", "cold_start", "cold_start_busy", "reaction", "memory",
-             "density", "vertical", "records")
+             "density", "vertical", "records", "cluster")
 HOG = "a Python busy loop (`while True: pass`), one process, outside surge's cgroups"
 LAMBDA_PATH = "/2015-03-31/functions/{}/invocations"
 
@@ -587,6 +587,131 @@ def records(b):
         p.stop()
     return {"tool": f"wrk -t2 -c16 -d{a.seconds}s per host and function, hosts alternating", "runs": out,
             "store": figures}
+
+
+ETCD = "/usr/bin/etcd"
+CLUSTER_TOKEN = "bench-cluster-token"
+
+
+def start_etcd(b, tag):
+    """Three etcd members on loopback: their client URLs."""
+    ports = [(free_port(), free_port()) for _ in range(3)]
+    initial = ",".join(f"e{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(ports))
+    urls = []
+    for i, (client, peer) in enumerate(ports):
+        d = os.path.join(b.work, tag, f"e{i}")
+        os.makedirs(d, exist_ok=True)
+        Proc([ETCD, "--name", f"e{i}", "--data-dir", d,
+              "--listen-client-urls", f"http://127.0.0.1:{client}",
+              "--advertise-client-urls", f"http://127.0.0.1:{client}",
+              "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+              "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+              "--initial-cluster", initial, "--initial-cluster-state", "new",
+              "--initial-cluster-token", f"{tag}-{os.getpid()}",
+              "--heartbeat-interval", "100", "--election-timeout", "1000"],
+             os.path.join(b.work, tag, f"e{i}.log"))
+        urls.append(f"http://127.0.0.1:{client}")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        st, body = request(int(urls[0].rsplit(":", 1)[1]), "/v3/maintenance/status", b"{}")
+        if st == 200 and b'"leader"' in body:
+            return urls
+        time.sleep(0.1)
+    raise RuntimeError("etcd: no leader within 30 s")
+
+
+def served_by(port, path, body):
+    """(status, the x-surge-node header) of one request."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("POST", path, body=body)
+        r = c.getresponse()
+        r.read()
+        return r.status, r.getheader("x-surge-node")
+    except OSError:
+        return None, None
+    finally:
+        c.close()
+
+
+def cluster(b):
+    """Three surge nodes on a three-member etcd, all on this machine's two cores, against
+    one node alone with the same functions as shipped: the cluster's overhead (forwarding,
+    etcd), not scale. Then the time from a node's SIGKILL to the first request rerouted."""
+    a = b.args
+    if not os.access(ETCD, os.X_OK):
+        return {"skipped": "etcd is not installed (scripts/test.sh installs Debian's etcd-server)"}
+    fdir = b.functions_dir("cluster", [("hello", "hello", {}), ("echo", "echo", {})])
+    single, sport, slog = b.start_surge("cluster-single", fdir)
+    wait_for_line(slog, "ready:", single)
+    urls = start_etcd(b, "cluster-etcd")
+    env = dict(os.environ, SURGE_ADMIN_TOKEN=CLUSTER_TOKEN)
+    nodes = []
+    for i in range(3):
+        port = free_port()
+        base = os.path.join(b.work, f"cluster-n{i}")
+        os.makedirs(base, exist_ok=True)
+        config = os.path.join(base, "surge.toml")
+        with open(config, "w") as f:
+            f.write(f'cache_dir = "{b.cache}"\n[cgroup]\nsubtree = "surge-bench-{os.getpid()}-n{i}"\n'
+                    f'[cluster]\netcd = {json.dumps(urls)}\nnode = "n{i}"\n')
+        lg = os.path.join(base, "surge.log")
+        p = Proc([b.surge, "serve", "--config", config, "--listen", f"127.0.0.1:{port}",
+                  "--state-dir", os.path.join(base, "state"), "--functions-dir", fdir], lg, env=env)
+        nodes.append((p, port, lg))
+    for p, port, lg in nodes:
+        wait_for_line(lg, "ready:", p)
+    payload = '{"key":"value","n":1}'
+    targets = {"hello": ("/hello", None), "echo": (LAMBDA_PATH.format("echo"), payload)}
+    for port in [sport] + [n[1] for n in nodes]:
+        for path, body in targets.values():
+            wait_for_200(port, path, body.encode() if body else None)
+    out = {}
+    conns = 18
+    for fn, (path, body) in targets.items():
+        runs = {"single": [], "cluster": []}
+        for r in range(a.rounds):
+            res = wrk(b.tools, f"http://127.0.0.1:{sport}{path}", a.seconds, conns, b.lua, body)
+            runs["single"].append(res)
+            # One wrk per node, a third of the connections each, at once.
+            with concurrent.futures.ThreadPoolExecutor(3) as ex:
+                parts = list(ex.map(lambda n: wrk(b.tools, f"http://127.0.0.1:{n[1]}{path}", a.seconds,
+                                                  conns // 3, b.lua, body), nodes))
+            total = {"rps": sum(x["rps"] for x in parts), "requests": sum(x["requests"] for x in parts),
+                     "errors": sum(x["errors"] for x in parts), "p99_ms": max(x["p99_ms"] for x in parts)}
+            runs["cluster"].append(total)
+            log(f"cluster {fn} round {r + 1}: single {res['rps']:.0f} req/s, 3 nodes {total['rps']:.0f} req/s")
+        m = {k: medians(v) for k, v in runs.items()}
+        out[fn] = {**m, "ratio_rps": ratio(m["cluster"]["rps"], m["single"]["rps"])}
+    single.stop()
+    # Death to reroute: a client on one node sends to echo's home, another node, which is
+    # SIGKILLed; the first answer after the kill that another node served is the reroute.
+    path, body = targets["echo"][0], payload.encode()
+    st, home = served_by(nodes[0][1], path, body)
+    victim = next(n for n in nodes if f"n{nodes.index(n)}" == home)
+    entry = next(n for n in nodes if n is not victim)
+    warm_until = time.perf_counter() + 1.0
+    while time.perf_counter() < warm_until:
+        served_by(entry[1], path, body)
+    os.killpg(victim[0].pid, signal.SIGKILL)
+    killed = time.perf_counter()
+    reroute_ms, failed = None, 0
+    while time.perf_counter() - killed < 10:
+        st, by = served_by(entry[1], path, body)
+        if st == 200 and by != home:
+            reroute_ms = (time.perf_counter() - killed) * 1000
+            break
+        failed += st != 200
+    victim[0].p.wait()
+    if victim in Proc.live:
+        victim[0].log.close()
+        Proc.live.remove(victim[0])
+    for p, _, _ in nodes:
+        if p.p.poll() is None:
+            p.stop()
+    return {"tool": f"wrk -t2, {conns} connections: one wrk on the single node; one wrk of {conns // 3} "
+                    f"connections per node at once on the cluster", "runs": out,
+            "reroute_ms": reroute_ms, "failed_during_reroute": failed}
 
 
 def fsync_rate(directory, seconds):
@@ -1362,6 +1487,20 @@ def markdown(res):
             L.append(f"| {case} | {fmt(v['records_on']['rps'])} | {fmt(v['records_off']['rps'])} | "
                      f"{rt['rps']} | {rt['p99']} | {rt['server_cpu_per_request']} |")
         L.append("")
+    cl = res["scenarios"].get("cluster")
+    if cl and "skipped" not in cl:
+        L += ["## Cluster: three nodes on etcd against one node, the same two cores", "",
+              f"{cl['tool']}. A node SIGKILLed under a client's requests: the first request "
+              f"served elsewhere {fmt(cl['reroute_ms'], 1)} ms after the kill, "
+              f"{cl['failed_during_reroute']} failed in between.", "",
+              "| function | one node req/s | three nodes req/s | ratio | p99 one / three ms |",
+              "| --- | --- | --- | --- | --- |"]
+        for fn, v in cl["runs"].items():
+            L.append(f"| {fn} | {fmt(v['single']['rps'])} | {fmt(v['cluster']['rps'])} | {v['ratio_rps']} | "
+                     f"{fmt(v['single']['p99_ms'], 2)} / {fmt(v['cluster']['p99_ms'], 2)} |")
+        L.append("")
+    elif cl:
+        L += [f"## Cluster: skipped ({cl['skipped']})", ""]
     return "\n".join(L) + "\n"
 
 
@@ -1475,6 +1614,14 @@ def check(res):
         if v["surge"]["processes"] < 1 + v["functions"]:
             problems.append(f"memory.functions_{v['functions']}: {v['surge']['processes']} processes, "
                             f"expected the host and {v['functions']} sandboxes")
+    cl = sc["cluster"]
+    if "skipped" not in cl:
+        for fn in ("hello", "echo"):
+            for who in ("single", "cluster"):
+                num(f"cluster.{fn}.{who}.rps", cl["runs"][fn][who]["rps"])
+                if cl["runs"][fn][who]["errors"]:
+                    problems.append(f"cluster.{fn}.{who}: {cl['runs'][fn][who]['errors']} errors")
+        num("cluster.reroute_ms", cl["reroute_ms"])
     rec = sc["records"]
     for case, v in rec["runs"].items():
         for who in ("records_on", "records_off"):
@@ -1531,7 +1678,7 @@ def main():
     b = Bench(a, tools)
     runs = {"warm_http": warm_http, "event": event, "async_queue": async_queue, "inference": inference, "cold_start": cold_start,
             "cold_start_busy": cold_start_busy, "reaction": reaction, "memory": memory,
-            "density": density, "vertical": vertical, "records": records}
+            "density": density, "vertical": vertical, "records": records, "cluster": cluster}
     try:
         for name in a.only or SCENARIOS:
             log(f"== {name}")

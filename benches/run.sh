@@ -8,7 +8,7 @@
 #
 # Results: target/bench/results.{json,md} (smoke.{json,md} with --smoke).
 # Tools go to ~/.cache/surge-tools (SURGE_TOOLS_DIR), outside the repo, reused when present:
-# wrk (Debian), oha and wasmtime-cli (cargo install --locked, pinned versions).
+# wrk and etcd (Debian), oha and wasmtime-cli (cargo install --locked, pinned versions).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,6 +20,11 @@ sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
 command -v wrk >/dev/null || {
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq wrk >/dev/null
+}
+# etcd, for the cluster scenario's three members.
+[ -x /usr/bin/etcd ] || {
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq etcd-server >/dev/null
 }
 wasmtime="$tools/wasmtime-$wasmtime_version/bin/wasmtime"
 [ -x "$wasmtime" ] || cargo install -q wasmtime-cli --version "$wasmtime_version" --locked --root "$tools/wasmtime-$wasmtime_version"

@@ -13,6 +13,8 @@ fi
 missing=()
 command -v cc >/dev/null || missing+=(gcc)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# protoc, for etcd-client's gRPC code (the cluster's etcd client) at build time.
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq

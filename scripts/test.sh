@@ -20,6 +20,19 @@ if [ ! -x /usr/bin/chromium ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
 fi
+# A real etcd (Debian's etcd-server, v3 API), iproute2 and nsenter, for the cluster tests
+# (tests/cluster.rs: three etcd members and three nodes in network namespaces), and curl,
+# which reaches a node inside its namespace.
+cluster_missing=()
+[ -x /usr/bin/etcd ] || cluster_missing+=(etcd-server)
+command -v ip >/dev/null || cluster_missing+=(iproute2)
+command -v nsenter >/dev/null || cluster_missing+=(util-linux)
+command -v curl >/dev/null || cluster_missing+=(curl)
+if [ ${#cluster_missing[@]} -gt 0 ]; then
+  sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${cluster_missing[@]}" >/dev/null
+fi
 [ -d tests/browser/node_modules/playwright-core ] ||
   npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 # --all-targets: the criterion benches run too, once each, as tests (they must not rot).

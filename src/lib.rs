@@ -10,6 +10,7 @@
 
 pub mod aws;
 pub mod cli;
+pub mod cluster;
 pub mod control;
 pub mod dispatch;
 pub mod events;

@@ -206,6 +206,12 @@ enum Command {
         /// `--model live`: the seed of the arrival times and execution times.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// `--model cluster`: the nodes the trace is placed on.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// `--model cluster`: each node's cores.
+        #[arg(long, default_value_t = 2)]
+        cores: u64,
     },
     /// Internal: the fork server that starts every sandbox (and `sandbox-check`'s probes).
     #[command(name = "__zygote", hide = true)]
@@ -222,6 +228,9 @@ enum LogFormat {
 enum ReplayModel {
     Minute,
     Live,
+    /// The trace placed across `--nodes` nodes (surge's placement, plain consistent
+    /// hashing, random), each pool on the live model.
+    Cluster,
 }
 
 fn main() {
@@ -245,6 +254,8 @@ fn main() {
         plot,
         cold_start,
         seed,
+        nodes,
+        cores,
     } = cli.command
     {
         // No runtime: the replay is arithmetic on plain threads.
@@ -260,12 +271,23 @@ fn main() {
                 cold_start_gb_s: surge::replay::embedded_cold_start_gb_s(),
                 progress: Default::default(),
             };
+            let cold_start: surge::manifest::units::Span = cold_start
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--cold-start {cold_start:?}: {e}"))?;
             match model {
                 ReplayModel::Minute => cli::replay::run(&opts, json, plot.as_deref()),
+                ReplayModel::Cluster => {
+                    if opts.durations.is_none() {
+                        anyhow::bail!(
+                            "--model cluster draws execution times from each function's percentiles: give --durations (the trace's *_run.csv)"
+                        );
+                    }
+                    if !(1..=1000).contains(&nodes) || cores == 0 {
+                        anyhow::bail!("--nodes must be 1 to 1000 and --cores at least 1");
+                    }
+                    cli::replay::run_cluster(&opts, cold_start.0, seed, nodes, cores, json)
+                }
                 ReplayModel::Live => {
-                    let cold_start: surge::manifest::units::Span = cold_start
-                        .parse()
-                        .map_err(|e| anyhow::anyhow!("--cold-start {cold_start:?}: {e}"))?;
                     if opts.durations.is_none() {
                         anyhow::bail!(
                             "--model live draws execution times from each function's percentiles: give --durations (the trace's *_run.csv)"

@@ -130,6 +130,79 @@ pub fn run_live(
     Ok(())
 }
 
+/// `--model cluster`: the trace placed across nodes (`crate::replay::cluster`).
+pub fn run_cluster(
+    opts: &Options,
+    cold_start: std::time::Duration,
+    seed: u64,
+    nodes: usize,
+    cores: u64,
+    json: bool,
+) -> anyhow::Result<()> {
+    let cfg = crate::manifest::config::HostConfig::embedded();
+    let params = replay::live::LiveParams {
+        cold_start,
+        seed,
+        tick: cfg.autoscaler.tick.0,
+        keepalive: cfg.keepalive,
+    };
+    let c = replay::cluster::ClusterParams {
+        nodes,
+        cores,
+        balance: cfg.cluster.balance,
+    };
+    let (shown, bar) = with_progress(opts, "cluster model");
+    let reports = replay::cluster::run(&shown, &params, c)?;
+    bar.finish_and_clear();
+    let mut out = std::io::stdout().lock();
+    if json {
+        for r in &reports {
+            writeln!(out, "{}", serde_json::to_string(r)?)?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} functions on {nodes} nodes of {cores} cores, each pool on the live model ({}; starts take {:?}, seed {seed})",
+        reports.first().map_or(0, |r| r.functions),
+        reports.first().map_or("", |r| r.policy.as_str()),
+        cold_start
+    )?;
+    writeln!(
+        out,
+        "{:<10} {:>12} {:>9} {:>8} {:>7} {:>10} {:>10} {:>12} {:>13} {:>14} {:>10}",
+        "PLACEMENT",
+        "INVOCATIONS",
+        "COLD",
+        "COLD %",
+        "POOLS",
+        "STARTS",
+        "WAIT P99",
+        "WASTED GB-S",
+        "BUSIEST NODE",
+        "IMBALANCE P99",
+        "PEAK/NODE"
+    )?;
+    for r in &reports {
+        writeln!(
+            out,
+            "{:<10} {:>12} {:>9} {:>8.3} {:>7} {:>10} {:>8.2}ms {:>12.0} {:>12.1}% {:>14.2} {:>10}",
+            r.placement.as_str(),
+            r.invocations,
+            r.cold_starts,
+            r.cold_share * 100.0,
+            r.pools,
+            r.instance_starts,
+            r.added_latency_p99_ms,
+            r.wasted_gb_s,
+            r.busiest_node_share * 100.0,
+            r.imbalance_p99,
+            r.peak_node_in_flight
+        )?;
+    }
+    Ok(())
+}
+
 /// Draw the Pareto chart of `points` over a sweep of fixed keep-alives (`sweep.0`, in
 /// minutes) and, when the predictive policy is among them, its own curve (`sweep.1`: what a
 /// cold start is worth, GB-minutes). `replay` runs a list of policies on the model at hand.

@@ -275,12 +275,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
     let timeline = Arc::new(parking_lot::Mutex::new(Timeline::default()));
+    let cluster = if registry.config.cluster.enabled() {
+        let shared = std::env::var("SURGE_ADMIN_TOKEN").is_ok_and(|t| !t.is_empty())
+            || registry
+                .config
+                .admin_token
+                .as_ref()
+                .is_some_and(|t| !t.is_empty());
+        if !shared {
+            anyhow::bail!(
+                "key `cluster.etcd`: the nodes of a cluster fetch code from each other with the \
+                 admin token, so every node needs the same one: set `admin_token` in the config \
+                 or SURGE_ADMIN_TOKEN"
+            );
+        }
+        Some(
+            crate::cluster::join(
+                registry.config.cluster.clone(),
+                addr,
+                registry.clone(),
+                token.clone(),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     let queue = Queue::open(
         &state_dir,
         &registry.config.async_queue,
         registry.clone(),
         metrics.async_delivery.clone(),
     )?;
+    if let Some(c) = &cluster {
+        crate::cluster::share_events(c, queue.clone());
+    }
     let gw = Arc::new(Gateway {
         registry: registry.clone(),
         queue: queue.clone(),
@@ -290,6 +319,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         metrics,
         records: records.clone(),
         timeline: timeline.clone(),
+        cluster: cluster.clone(),
     });
     // Events are delivered from here on; those a function still deploying is due wait.
     let (queue_stop_tx, queue_stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -351,6 +381,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
 
     let errors = registry.restore_and_scan(plan).await;
+    // From the revision the restored store reflects: only what this node missed.
+    if let Some(c) = &cluster {
+        crate::cluster::follow_catalog(c);
+    }
     // The compiles' freed heap goes back to the kernel (runtime/src/heap.rs).
     let _ = tokio::task::spawn_blocking(surge_runtime::heap::trim).await;
     for e in &errors {
@@ -365,6 +399,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     shutdown.recv().await;
     tracing::info!("shutting down");
+    // The others stop routing here now, not when the lease would have ended.
+    if let Some(c) = &cluster {
+        c.leave().await;
+    }
     let _ = stop_tx.send(());
     let _ = server.await;
     // No new deliveries; one under way is abandoned and runs again at the next start.

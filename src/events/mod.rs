@@ -23,6 +23,7 @@
 //! The queue calls functions through [`Invoker`], which the gateway implements (the
 //! Invoke API's classification and metrics), so this module never points up at it.
 
+pub mod claims;
 pub mod config;
 pub mod record;
 pub mod schedule;
@@ -102,6 +103,8 @@ pub enum QueueError {
     Full(u64),
     #[error("the event queue's write was interrupted: {0}")]
     Interrupted(String),
+    #[error("the cluster could not take the event: {0}")]
+    Cluster(String),
 }
 
 /// One event the queue holds.
@@ -208,6 +211,9 @@ pub struct Queue {
     registry: Arc<Registry>,
     /// Seconds from acceptance to the end (success or failure), per function.
     delivery: prometheus::HistogramVec,
+    /// In a cluster: events are published to it, claimed, and delivered only while the
+    /// claim holds.
+    claims: std::sync::OnceLock<Arc<dyn claims::Claims>>,
 }
 
 impl Queue {
@@ -244,7 +250,30 @@ impl Queue {
             max_queued: cfg.max_queued,
             registry,
             delivery,
+            claims: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Join a cluster's claims (set once, at start).
+    pub fn set_claims(&self, c: Arc<dyn claims::Claims>) {
+        let _ = self.claims.set(c);
+    }
+
+    /// Take over an event another node accepted and can no longer deliver: it was claimed
+    /// by this node already, so it is only stored here, keeping its age.
+    pub async fn adopt(
+        self: &Arc<Self>,
+        function: &str,
+        request_id: &str,
+        payload: Bytes,
+        enqueued_ms: i64,
+    ) -> Result<(), QueueError> {
+        let (q, f, r) = (
+            Arc::clone(self),
+            function.to_string(),
+            request_id.to_string(),
+        );
+        detach(async move { q.store_event(&f, &r, payload, enqueued_ms).await }).await
     }
 
     /// Accept an event: answers once it is durable.
@@ -268,6 +297,24 @@ impl Queue {
         request_id: &str,
         payload: Bytes,
     ) -> Result<(), QueueError> {
+        let now = aws::now_ms();
+        // In a cluster, durable means in etcd, claimed by this node: if this node dies,
+        // another delivers it.
+        if let Some(c) = self.claims.get() {
+            c.publish(function, request_id, &payload, now)
+                .await
+                .map_err(QueueError::Cluster)?;
+        }
+        self.store_event(function, request_id, payload, now).await
+    }
+
+    async fn store_event(
+        &self,
+        function: &str,
+        request_id: &str,
+        payload: Bytes,
+        now: i64,
+    ) -> Result<(), QueueError> {
         {
             let mut st = self.state.lock();
             if st.total >= self.max_queued {
@@ -275,7 +322,6 @@ impl Queue {
             }
             st.total += 1;
         }
-        let now = aws::now_ms();
         let e = NewEvent {
             function: function.to_string(),
             request_id: request_id.to_string(),
@@ -422,6 +468,26 @@ impl Queue {
         }) else {
             return;
         };
+        // A claim that ended (the lease lost while cut off from etcd) is another node's
+        // to deliver now: the event leaves this node's queue.
+        if let Some(c) = self.claims.get() {
+            if !c.holds(&request_id) {
+                tracing::info!(
+                    function,
+                    request_id,
+                    "event queue: the claim ended; another node delivers it"
+                );
+                let gone = Finish {
+                    letter: None,
+                    forward: None,
+                    payload: Bytes::new(),
+                };
+                if self.store.finish(id, gone).await.is_ok() {
+                    self.forget(&function, id);
+                }
+                return;
+            }
+        }
         let eff = self.effective(&function);
         let rules = Rules {
             retries: eff.retries,
@@ -611,6 +677,9 @@ impl Queue {
         let lettered = finish.letter.is_some();
         match self.store.finish(id, finish).await {
             Ok(forward_id) => {
+                if let Some(c) = self.claims.get() {
+                    c.ended(request_id);
+                }
                 let mut st = self.state.lock();
                 let mut enqueued = None;
                 let mut gone = None;

@@ -5,13 +5,14 @@
 
 use base64::Engine as _;
 use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::body::read_body;
 use super::context::Gateway;
 use super::errors::{json, ApiError, HttpResponse};
 use crate::control::node::NodeStatus;
+use crate::dispatch::stream::ReplyBody;
 use crate::events::store::Letter;
 use crate::events::FunctionQueue;
 use crate::registry::resize::ResizeRequest;
@@ -91,6 +92,10 @@ pub enum Action {
     DlqPurge(String),
     /// A function's invocation records (`surge logs`).
     Logs(String),
+    /// A stored `.wasm` by its SHA-256: how the nodes of a cluster pass blobs.
+    Blob(String),
+    /// This node's view of its cluster.
+    Cluster,
 }
 
 pub fn parse(method: &Method, path: &str) -> Result<Action, ApiError> {
@@ -109,6 +114,17 @@ pub fn parse(method: &Method, path: &str) -> Result<Action, ApiError> {
             Ok(Action::Resize(name.to_string()))
         }
         (&Method::GET, ["status"]) => Ok(Action::Status),
+        (&Method::GET, ["cluster"]) => Ok(Action::Cluster),
+        (&Method::GET, ["blobs", sha]) => {
+            let hex = sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit());
+            if hex {
+                Ok(Action::Blob(sha.to_ascii_lowercase()))
+            } else {
+                Err(ApiError::BadRequest(format!(
+                    "blob {sha:?} is not a SHA-256 in hex"
+                )))
+            }
+        }
         (&Method::GET, ["functions", name, "dlq"]) if !name.is_empty() => {
             Ok(Action::DlqList(name.to_string()))
         }
@@ -131,7 +147,9 @@ pub fn parse(method: &Method, path: &str) -> Result<Action, ApiError> {
         | (m, ["functions", _, "dlq"])
         | (m, ["functions", _, "logs"])
         | (m, ["functions", _, "dlq", _])
-        | (m, ["status"]) => Err(ApiError::MethodNotAllowed(m.to_string())),
+        | (m, ["status"])
+        | (m, ["cluster"])
+        | (m, ["blobs", _]) => Err(ApiError::MethodNotAllowed(m.to_string())),
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
 }
@@ -340,6 +358,27 @@ pub async fn handle(gw: &Gateway, req: Request<Incoming>) -> Result<HttpResponse
     let action = parse(req.method(), req.uri().path())?;
     match action {
         Action::List => Ok(json(StatusCode::OK, &gw.registry.list())),
+        Action::Cluster => match &gw.cluster {
+            Some(c) => Ok(json(StatusCode::OK, &c.status())),
+            None => Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "cluster": false }),
+            )),
+        },
+        Action::Blob(sha) => {
+            let r = gw.registry.clone();
+            let found = tokio::task::spawn_blocking(move || r.read_blob(&sha))
+                .await
+                .ok()
+                .flatten();
+            match found {
+                Some(b) => Ok(Response::builder()
+                    .header("content-type", "application/wasm")
+                    .body(ReplyBody::from(bytes::Bytes::from(b)))
+                    .expect("valid response")),
+                None => Err(ApiError::NoRoute(req.uri().path().to_string())),
+            }
+        }
         Action::Status => Ok(json(
             StatusCode::OK,
             &StatusReport {

@@ -31,6 +31,8 @@ pub struct Gateway {
     pub records: Option<Arc<Records>>,
     /// The dashboard's series and events, sampled once a second.
     pub timeline: Arc<parking_lot::Mutex<Timeline>>,
+    /// The cluster this node is one of (None: a single node).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl Gateway {

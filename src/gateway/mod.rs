@@ -8,6 +8,7 @@ pub mod body;
 pub mod context;
 pub mod dashboard;
 pub mod errors;
+pub mod forward;
 pub mod lambda;
 pub mod lambda_async;
 pub mod lambda_concurrency;
@@ -111,9 +112,31 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
     }
     if let Some(rest) = path.strip_prefix(lambda::PREFIX) {
         let rest = rest.to_string();
-        return lambda::handle(gw, &rest, req).await;
+        let (req, _here) = if rest.ends_with("/invocations") {
+            match forward::invoke(gw, &rest, req).await {
+                forward::Decision::Here(req, here) => (req, here),
+                forward::Decision::Done(resp) => return resp,
+            }
+        } else {
+            (req, None)
+        };
+        return served_here(gw, lambda::handle(gw, &rest, req).await);
     }
-    route::route(gw, req).await
+    let (req, _here) = match forward::route(gw, req).await {
+        forward::Decision::Here(req, here) => (req, here),
+        forward::Decision::Done(resp) => return resp,
+    };
+    served_here(gw, route::route(gw, req).await)
+}
+
+/// In a cluster, an answer names the node that served it.
+fn served_here(gw: &Gateway, mut resp: HttpResponse) -> HttpResponse {
+    if let Some(c) = &gw.cluster {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&c.node) {
+            resp.headers_mut().insert(crate::cluster::SERVED_BY, v);
+        }
+    }
+    resp
 }
 
 /// The invocation records' figures, in Prometheus's text format.

@@ -37,6 +37,34 @@ pub struct HostConfig {
     pub sandbox: SandboxConfig,
     pub cgroup: CgroupConfig,
     pub logs: LogsConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// Many surge nodes as one platform, on etcd (`src/cluster/`). Off when `etcd` is empty:
+/// a single node needs no etcd and behaves exactly as without this section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// etcd's client URLs (`http://host:2379`); every member, so that one down is survived.
+    pub etcd: Vec<String>,
+    /// This node's name in the cluster; empty: the advertised address.
+    pub node: String,
+    /// The URL the other nodes reach this node's gateway at; empty: `http://<listen>`.
+    pub advertise: String,
+    /// The node's lease: its membership, warm instances and claims go this long after its
+    /// last keep-alive reached etcd.
+    pub lease_ttl: Span,
+    /// Keys live under this prefix (several clusters may share one etcd).
+    pub prefix: String,
+    /// Bounded-load placement: no node takes more than `balance` × the mean load once the
+    /// nodes are past packing (Mirrokni et al.'s c).
+    pub balance: f64,
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        !self.etcd.is_empty()
+    }
 }
 
 /// Invocation records (`surge logs`), in `<state_dir>/logs.db`, bounded per function.
@@ -354,6 +382,14 @@ impl HostConfig {
                 format!("key `{dotted}`: {msg}"),
             ));
         }
+        if let Err((key, msg)) = check_cluster(&self.cluster, self.listen) {
+            let dotted = format!("cluster.{key}");
+            return Err(FileError::new(
+                file,
+                line_of_key(text, &dotted),
+                format!("key `{dotted}`: {msg}"),
+            ));
+        }
         if let Err((key, msg)) = check_vertical(&self.vertical) {
             let dotted = format!("vertical.{key}");
             return Err(FileError::new(
@@ -422,6 +458,19 @@ struct PartialCheck {
     sandbox: Option<PartialSandbox>,
     cgroup: Option<PartialCgroup>,
     logs: Option<PartialLogs>,
+    cluster: Option<PartialCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct PartialCluster {
+    etcd: Option<Vec<String>>,
+    node: Option<String>,
+    advertise: Option<String>,
+    lease_ttl: Option<Span>,
+    prefix: Option<String>,
+    balance: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -525,6 +574,62 @@ struct PartialCgroup {
 struct PartialDefaults {
     limits: Option<LimitsToml>,
     scaling: Option<ScalingToml>,
+}
+
+/// Rules of `[cluster]`. The error is (key within `cluster`, message).
+fn check_cluster(c: &ClusterConfig, listen: SocketAddr) -> Result<(), (&'static str, String)> {
+    if !c.enabled() {
+        return Ok(());
+    }
+    for e in &c.etcd {
+        let ok = e
+            .strip_prefix("http://")
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'));
+        if !ok {
+            return Err((
+                "etcd",
+                format!("{e:?} is not an etcd client URL like \"http://10.0.0.1:2379\""),
+            ));
+        }
+    }
+    if c.lease_ttl.0 < std::time::Duration::from_secs(2) {
+        return Err((
+            "lease_ttl",
+            format!("{} is below etcd's minimum of 2s", c.lease_ttl),
+        ));
+    }
+    if !(c.balance.is_finite() && c.balance > 1.0) {
+        return Err((
+            "balance",
+            "must be above 1 (1.25: 25 % over the mean)".into(),
+        ));
+    }
+    if c.prefix.is_empty() || !c.prefix.starts_with('/') || c.prefix.ends_with('/') {
+        return Err((
+            "prefix",
+            format!("{:?} must start with / and not end with /", c.prefix),
+        ));
+    }
+    if c.node.contains('/') {
+        return Err(("node", format!("{:?} must not contain /", c.node)));
+    }
+    if c.advertise.is_empty() {
+        if listen.ip().is_unspecified() {
+            return Err((
+                "advertise",
+                format!("must be set: listen is {listen}, which other nodes cannot reach"),
+            ));
+        }
+    } else if !c.advertise.starts_with("http://") || c.advertise.ends_with('/') {
+        return Err((
+            "advertise",
+            format!(
+                "{:?} is not a URL like \"http://10.0.0.1:8080\"",
+                c.advertise
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Rules of `[vertical]`. The error is (key within `vertical`, message).

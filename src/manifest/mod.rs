@@ -13,7 +13,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use config::HostConfig;
+pub use config::{ClusterConfig, HostConfig};
 pub use sections::{
     check_scaling, AsyncToml, Bounds, LambdaToml, Limits, LimitsToml, Quota, Scaling, ScalingToml,
     CPU_MIN_MILLICORES, MAX_INSTANCES_LIMIT, MEMORY_MIN_BYTES,

@@ -3,6 +3,7 @@
 //! compiled, the new sandbox started and ready, and the version persisted, before the route
 //! table switches to it. Only then is the old version drained and stopped.
 
+pub mod catalog;
 pub mod concurrency;
 pub mod package;
 pub mod resize;
@@ -21,6 +22,7 @@ use crate::control::version::{LiveVersions, VersionControl};
 use crate::control::vertical::quota::QuotaError;
 use crate::dispatch::routes::{Pending, Routes};
 use crate::manifest::{FileError, FunctionSpec, HostConfig};
+use catalog::{Catalog, CatalogError, Commit, Prepared};
 use status::FunctionInfo;
 use store::{Store, StoreError, StoredFunction};
 
@@ -99,6 +101,20 @@ pub enum DeployError {
     },
     #[error("compiling {file}: the compiler task failed")]
     CompilerPanicked { file: String },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// Where a deploy comes from.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    /// Through this node: the admin API, the Lambda API, `functions_dir`. In a cluster the
+    /// catalog numbers it, and it is committed there before it goes live.
+    Local,
+    /// A stored version brought back at start.
+    Restore(&'a StoredFunction),
+    /// A version the cluster committed through another node (`src/cluster/`).
+    Replica { version: u64, deployed_at_unix: i64 },
 }
 
 /// What the host deploys at start ([`Registry::plan_start`]).
@@ -130,6 +146,8 @@ pub struct Registry {
     retiring: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// One deploy or remove at a time: transitions never interleave.
     transitions: AsyncMutex<()>,
+    /// Set when the node joins a cluster: versions are then agreed there.
+    catalog: std::sync::OnceLock<Arc<dyn Catalog>>,
 }
 
 impl Registry {
@@ -152,7 +170,69 @@ impl Registry {
             live: AsyncMutex::new(HashMap::new()),
             retiring: parking_lot::Mutex::new(Vec::new()),
             transitions: AsyncMutex::new(()),
+            catalog: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Join a cluster: from here on, versions deployed through this node are numbered and
+    /// committed by `catalog` (set once, before the host deploys anything).
+    pub fn set_catalog(&self, catalog: Arc<dyn Catalog>) {
+        let _ = self.catalog.set(catalog);
+    }
+
+    /// The last etcd revision this node's copy of the cluster's functions reflects.
+    pub fn cluster_revision(&self) -> Result<i64, DeployError> {
+        Ok(tokio::task::block_in_place(|| {
+            self.store.cluster_revision()
+        })?)
+    }
+
+    pub fn set_cluster_revision(&self, revision: i64) -> Result<(), DeployError> {
+        Ok(tokio::task::block_in_place(|| {
+            self.store.set_cluster_revision(revision)
+        })?)
+    }
+
+    /// Every stored (live) version.
+    pub fn stored_all(&self) -> Result<Vec<StoredFunction>, DeployError> {
+        Ok(tokio::task::block_in_place(|| self.store.list())?)
+    }
+
+    /// A stored `.wasm` by its hash (None: not here).
+    pub fn read_blob(&self, sha256: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.store.blob_path(sha256)).ok()
+    }
+
+    /// Deploy a version another node committed to the cluster: numbered `version`, with no
+    /// commit. A live version with the same number and blob is left as it is.
+    pub async fn deploy_replica(
+        &self,
+        file: &str,
+        manifest: &str,
+        wasm: Vec<u8>,
+        version: u64,
+        deployed_at_unix: i64,
+    ) -> Result<FunctionInfo, DeployError> {
+        let _t = self.transitions.lock().await;
+        self.deploy_locked(
+            file,
+            manifest,
+            Some(wasm),
+            Origin::Replica {
+                version,
+                deployed_at_unix,
+            },
+            None,
+        )
+        .await
+    }
+
+    /// Remove a function the cluster removed (nothing if it is not live here).
+    pub async fn remove_replica(&self, name: &str) -> Result<(), DeployError> {
+        match self.remove_inner(name, false).await {
+            Err(DeployError::NotFound(_)) => Ok(()),
+            r => r,
+        }
     }
 
     /// The current route table (cheap: one Arc clone).
@@ -249,7 +329,7 @@ impl Registry {
     ) -> Result<FunctionInfo, DeployError> {
         let _t = self.transitions.lock().await;
         let r = self
-            .deploy_locked(file, manifest, Some(wasm), None, progress)
+            .deploy_locked(file, manifest, Some(wasm), Origin::Local, progress)
             .await;
         // The compile's freed heap goes back to the kernel (runtime/src/heap.rs).
         let _ = tokio::task::spawn_blocking(surge_runtime::heap::trim).await;
@@ -264,7 +344,7 @@ impl Registry {
         file: &str,
         manifest: &str,
         wasm: Option<Vec<u8>>,
-        restore: Option<&StoredFunction>,
+        origin: Origin<'_>,
         progress: Progress<'_>,
     ) -> Result<FunctionInfo, DeployError> {
         let spec = FunctionSpec::parse(Path::new(file), manifest, &self.config.defaults)?;
@@ -286,6 +366,10 @@ impl Registry {
         let (engine, cache, declared) = (self.engine.clone(), self.cache.clone(), spec.kind);
         // Hashing and compiling tens of MB run off the runtime's threads: the gateway may
         // have only one, and it serves every request meanwhile.
+        let restore = match origin {
+            Origin::Restore(r) => Some(r),
+            _ => None,
+        };
         let (sha, kind, artifact, wasm) = match (wasm, restore) {
             (
                 None,
@@ -321,13 +405,19 @@ impl Registry {
                 .map_err(|_| DeployError::CompilerPanicked {
                     file: handler_file.clone(),
                 })?;
-                // Same bytes and same manifest as the live version: nothing to do.
-                if restore.is_none() {
-                    if let Some(cur) = self.version_of(&name) {
-                        let d = &cur.deployment;
-                        if d.wasm_sha256 == sha && d.spec == spec {
-                            return Ok(FunctionInfo::of(&cur));
+                // Same bytes and same manifest as the live version (or, from the cluster,
+                // the same version): nothing to do.
+                if let Some(cur) = self.version_of(&name) {
+                    let d = &cur.deployment;
+                    let same = match origin {
+                        Origin::Local => d.wasm_sha256 == sha && d.spec == spec,
+                        Origin::Replica { version, .. } => {
+                            d.wasm_sha256 == sha && d.version == version
                         }
+                        Origin::Restore(_) => false,
+                    };
+                    if same {
+                        return Ok(FunctionInfo::of(&cur));
                     }
                 }
                 let (kind, path) = compiled?;
@@ -335,11 +425,37 @@ impl Registry {
             }
         };
 
-        let version = match restore {
-            Some(r) => r.version,
-            None => tokio::task::block_in_place(|| self.store.next_version(&name))?,
+        // In a cluster, the catalog numbers a version deployed through this node: versions
+        // are unique cluster-wide, and one identical to the cluster's is adopted as is.
+        let prepared = match (origin, self.catalog.get()) {
+            (Origin::Local, Some(c)) => Some(c.prepare(&name, &sha, manifest).await?),
+            _ => None,
         };
-        let deployed_at = restore.map(|r| r.deployed_at_unix).unwrap_or_else(now_unix);
+        let (version, deployed_at) = match (origin, &prepared) {
+            (Origin::Restore(r), _) => (r.version, r.deployed_at_unix),
+            (
+                Origin::Replica {
+                    version,
+                    deployed_at_unix,
+                },
+                _,
+            ) => (version, deployed_at_unix),
+            (
+                Origin::Local,
+                Some(Prepared::Adopt {
+                    version,
+                    deployed_at_unix,
+                }),
+            ) => (*version, *deployed_at_unix),
+            (Origin::Local, Some(Prepared::New { version, .. })) => {
+                let local = tokio::task::block_in_place(|| self.store.next_version(&name))?;
+                ((*version).max(local), now_unix())
+            }
+            (Origin::Local, None) => (
+                tokio::task::block_in_place(|| self.store.next_version(&name))?,
+                now_unix(),
+            ),
+        };
         let pins = tokio::task::block_in_place(|| self.store.pins(&name))?;
         // The keep-alive policy goes on from what it learnt: the live version's state is
         // saved first, so a new version starts from it.
@@ -351,7 +467,7 @@ impl Registry {
         // A restored version that may idle at zero comes back with no process: it was proven
         // at its first deploy, and its first request cold-starts it. Its artifact must still
         // read as this engine's (a cheap header check); if not, it is started as a proof.
-        let at_zero = restore.is_some()
+        let at_zero = !matches!(origin, Origin::Local)
             && spec.scaling.min_instances == 0
             && artifact_is_precompiled(&artifact, kind);
         report(progress, Stage::Start);
@@ -388,12 +504,29 @@ impl Registry {
                 deployed_at_unix: deployed_at,
             };
             let wasm = wasm.as_deref().unwrap_or_default();
-            // Written and synced to disk: off the runtime, as above.
-            let persisted = tokio::task::block_in_place(|| {
-                self.store
-                    .put_blob(&sha, wasm)
-                    .and_then(|_| self.store.put(&stored))
-            });
+            // Written and synced to disk: off the runtime, as above. The blob is stored
+            // before the commit: the other nodes fetch it from here once they see it.
+            let persisted = tokio::task::block_in_place(|| self.store.put_blob(&sha, wasm));
+            if let Err(e) = persisted {
+                sup.retire().await;
+                return Err(e.into());
+            }
+            if let (Some(Prepared::New { revision, .. }), Some(c)) = (&prepared, self.catalog.get())
+            {
+                let commit = Commit {
+                    name: &name,
+                    version,
+                    manifest_file: file,
+                    manifest,
+                    wasm_sha256: &sha,
+                    deployed_at_unix: deployed_at,
+                };
+                if let Err(e) = c.commit(commit, *revision).await {
+                    sup.retire().await;
+                    return Err(e.into());
+                }
+            }
+            let persisted = tokio::task::block_in_place(|| self.store.put(&stored));
             if let Err(e) = persisted {
                 sup.retire().await;
                 return Err(e.into());
@@ -422,11 +555,20 @@ impl Registry {
     }
 
     pub async fn remove(&self, name: &str) -> Result<(), DeployError> {
+        self.remove_inner(name, true).await
+    }
+
+    /// `cluster`: remove it from the cluster's catalog too (first: if that fails, nothing
+    /// has changed).
+    async fn remove_inner(&self, name: &str, cluster: bool) -> Result<(), DeployError> {
         let _t = self.transitions.lock().await;
         let sup = {
             let mut live = self.live.lock().await;
             if !live.contains_key(name) {
                 return Err(DeployError::NotFound(name.into()));
+            }
+            if let (true, Some(c)) = (cluster, self.catalog.get()) {
+                c.remove(name).await?;
             }
             // Forget it in the store first: if that fails, nothing has changed.
             self.store.remove(name)?;
@@ -653,7 +795,13 @@ impl Registry {
             }
         };
         if let Err(e) = self
-            .deploy_locked(&f.manifest_file, &f.manifest, wasm, Some(f), None)
+            .deploy_locked(
+                &f.manifest_file,
+                &f.manifest,
+                wasm,
+                Origin::Restore(f),
+                None,
+            )
             .await
         {
             errors.push(format!("restoring {}: {e}", f.name));

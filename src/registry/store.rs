@@ -97,6 +97,10 @@ impl Store {
                  reserved INTEGER,
                  provisioned INTEGER
              );
+             CREATE TABLE IF NOT EXISTS cluster_meta (
+                 key TEXT PRIMARY KEY,
+                 value INTEGER NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS keepalive_state (
                  name TEXT PRIMARY KEY,
                  policy TEXT NOT NULL,
@@ -138,6 +142,31 @@ impl Store {
         surge_runtime::artifact::write_synced(&tmp, bytes).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
         Ok(path)
+    }
+
+    /// The etcd revision the functions table reflects, in a cluster (0: none yet).
+    pub fn cluster_revision(&self) -> Result<i64, StoreError> {
+        let conn = self.conn.lock();
+        conn.query_row(
+            "SELECT value FROM cluster_meta WHERE key = 'revision'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map(|v| v.unwrap_or(0))
+        .map_err(|e| self.sql(e))
+    }
+
+    pub fn set_cluster_revision(&self, revision: i64) -> Result<(), StoreError> {
+        self.conn
+            .lock()
+            .execute(
+                "INSERT INTO cluster_meta (key, value) VALUES ('revision', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = ?1",
+                params![revision],
+            )
+            .map(|_| ())
+            .map_err(|e| self.sql(e))
     }
 
     /// The next version number for `name`: versions never repeat, even across removes.

@@ -6,6 +6,7 @@
 //! replayed under every policy, so a file of any size replays in memory that grows only
 //! with the per-function results.
 
+pub mod cluster;
 pub mod live;
 pub mod minute;
 pub mod plot;

@@ -1,0 +1,395 @@
+//! The cluster's functions: etcd holds each one's live version, and every node's SQLite
+//! store is a copy of it.
+//!
+//! - A deploy through any node is numbered here ([`EtcdCatalog::prepare`]) and, once the
+//!   version is proven on that node (compiled, started, ready), committed in one
+//!   transaction that compares the function's key's revision: of two deploys racing, one
+//!   wins, and the other changes nothing anywhere.
+//! - Every node follows the catalog ([`follow`]) from the last revision it applied, which
+//!   it keeps in its own store: a node restarting or reconnecting replays only what it
+//!   missed. If etcd compacted that history away, it reads the catalog whole and removes
+//!   what is gone.
+//! - A version's blob is fetched by hash from the node it was deployed through (or any
+//!   other), over the admin API, and checked against its hash.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, WatchOptions};
+use http_body_util::BodyExt;
+
+use super::etcd::Etcd;
+use super::keys::{FunctionEntry, Keys};
+use super::state::Cluster;
+use crate::registry::catalog::{BoxFuture, Catalog, CatalogError, Commit, Prepared};
+
+const RETRY: Duration = Duration::from_millis(300);
+/// How long a version's blob is sought before its deploy on this node is given up.
+const BLOB_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The registry's catalog in a cluster.
+pub struct EtcdCatalog {
+    pub etcd: Arc<Etcd>,
+    pub keys: Keys,
+    pub node: String,
+    pub url: String,
+}
+
+impl EtcdCatalog {
+    fn unavailable(function: &str, e: impl std::fmt::Display) -> CatalogError {
+        CatalogError::Unavailable {
+            function: function.to_string(),
+            reason: e.to_string(),
+        }
+    }
+
+    /// The function's entry and its key's revision (linearizable), and the last version
+    /// ever given to the name.
+    async fn read(&self, name: &str) -> Result<(Option<(FunctionEntry, i64)>, u64), CatalogError> {
+        let (fkey, vkey) = (self.keys.function(name), self.keys.version_counter(name));
+        let txn = Txn::new().and_then(vec![
+            TxnOp::get(fkey.clone(), None),
+            TxnOp::get(vkey.clone(), None),
+        ]);
+        let r = self
+            .etcd
+            .run(|mut c| {
+                let t = txn.clone();
+                async move { c.txn(t).await }
+            })
+            .await
+            .map_err(|e| Self::unavailable(name, e))?;
+        let mut entry = None;
+        let mut counter = 0;
+        for op in r.op_responses() {
+            if let etcd_client::TxnOpResponse::Get(g) = op {
+                for kv in g.kvs() {
+                    if kv.key() == fkey.as_bytes() {
+                        let e: FunctionEntry = serde_json::from_slice(kv.value())
+                            .map_err(|e| Self::unavailable(name, format!("{fkey}: {e}")))?;
+                        entry = Some((e, kv.mod_revision()));
+                    } else if kv.key() == vkey.as_bytes() {
+                        counter = kv
+                            .value_str()
+                            .ok()
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                    }
+                }
+            }
+        }
+        Ok((entry, counter))
+    }
+}
+
+impl Catalog for EtcdCatalog {
+    fn prepare<'a>(
+        &'a self,
+        name: &'a str,
+        wasm_sha256: &'a str,
+        manifest: &'a str,
+    ) -> BoxFuture<'a, Result<Prepared, CatalogError>> {
+        Box::pin(async move {
+            let (entry, counter) = self.read(name).await?;
+            Ok(match entry {
+                Some((e, _)) if e.wasm_sha256 == wasm_sha256 && e.manifest == manifest => {
+                    Prepared::Adopt {
+                        version: e.version,
+                        deployed_at_unix: e.deployed_at_unix,
+                    }
+                }
+                Some((e, revision)) => Prepared::New {
+                    version: e.version.max(counter) + 1,
+                    revision,
+                },
+                None => Prepared::New {
+                    version: counter + 1,
+                    revision: 0,
+                },
+            })
+        })
+    }
+
+    fn commit<'a>(
+        &'a self,
+        c: Commit<'a>,
+        revision: i64,
+    ) -> BoxFuture<'a, Result<(), CatalogError>> {
+        Box::pin(async move {
+            let entry = FunctionEntry {
+                version: c.version,
+                manifest_file: c.manifest_file.to_string(),
+                manifest: c.manifest.to_string(),
+                wasm_sha256: c.wasm_sha256.to_string(),
+                deployed_at_unix: c.deployed_at_unix,
+                origin: self.node.clone(),
+                origin_url: self.url.clone(),
+            };
+            let fkey = self.keys.function(c.name);
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(
+                    fkey.clone(),
+                    CompareOp::Equal,
+                    revision,
+                )])
+                .and_then(vec![
+                    TxnOp::put(
+                        fkey,
+                        serde_json::to_vec(&entry).expect("serializable"),
+                        None,
+                    ),
+                    TxnOp::put(
+                        self.keys.version_counter(c.name),
+                        c.version.to_string(),
+                        None,
+                    ),
+                ]);
+            let r = self
+                .etcd
+                .run(|mut cl| {
+                    let t = txn.clone();
+                    async move { cl.txn(t).await }
+                })
+                .await
+                .map_err(|e| Self::unavailable(c.name, e))?;
+            if r.succeeded() {
+                return Ok(());
+            }
+            // Retried on another member, our own first attempt may be what changed it; or
+            // another node deployed the very same version at the same time (nodes started
+            // with the same functions_dir): either way the cluster has what we have.
+            match self.read(c.name).await? {
+                (Some((e, _)), _)
+                    if e.version == entry.version
+                        && e.wasm_sha256 == entry.wasm_sha256
+                        && e.manifest == entry.manifest =>
+                {
+                    Ok(())
+                }
+                _ => Err(CatalogError::Conflict {
+                    function: c.name.to_string(),
+                }),
+            }
+        })
+    }
+
+    fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), CatalogError>> {
+        Box::pin(async move {
+            let key = self.keys.function(name);
+            self.etcd
+                .run(|mut c| {
+                    let k = key.clone();
+                    async move { c.delete(k, None).await }
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| Self::unavailable(name, e))
+        })
+    }
+}
+
+/// Apply the catalog to this node for as long as it runs.
+pub async fn follow(c: Arc<Cluster>) {
+    let prefix = c.keys.functions();
+    // The history since our revision was compacted away: read it whole, and remove here
+    // what the cluster no longer has.
+    let mut resync = false;
+    loop {
+        let mut rev = c.registry.cluster_revision().unwrap_or(0);
+        if rev == 0 || resync {
+            match sync_whole(&c, &prefix, resync || rev > 0).await {
+                Ok(r) => {
+                    rev = r;
+                    resync = false;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cluster catalog: etcd unreachable");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            }
+        }
+        let (k, mut client) = c.etcd.member();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(rev + 1);
+        let mut stream = match client.watch(prefix.clone(), Some(opts)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, endpoint = c.etcd.endpoint(k), "cluster catalog: watch");
+                c.etcd.failed(k);
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        loop {
+            let msg = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) | Err(_) => break,
+            };
+            if msg.compact_revision() > 0 {
+                tracing::warn!(
+                    compacted = msg.compact_revision(),
+                    "cluster catalog: etcd compacted the history this node had not seen; reading it whole"
+                );
+                resync = true;
+                break;
+            }
+            if msg.canceled() {
+                break;
+            }
+            for ev in msg.events() {
+                let Some(kv) = ev.kv() else { continue };
+                let Some(name) = kv.key_str().ok().and_then(|k| c.keys.parse_function(k)) else {
+                    continue;
+                };
+                if ev.event_type() == EventType::Put {
+                    match serde_json::from_slice::<FunctionEntry>(kv.value()) {
+                        Ok(e) => {
+                            c.catalog_name(name, true);
+                            apply(&c, name, &e).await;
+                        }
+                        Err(e) => {
+                            tracing::error!(function = name, error = %e, "cluster catalog: bad entry")
+                        }
+                    }
+                } else {
+                    c.catalog_name(name, false);
+                    if let Err(e) = c.registry.remove_replica(name).await {
+                        tracing::error!(function = name, error = %e, "cluster catalog: removing");
+                    }
+                }
+                if let Err(e) = c.registry.set_cluster_revision(kv.mod_revision()) {
+                    tracing::error!(error = %e, "cluster catalog: saving the revision");
+                }
+            }
+        }
+        c.etcd.failed(k);
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Read the catalog whole and apply it; `prune`: remove here what it does not hold.
+/// Returns the revision it reflects.
+async fn sync_whole(c: &Arc<Cluster>, prefix: &str, prune: bool) -> anyhow::Result<i64> {
+    let p = prefix.to_string();
+    let resp = c
+        .etcd
+        .run(|mut cl| {
+            let p = p.clone();
+            async move { cl.get(p, Some(GetOptions::new().with_prefix())).await }
+        })
+        .await?;
+    let revision = resp.header().map_or(0, |h| h.revision());
+    let mut names = Vec::new();
+    for kv in resp.kvs() {
+        let Some(name) = kv.key_str().ok().and_then(|k| c.keys.parse_function(k)) else {
+            continue;
+        };
+        names.push(name.to_string());
+        match serde_json::from_slice::<FunctionEntry>(kv.value()) {
+            Ok(e) => apply(c, name, &e).await,
+            Err(e) => tracing::error!(function = name, error = %e, "cluster catalog: bad entry"),
+        }
+    }
+    if prune {
+        for f in c.registry.stored_all()? {
+            if !names.contains(&f.name) {
+                if let Err(e) = c.registry.remove_replica(&f.name).await {
+                    tracing::error!(function = %f.name, error = %e, "cluster catalog: removing");
+                }
+            }
+        }
+    }
+    c.set_catalog_names(names);
+    c.registry.set_cluster_revision(revision)?;
+    Ok(revision)
+}
+
+/// Make `e` the live version of `name` here.
+async fn apply(c: &Arc<Cluster>, name: &str, e: &FunctionEntry) {
+    if let Some(v) = c.registry.version_of(name) {
+        if v.deployment.version == e.version && v.deployment.wasm_sha256 == e.wasm_sha256 {
+            return;
+        }
+    }
+    let began = tokio::time::Instant::now();
+    let wasm = loop {
+        if let Some(w) = c.registry.read_blob(&e.wasm_sha256) {
+            break w;
+        }
+        match fetch_blob(c, e).await {
+            Ok(w) => break w,
+            Err(err) if began.elapsed() < BLOB_PATIENCE => {
+                tracing::debug!(function = name, error = %err, "cluster catalog: blob");
+                tokio::time::sleep(RETRY).await;
+            }
+            Err(err) => {
+                tracing::error!(function = name, version = e.version, error = %err,
+                    "cluster catalog: no node gave this version's blob; it is not deployed here");
+                return;
+            }
+        }
+    };
+    match c
+        .registry
+        .deploy_replica(
+            &e.manifest_file,
+            &e.manifest,
+            wasm,
+            e.version,
+            e.deployed_at_unix,
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(function = name, version = e.version, origin = %e.origin, "cluster: deployed")
+        }
+        Err(err) => tracing::error!(function = name, version = e.version, error = %err,
+            "cluster catalog: this node cannot deploy the cluster's version"),
+    }
+}
+
+/// The blob of `e`, from the node it was deployed through, else from any member.
+async fn fetch_blob(c: &Cluster, e: &FunctionEntry) -> Result<Vec<u8>, String> {
+    let mut urls = vec![e.origin_url.clone()];
+    urls.extend(
+        c.routing()
+            .nodes
+            .iter()
+            .filter(|n| n.node != c.node && n.url != e.origin_url)
+            .map(|n| n.url.clone()),
+    );
+    let mut errors = Vec::new();
+    for url in urls {
+        match fetch_from(c, &url, &e.wasm_sha256).await {
+            Ok(w) => return Ok(w),
+            Err(err) => errors.push(format!("{url}: {err}")),
+        }
+    }
+    Err(errors.join("; "))
+}
+
+async fn fetch_from(c: &Cluster, url: &str, sha: &str) -> Result<Vec<u8>, String> {
+    let req = hyper::Request::get(format!("{url}/admin/v1/blobs/{sha}"))
+        .header("authorization", format!("Bearer {}", c.token))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), c.http.request(req))
+        .await
+        .map_err(|_| "no answer in 10s".to_string())?
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("status {}", resp.status()));
+    }
+    let limit = c.registry.config.max_admin_body.0 as usize;
+    let body = http_body_util::Limited::new(resp.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if surge_runtime::artifact::sha256_hex(&body) != sha {
+        return Err("the blob does not match its hash".into());
+    }
+    Ok(body.to_vec())
+}

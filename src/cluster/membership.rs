@@ -1,0 +1,178 @@
+//! This node's lease, and what hangs on it: its member entry (URL and capacity) and its
+//! warm instances. A node that dies stops renewing; when the lease ends, etcd deletes every
+//! key on it, and each router's watch drops the node within the lease's TTL.
+//!
+//! Cut off from etcd, the node keeps serving; once its lease must have ended, it says so
+//! (`Cluster::lease` becomes None) and anything fenced by the lease stops. When etcd is
+//! back it takes a new lease and registers again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::PutOptions;
+
+use super::keys::{NodeEntry, WarmEntry};
+use super::state::Cluster;
+
+/// How often warm instances are compared with what etcd has (and the lease renewed, at
+/// its own pace).
+const TICK: Duration = Duration::from_millis(250);
+
+pub async fn run(c: Arc<Cluster>) {
+    let ttl = c.config.lease_ttl.0;
+    let started_unix = crate::aws::now_ms() / 1000;
+    loop {
+        let granted = c
+            .etcd
+            .run(|mut cl| async move { cl.lease_grant(ttl.as_secs() as i64, None).await })
+            .await;
+        let lease = match granted {
+            Ok(r) => r.id(),
+            Err(e) => {
+                tracing::debug!(error = %e, "cluster: cannot take a lease yet");
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+        };
+        let cap = c.registry.node_status().capacity;
+        let entry = NodeEntry {
+            node: c.node.clone(),
+            url: c.url.clone(),
+            cpu_millicores: cap.cpu_millicores,
+            memory_bytes: cap.memory_bytes,
+            started_unix,
+        };
+        let (key, value) = (
+            c.keys.node(&c.node),
+            serde_json::to_vec(&entry).expect("serializable"),
+        );
+        let put = c
+            .etcd
+            .run(|mut cl| {
+                let (k, v) = (key.clone(), value.clone());
+                async move {
+                    cl.put(k, v, Some(PutOptions::new().with_lease(lease)))
+                        .await
+                }
+            })
+            .await;
+        if let Err(e) = put {
+            tracing::debug!(error = %e, "cluster: cannot register");
+            continue;
+        }
+        c.lease.send_replace(Some(lease));
+        tracing::info!(node = %c.node, lease, "cluster: registered");
+        let mut published: HashMap<String, WarmEntry> = HashMap::new();
+        let mut renewed = tokio::time::Instant::now();
+        let mut next_renewal = renewed;
+        'held: loop {
+            tokio::time::sleep(TICK).await;
+            let now = tokio::time::Instant::now();
+            if now >= next_renewal {
+                match keep_alive(&c, lease).await {
+                    Ok(true) => {
+                        renewed = now;
+                        next_renewal = now + ttl / 3;
+                    }
+                    Ok(false) => {
+                        tracing::warn!(node = %c.node, "cluster: the lease ended; registering again");
+                        break 'held;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cluster: keep-alive failed");
+                        next_renewal = now + TICK;
+                    }
+                }
+                // The lease may have ended on etcd's side without our hearing of it.
+                if now.duration_since(renewed) >= ttl.saturating_sub(2 * TICK) {
+                    tracing::warn!(node = %c.node, "cluster: etcd unreachable for the lease's TTL; this node holds no claims now");
+                    break 'held;
+                }
+            }
+            // Bounded: cut off from etcd, a put waits for every member in turn, and the
+            // lease's own check must not wait behind it.
+            let _ = tokio::time::timeout(TICK, publish_warm(&c, lease, &mut published)).await;
+        }
+        c.lease.send_replace(None);
+    }
+}
+
+/// Renew the lease once. Ok(false): etcd says it is gone.
+async fn keep_alive(c: &Cluster, lease: i64) -> Result<bool, String> {
+    // A fresh stream each time: keep-alives are rare (a third of the TTL), and a member
+    // that went away must not hold them.
+    let (k, mut client) = c.etcd.member();
+    let once = async {
+        let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+        keeper.keep_alive().await?;
+        stream.message().await
+    };
+    let failed = match tokio::time::timeout(Duration::from_secs(1), once).await {
+        Ok(Ok(Some(r))) => return Ok(r.ttl() > 0),
+        Ok(Ok(None)) => "keep-alive stream closed".to_string(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no answer".to_string(),
+    };
+    c.etcd.failed(k);
+    Err(format!("{}: {failed}", c.etcd.endpoint(k)))
+}
+
+/// Put what changed of this node's warm instances (on the lease), and delete what went.
+async fn publish_warm(c: &Cluster, lease: i64, published: &mut HashMap<String, WarmEntry>) {
+    let now: HashMap<String, WarmEntry> = c
+        .registry
+        .list()
+        .into_iter()
+        .filter(|f| f.instances > 0)
+        .map(|f| {
+            (
+                f.name,
+                WarmEntry {
+                    version: f.version,
+                    ready: f.instances,
+                },
+            )
+        })
+        .collect();
+    for (f, e) in &now {
+        if published.get(f) == Some(e) {
+            continue;
+        }
+        let (key, value) = (
+            c.keys.warm(f, &c.node),
+            serde_json::to_vec(e).expect("serializable"),
+        );
+        let r = c
+            .etcd
+            .run(|mut cl| {
+                let (k, v) = (key.clone(), value.clone());
+                async move {
+                    cl.put(k, v, Some(PutOptions::new().with_lease(lease)))
+                        .await
+                }
+            })
+            .await;
+        if r.is_ok() {
+            published.insert(f.clone(), *e);
+        }
+    }
+    let gone: Vec<String> = published
+        .keys()
+        .filter(|f| !now.contains_key(*f))
+        .cloned()
+        .collect();
+    for f in gone {
+        let key = c.keys.warm(&f, &c.node);
+        let r = c
+            .etcd
+            .run(|mut cl| {
+                let k = key.clone();
+                async move { cl.delete(k, None).await }
+            })
+            .await;
+        if r.is_ok() {
+            published.remove(&f);
+        }
+    }
+}
