@@ -305,6 +305,35 @@ impl EtcdMember {
         }
     }
 
+    /// How many keys start with `prefix`, by etcd's JSON gateway (None: no answer).
+    fn count_prefix(&self, prefix: &str) -> Option<u64> {
+        use base64::Engine as _;
+        let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        let mut end = prefix.as_bytes().to_vec();
+        *end.last_mut()? += 1;
+        let body = serde_json::json!({
+            "key": b64(prefix.as_bytes()),
+            "range_end": b64(&end),
+            "count_only": true,
+        })
+        .to_string();
+        let r = try_http(
+            &format!("{}:{}", self.place.ip, self.place.client_port),
+            "POST",
+            "/v3/kv/range",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+        (r.status == 200).then(|| {
+            v["count"]
+                .as_str()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
+    }
+
     /// (this member's id, the leader's id) by etcd's JSON gateway.
     fn status(&self) -> Result<(String, String), String> {
         let r = try_http(
@@ -379,7 +408,16 @@ impl TestCluster {
                 },
             })
             .collect();
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        // On tmpfs where there is one: etcd's fsyncs on a busy shared disk would stretch
+        // its heartbeats past the short election timeout the tests use.
+        let dir = if Path::new("/dev/shm").is_dir() {
+            tempfile::Builder::new()
+                .prefix("surge-cluster-")
+                .tempdir_in("/dev/shm")
+        } else {
+            tempfile::tempdir()
+        }
+        .map_err(|e| e.to_string())?;
         let initial: Vec<String> = places
             .iter()
             .enumerate()
@@ -471,8 +509,10 @@ impl TestCluster {
             Duration::from_secs(30),
             || {
                 c.nodes.iter().all(|n| {
-                    n.admin("GET", "/admin/v1/cluster")
-                        .is_ok_and(|v| v["nodes"].as_array().is_some_and(|a| a.len() == all))
+                    n.admin("GET", "/admin/v1/cluster").is_ok_and(|v| {
+                        v["nodes"].as_array().is_some_and(|a| a.len() == all)
+                            && !v["lease"].is_null()
+                    })
                 })
             },
         );
@@ -717,12 +757,28 @@ fn deploy_through_one_node_invoke_through_another_and_spread_under_load() {
         stop.clone(),
         t0,
     );
-    std::thread::sleep(Duration::from_secs(5));
-    let instances: Vec<u64> = c
-        .nodes
-        .iter()
-        .map(|n| n.function("echo").unwrap()["instances"].as_u64().unwrap())
-        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    // The pools grow where the load went: on two nodes at least (the autoscaler's own
+    // pace on a busy machine: polled, while the load goes on).
+    let instances_now = || -> Vec<u64> {
+        c.nodes
+            .iter()
+            .map(|n| {
+                n.function("echo")
+                    .and_then(|f| f["instances"].as_u64())
+                    .unwrap_or(0)
+            })
+            .collect()
+    };
+    let mut instances = instances_now();
+    wait_until(
+        "pools on two nodes or more",
+        Duration::from_secs(20),
+        || {
+            instances = instances_now();
+            instances.iter().filter(|&&i| i > 0).count() >= 2
+        },
+    );
     stop.store(true, Ordering::Relaxed);
     let seen = collect(handles);
     let failed: Vec<_> = seen.iter().filter(|r| r.1 != 200).collect();
@@ -783,6 +839,43 @@ fn deploy_through_one_node_invoke_through_another_and_spread_under_load() {
                     .is_some_and(|f| f["version"].as_u64() == Some(2))
             })
         },
+    );
+
+    // A graceful stop (SIGTERM) of echo's home under load through the other two: the node
+    // leaves the cluster first (its lease revoked), finishes what it runs, and answers a
+    // forwarded request it no longer serves with "not here", which the forwarder takes
+    // to the next node. Knative's HA test asks 100 % across a graceful kill.
+    let home = try_http(&c.nodes[0].addr(), "POST", "/echo", &[], b"x")
+        .unwrap()
+        .header("x-surge-node")
+        .unwrap()
+        .to_string();
+    let victim: usize = home.trim_start_matches('n').parse().unwrap();
+    let others: Vec<String> = (0..3)
+        .filter(|&i| i != victim)
+        .map(|i| c.nodes[i].addr())
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let handles = load(others, 6, "/echo", stop.clone(), t0);
+    std::thread::sleep(Duration::from_secs(2));
+    c.nodes[victim].stop();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let seen = collect(handles);
+    let failed: Vec<_> = seen.iter().filter(|r| r.1 != 200).collect();
+    eprintln!(
+        "graceful stop: {} requests, {} failed, {} served by the stopped node",
+        seen.len(),
+        failed.len(),
+        seen.iter().filter(|r| r.2 == home).count()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed across a graceful stop: {:?}",
+        failed.len(),
+        seen.len(),
+        &failed[..failed.len().min(10)]
     );
 }
 
@@ -947,14 +1040,16 @@ fn a_node_killed_under_load_costs_only_its_in_flight_requests() {
             .filter_map(|r| r["request_id"].as_str().map(str::to_string))
             .collect()
     };
-    wait_until(
-        "every accepted event is delivered",
-        Duration::from_secs(60),
-        || {
-            let all: Vec<String> = c.nodes.iter().flat_map(delivered_at).collect();
-            events.iter().all(|e| all.contains(e))
-        },
-    );
+    // Ended: gone from etcd (delivered, by the others or by the victim before it died;
+    // a record the victim wrote in its last milliseconds may be lost with it).
+    let live_etcd = c
+        .etcd
+        .iter()
+        .find(|m| m.child.is_some())
+        .expect("etcd is up");
+    wait_until("every accepted event ends", Duration::from_secs(60), || {
+        live_etcd.count_prefix("/surge/events/") == Some(0)
+    });
     let by_others: usize = others
         .iter()
         .map(|&i| {

@@ -20,10 +20,7 @@ pub fn run(opts: &Options, json: bool, plot_to: Option<&Path>) -> anyhow::Result
     }
     let mut out = std::io::stdout().lock();
     if json {
-        for p in &r.reports {
-            writeln!(out, "{}", serde_json::to_string(p)?)?;
-        }
-        return Ok(());
+        return json_lines(&mut out, &r.reports);
     }
     writeln!(
         out,
@@ -65,12 +62,7 @@ pub fn run_live(
     plot_to: Option<&Path>,
 ) -> anyhow::Result<()> {
     let cfg = crate::manifest::config::HostConfig::embedded();
-    let params = replay::live::LiveParams {
-        cold_start,
-        seed,
-        tick: cfg.autoscaler.tick.0,
-        keepalive: cfg.keepalive,
-    };
+    let params = live_params(&cfg, cold_start, seed);
     let (shown, bar) = with_progress(opts, "live model");
     let reports = replay::run_live(&shown, &params)?;
     bar.finish_and_clear();
@@ -85,10 +77,7 @@ pub fn run_live(
     }
     let mut out = std::io::stdout().lock();
     if json {
-        for p in &reports {
-            writeln!(out, "{}", serde_json::to_string(p)?)?;
-        }
-        return Ok(());
+        return json_lines(&mut out, &reports);
     }
     writeln!(
         out,
@@ -130,6 +119,28 @@ pub fn run_live(
     Ok(())
 }
 
+/// The live model's parameters: the embedded host config's autoscaler tick and keep-alive.
+fn live_params(
+    cfg: &crate::manifest::HostConfig,
+    cold_start: std::time::Duration,
+    seed: u64,
+) -> replay::live::LiveParams {
+    replay::live::LiveParams {
+        cold_start,
+        seed,
+        tick: cfg.autoscaler.tick.0,
+        keepalive: cfg.keepalive.clone(),
+    }
+}
+
+/// One JSON object per report and line.
+fn json_lines<T: serde::Serialize>(out: &mut impl Write, reports: &[T]) -> anyhow::Result<()> {
+    for r in reports {
+        writeln!(out, "{}", serde_json::to_string(r)?)?;
+    }
+    Ok(())
+}
+
 /// `--model cluster`: the trace placed across nodes (`crate::replay::cluster`).
 pub fn run_cluster(
     opts: &Options,
@@ -140,12 +151,7 @@ pub fn run_cluster(
     json: bool,
 ) -> anyhow::Result<()> {
     let cfg = crate::manifest::config::HostConfig::embedded();
-    let params = replay::live::LiveParams {
-        cold_start,
-        seed,
-        tick: cfg.autoscaler.tick.0,
-        keepalive: cfg.keepalive,
-    };
+    let params = live_params(&cfg, cold_start, seed);
     let c = replay::cluster::ClusterParams {
         nodes,
         cores,
@@ -156,10 +162,7 @@ pub fn run_cluster(
     bar.finish_and_clear();
     let mut out = std::io::stdout().lock();
     if json {
-        for r in &reports {
-            writeln!(out, "{}", serde_json::to_string(r)?)?;
-        }
-        return Ok(());
+        return json_lines(&mut out, &reports);
     }
     writeln!(
         out,

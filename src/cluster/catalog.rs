@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, EventType, GetOptions, Txn, TxnOp, WatchOptions};
+use etcd_client::{Compare, CompareOp, EventType, Txn, TxnOp};
 use http_body_util::BodyExt;
 
 use super::etcd::Etcd;
@@ -24,6 +24,9 @@ use super::state::Cluster;
 use crate::registry::catalog::{BoxFuture, Catalog, CatalogError, Commit, Prepared};
 
 const RETRY: Duration = Duration::from_millis(300);
+/// After an event this node could not apply, before it tries again (from the revision
+/// before it: the revision saved is always one whose events all took effect here).
+const RETRY_FAILED: Duration = Duration::from_secs(5);
 /// How long a version's blob is sought before its deploy on this node is given up.
 const BLOB_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -203,21 +206,16 @@ pub async fn follow(c: Arc<Cluster>) {
                     resync = false;
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "cluster catalog: etcd unreachable");
-                    tokio::time::sleep(RETRY).await;
+                    tracing::debug!(error = %e, "cluster catalog: reading it whole");
+                    tokio::time::sleep(RETRY_FAILED).await;
                     continue;
                 }
             }
         }
-        let (k, mut client) = c.etcd.member();
-        let opts = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(rev + 1);
-        let mut stream = match client.watch(prefix.clone(), Some(opts)).await {
+        let mut stream = match c.etcd.watch_from(&prefix, rev + 1).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!(error = %e, endpoint = c.etcd.endpoint(k), "cluster catalog: watch");
-                c.etcd.failed(k);
+                tracing::debug!(error = %e, "cluster catalog: watch");
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
@@ -238,33 +236,48 @@ pub async fn follow(c: Arc<Cluster>) {
             if msg.canceled() {
                 break;
             }
+            let mut failed = false;
             for ev in msg.events() {
                 let Some(kv) = ev.kv() else { continue };
                 let Some(name) = kv.key_str().ok().and_then(|k| c.keys.parse_function(k)) else {
                     continue;
                 };
-                if ev.event_type() == EventType::Put {
+                let applied = if ev.event_type() == EventType::Put {
                     match serde_json::from_slice::<FunctionEntry>(kv.value()) {
                         Ok(e) => {
                             c.catalog_name(name, true);
-                            apply(&c, name, &e).await;
+                            apply(&c, name, &e).await
                         }
                         Err(e) => {
-                            tracing::error!(function = name, error = %e, "cluster catalog: bad entry")
+                            // Nothing to retry: no node can apply it.
+                            tracing::error!(function = name, error = %e, "cluster catalog: bad entry");
+                            true
                         }
                     }
                 } else {
                     c.catalog_name(name, false);
-                    if let Err(e) = c.registry.remove_replica(name).await {
-                        tracing::error!(function = name, error = %e, "cluster catalog: removing");
+                    match c.registry.remove_replica(name).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::error!(function = name, error = %e, "cluster catalog: removing");
+                            false
+                        }
                     }
+                };
+                if !applied {
+                    failed = true;
+                    break;
                 }
                 if let Err(e) = c.registry.set_cluster_revision(kv.mod_revision()) {
                     tracing::error!(error = %e, "cluster catalog: saving the revision");
                 }
             }
+            if failed {
+                tokio::time::sleep(RETRY_FAILED).await;
+                break;
+            }
         }
-        c.etcd.failed(k);
+        c.etcd.watch_broke();
         tokio::time::sleep(RETRY).await;
     }
 }
@@ -272,23 +285,21 @@ pub async fn follow(c: Arc<Cluster>) {
 /// Read the catalog whole and apply it; `prune`: remove here what it does not hold.
 /// Returns the revision it reflects.
 async fn sync_whole(c: &Arc<Cluster>, prefix: &str, prune: bool) -> anyhow::Result<i64> {
-    let p = prefix.to_string();
-    let resp = c
-        .etcd
-        .run(|mut cl| {
-            let p = p.clone();
-            async move { cl.get(p, Some(GetOptions::new().with_prefix())).await }
-        })
-        .await?;
+    let resp = c.etcd.get_prefix(prefix, false).await?;
     let revision = resp.header().map_or(0, |h| h.revision());
     let mut names = Vec::new();
+    let mut failed = Vec::new();
     for kv in resp.kvs() {
         let Some(name) = kv.key_str().ok().and_then(|k| c.keys.parse_function(k)) else {
             continue;
         };
         names.push(name.to_string());
         match serde_json::from_slice::<FunctionEntry>(kv.value()) {
-            Ok(e) => apply(c, name, &e).await,
+            Ok(e) => {
+                if !apply(c, name, &e).await {
+                    failed.push(name.to_string());
+                }
+            }
             Err(e) => tracing::error!(function = name, error = %e, "cluster catalog: bad entry"),
         }
     }
@@ -302,15 +313,22 @@ async fn sync_whole(c: &Arc<Cluster>, prefix: &str, prune: bool) -> anyhow::Resu
         }
     }
     c.set_catalog_names(names);
+    if !failed.is_empty() {
+        anyhow::bail!("not applied here: {}", failed.join(", "));
+    }
     c.registry.set_cluster_revision(revision)?;
     Ok(revision)
 }
 
-/// Make `e` the live version of `name` here.
-async fn apply(c: &Arc<Cluster>, name: &str, e: &FunctionEntry) {
+/// Make `e` the live version of `name` here. false: it could not be (logged); the caller
+/// does not move past it.
+async fn apply(c: &Arc<Cluster>, name: &str, e: &FunctionEntry) -> bool {
     if let Some(v) = c.registry.version_of(name) {
-        if v.deployment.version == e.version && v.deployment.wasm_sha256 == e.wasm_sha256 {
-            return;
+        let d = &v.deployment;
+        // Already here; or older than what is (a deploy through this node committed a
+        // later version while this event waited): versions only grow cluster-wide.
+        if (d.version == e.version && d.wasm_sha256 == e.wasm_sha256) || d.version > e.version {
+            return true;
         }
     }
     let began = tokio::time::Instant::now();
@@ -327,7 +345,7 @@ async fn apply(c: &Arc<Cluster>, name: &str, e: &FunctionEntry) {
             Err(err) => {
                 tracing::error!(function = name, version = e.version, error = %err,
                     "cluster catalog: no node gave this version's blob; it is not deployed here");
-                return;
+                return false;
             }
         }
     };
@@ -343,10 +361,14 @@ async fn apply(c: &Arc<Cluster>, name: &str, e: &FunctionEntry) {
         .await
     {
         Ok(_) => {
-            tracing::info!(function = name, version = e.version, origin = %e.origin, "cluster: deployed")
+            tracing::info!(function = name, version = e.version, origin = %e.origin, "cluster: deployed");
+            true
         }
-        Err(err) => tracing::error!(function = name, version = e.version, error = %err,
-            "cluster catalog: this node cannot deploy the cluster's version"),
+        Err(err) => {
+            tracing::error!(function = name, version = e.version, error = %err,
+                "cluster catalog: this node cannot deploy the cluster's version");
+            false
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
 
 use super::keys::{EventEntry, Keys};
 use super::state::Cluster;
@@ -50,7 +50,7 @@ impl EtcdClaims {
     }
 
     fn lease(&self) -> Option<i64> {
-        *self.cluster.lease.borrow()
+        self.cluster.live_lease()
     }
 }
 
@@ -152,24 +152,13 @@ pub async fn take_over(claims: Arc<EtcdClaims>, queue: Arc<Queue>) {
 
 async fn round(claims: &EtcdClaims, queue: &Arc<Queue>, lease: i64) -> anyhow::Result<()> {
     let c = &claims.cluster;
-    let keys_only = |prefix: String| {
-        let etcd = c.etcd.clone();
-        async move {
-            etcd.run(|mut cl| {
-                let p = prefix.clone();
-                async move {
-                    cl.get(p, Some(GetOptions::new().with_prefix().with_keys_only()))
-                        .await
-                }
-            })
-            .await
-        }
-    };
-    let events = keys_only(c.keys.events()).await?;
+    let events = c.etcd.get_prefix(&c.keys.events(), true).await?;
     if events.kvs().is_empty() {
         return Ok(());
     }
-    let claimed: HashSet<String> = keys_only(c.keys.claims())
+    let claimed: HashSet<String> = c
+        .etcd
+        .get_prefix(&c.keys.claims(), true)
         .await?
         .kvs()
         .iter()
@@ -199,6 +188,12 @@ async fn round(claims: &EtcdClaims, queue: &Arc<Queue>, lease: i64) -> anyhow::R
                     Some(PutOptions::new().with_lease(lease)),
                 ),
                 TxnOp::get(event.clone(), None),
+            ])
+            // Lost, unless the winner is this very claim: a first attempt applied whose
+            // answer was lost, retried on another member.
+            .or_else(vec![
+                TxnOp::get(claim.clone(), None),
+                TxnOp::get(event.clone(), None),
             ]);
         let r = c
             .etcd
@@ -207,17 +202,42 @@ async fn round(claims: &EtcdClaims, queue: &Arc<Queue>, lease: i64) -> anyhow::R
                 async move { cl.txn(t).await }
             })
             .await?;
-        if !r.succeeded() {
+        let gets: Vec<_> = r
+            .op_responses()
+            .into_iter()
+            .filter_map(|op| match op {
+                TxnOpResponse::Get(g) => Some(g),
+                _ => None,
+            })
+            .collect();
+        let ours = r.succeeded()
+            || gets
+                .first()
+                .and_then(|g| g.kvs().first())
+                .is_some_and(|kv| kv.lease() == lease);
+        if !ours {
             continue;
         }
-        let entry = r.op_responses().into_iter().find_map(|op| match op {
-            TxnOpResponse::Get(g) => g
-                .kvs()
-                .first()
-                .and_then(|kv| serde_json::from_slice::<EventEntry>(kv.value()).ok()),
-            _ => None,
-        });
-        let Some(e) = entry else { continue };
+        let entry = gets
+            .last()
+            .and_then(|g| g.kvs().first())
+            .and_then(|kv| serde_json::from_slice::<EventEntry>(kv.value()).ok());
+        let Some(e) = entry else {
+            // No node can deliver it: dropped, with its claim.
+            tracing::error!(request_id = %rid, "cluster claims: an event that cannot be read; dropped");
+            let drop_both = Txn::new().and_then(vec![
+                TxnOp::delete(event.clone(), None),
+                TxnOp::delete(claim.clone(), None),
+            ]);
+            let _ = c
+                .etcd
+                .run(|mut cl| {
+                    let t = drop_both.clone();
+                    async move { cl.txn(t).await }
+                })
+                .await;
+            continue;
+        };
         let payload = match base64::engine::general_purpose::STANDARD.decode(&e.payload) {
             Ok(p) => Bytes::from(p),
             Err(err) => {

@@ -10,7 +10,9 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::{
+    Client, ConnectOptions, GetOptions, GetResponse, PutOptions, WatchOptions, WatchStream,
+};
 
 /// One request's limit, and a connection's.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -132,6 +134,51 @@ impl Etcd {
 
     pub fn endpoint(&self, k: usize) -> &str {
         &self.members[k].0
+    }
+
+    /// Every key under `prefix` (linearizable), with values unless `keys_only`.
+    pub async fn get_prefix(
+        &self,
+        prefix: &str,
+        keys_only: bool,
+    ) -> Result<GetResponse, EtcdError> {
+        self.run(|mut c| {
+            let mut opts = GetOptions::new().with_prefix();
+            if keys_only {
+                opts = opts.with_keys_only();
+            }
+            let p = prefix.to_string();
+            async move { c.get(p, Some(opts)).await }
+        })
+        .await
+    }
+
+    /// Put `key` on `lease`: it goes when the lease ends.
+    pub async fn put_on_lease(&self, key: &str, value: &[u8], lease: i64) -> Result<(), EtcdError> {
+        self.run(|mut c| {
+            let (k, v) = (key.to_string(), value.to_vec());
+            async move { c.put(k, v, Some(PutOptions::new().with_lease(lease))).await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Watch `prefix` from `revision` on the member that answered last (a failure moves the
+    /// next stream to the next member). Err: the member's address and why.
+    pub async fn watch_from(&self, prefix: &str, revision: i64) -> Result<WatchStream, String> {
+        let (k, mut client) = self.member();
+        let opts = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(revision);
+        client.watch(prefix, Some(opts)).await.map_err(|e| {
+            self.failed(k);
+            format!("{}: {e}", self.endpoint(k))
+        })
+    }
+
+    /// A watch stream that broke: the next goes to another member.
+    pub fn watch_broke(&self) {
+        self.failed(self.current.load(Ordering::Relaxed) % self.members.len());
     }
 }
 

@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::PutOptions;
-
 use super::keys::{NodeEntry, WarmEntry};
 use super::state::Cluster;
 
@@ -22,13 +20,17 @@ const TICK: Duration = Duration::from_millis(250);
 pub async fn run(c: Arc<Cluster>) {
     let ttl = c.config.lease_ttl.0;
     let started_unix = crate::aws::now_ms() / 1000;
+    let ttl_s = ttl.as_secs().max(2) as i64;
     loop {
+        // A lease is good until its TTL from when the request left, less a margin: etcd
+        // counts from when it got the request, which is later.
+        let sent = tokio::time::Instant::now();
         let granted = c
             .etcd
-            .run(|mut cl| async move { cl.lease_grant(ttl.as_secs() as i64, None).await })
+            .run(|mut cl| async move { cl.lease_grant(ttl_s, None).await })
             .await;
-        let lease = match granted {
-            Ok(r) => r.id(),
+        let (lease, mut valid_until) = match granted {
+            Ok(r) => (r.id(), sent + secs(r.ttl()).saturating_sub(MARGIN)),
             Err(e) => {
                 tracing::debug!(error = %e, "cluster: cannot take a lease yet");
                 tokio::time::sleep(Duration::from_millis(300)).await;
@@ -43,63 +45,67 @@ pub async fn run(c: Arc<Cluster>) {
             memory_bytes: cap.memory_bytes,
             started_unix,
         };
-        let (key, value) = (
-            c.keys.node(&c.node),
-            serde_json::to_vec(&entry).expect("serializable"),
-        );
-        let put = c
+        let value = serde_json::to_vec(&entry).expect("serializable");
+        if let Err(e) = c
             .etcd
-            .run(|mut cl| {
-                let (k, v) = (key.clone(), value.clone());
-                async move {
-                    cl.put(k, v, Some(PutOptions::new().with_lease(lease)))
-                        .await
-                }
-            })
-            .await;
-        if let Err(e) = put {
+            .put_on_lease(&c.keys.node(&c.node), &value, lease)
+            .await
+        {
             tracing::debug!(error = %e, "cluster: cannot register");
             continue;
         }
-        c.lease.send_replace(Some(lease));
+        if tokio::time::Instant::now() >= valid_until {
+            // Registering took the whole TTL: start again.
+            continue;
+        }
+        c.set_lease(Some((lease, valid_until)));
         tracing::info!(node = %c.node, lease, "cluster: registered");
         let mut published: HashMap<String, WarmEntry> = HashMap::new();
-        let mut renewed = tokio::time::Instant::now();
-        let mut next_renewal = renewed;
+        let mut next_renewal = tokio::time::Instant::now() + ttl / 3;
         'held: loop {
             tokio::time::sleep(TICK).await;
-            let now = tokio::time::Instant::now();
-            if now >= next_renewal {
+            if tokio::time::Instant::now() >= next_renewal {
+                let sent = tokio::time::Instant::now();
                 match keep_alive(&c, lease).await {
-                    Ok(true) => {
-                        renewed = now;
-                        next_renewal = now + ttl / 3;
+                    Ok(granted) if granted > 0 => {
+                        valid_until = sent + secs(granted).saturating_sub(MARGIN);
+                        c.set_lease(Some((lease, valid_until)));
+                        next_renewal = sent + ttl / 3;
                     }
-                    Ok(false) => {
+                    Ok(_) => {
                         tracing::warn!(node = %c.node, "cluster: the lease ended; registering again");
                         break 'held;
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "cluster: keep-alive failed");
-                        next_renewal = now + TICK;
+                        next_renewal = tokio::time::Instant::now() + TICK;
                     }
                 }
-                // The lease may have ended on etcd's side without our hearing of it.
-                if now.duration_since(renewed) >= ttl.saturating_sub(2 * TICK) {
-                    tracing::warn!(node = %c.node, "cluster: etcd unreachable for the lease's TTL; this node holds no claims now");
-                    break 'held;
-                }
+            }
+            // The lease may have ended on etcd's side without our hearing of it. Claims
+            // check the same deadline themselves (`Cluster::live_lease`): this only says so.
+            if tokio::time::Instant::now() >= valid_until {
+                tracing::warn!(node = %c.node, "cluster: etcd unreachable for the lease's TTL; this node holds no claims now");
+                break 'held;
             }
             // Bounded: cut off from etcd, a put waits for every member in turn, and the
             // lease's own check must not wait behind it.
             let _ = tokio::time::timeout(TICK, publish_warm(&c, lease, &mut published)).await;
         }
-        c.lease.send_replace(None);
+        c.set_lease(None);
     }
 }
 
-/// Renew the lease once. Ok(false): etcd says it is gone.
-async fn keep_alive(c: &Cluster, lease: i64) -> Result<bool, String> {
+/// Taken off a lease's TTL: the time a keep-alive's answer may take to come back, and one
+/// tick of this loop.
+const MARGIN: Duration = Duration::from_millis(500);
+
+fn secs(s: i64) -> Duration {
+    Duration::from_secs(s.max(0) as u64)
+}
+
+/// Renew the lease once: the TTL etcd granted again (0: the lease is gone).
+async fn keep_alive(c: &Cluster, lease: i64) -> Result<i64, String> {
     // A fresh stream each time: keep-alives are rare (a third of the TTL), and a member
     // that went away must not hold them.
     let (k, mut client) = c.etcd.member();
@@ -109,7 +115,7 @@ async fn keep_alive(c: &Cluster, lease: i64) -> Result<bool, String> {
         stream.message().await
     };
     let failed = match tokio::time::timeout(Duration::from_secs(1), once).await {
-        Ok(Ok(Some(r))) => return Ok(r.ttl() > 0),
+        Ok(Ok(Some(r))) => return Ok(r.ttl()),
         Ok(Ok(None)) => "keep-alive stream closed".to_string(),
         Ok(Err(e)) => e.to_string(),
         Err(_) => "no answer".to_string(),
@@ -139,19 +145,10 @@ async fn publish_warm(c: &Cluster, lease: i64, published: &mut HashMap<String, W
         if published.get(f) == Some(e) {
             continue;
         }
-        let (key, value) = (
-            c.keys.warm(f, &c.node),
-            serde_json::to_vec(e).expect("serializable"),
-        );
+        let value = serde_json::to_vec(e).expect("serializable");
         let r = c
             .etcd
-            .run(|mut cl| {
-                let (k, v) = (key.clone(), value.clone());
-                async move {
-                    cl.put(k, v, Some(PutOptions::new().with_lease(lease)))
-                        .await
-                }
-            })
+            .put_on_lease(&c.keys.warm(f, &c.node), &value, lease)
             .await;
         if r.is_ok() {
             published.insert(f.clone(), *e);

@@ -45,6 +45,8 @@ pub struct Cluster {
     /// This node's lease while etcd knows it (None: lost, or not granted yet). Work that
     /// needs fencing (claims) is written with it.
     pub lease: watch::Sender<Option<i64>>,
+    /// The lease and until when it is surely alive on etcd's side (`membership.rs`).
+    lease_until: parking_lot::Mutex<Option<(i64, tokio::time::Instant)>>,
     /// Requests in flight at each node, as placed by this router (for itself: all it
     /// serves). They outlive routing rebuilds.
     loads: parking_lot::Mutex<HashMap<String, Arc<AtomicU64>>>,
@@ -108,6 +110,8 @@ impl Cluster {
         let keys = Keys::new(&config.prefix);
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        // A peer gone silent under a pooled connection is noticed by the kernel too.
+        connector.set_keepalive(Some(Duration::from_secs(5)));
         // A SIGKILLed node's port refuses at once; a node cut off answers nothing: give up
         // on connecting soon and try the next node.
         connector.set_connect_timeout(Some(Duration::from_millis(300)));
@@ -125,6 +129,7 @@ impl Cluster {
             http,
             routing: watch::Sender::new(Arc::new(Routing::default())),
             lease: watch::Sender::new(None),
+            lease_until: Default::default(),
             loads: Default::default(),
             own_loads: Default::default(),
             down: Default::default(),
@@ -133,6 +138,22 @@ impl Cluster {
         };
         c.rebuild(&View::default());
         Ok(c)
+    }
+
+    /// The lease, and until when it is surely alive (None: lost).
+    pub(crate) fn set_lease(&self, lease: Option<(i64, tokio::time::Instant)>) {
+        *self.lease_until.lock() = lease;
+        self.lease.send_replace(lease.map(|(id, _)| id));
+    }
+
+    /// This node's lease if it is surely still alive on etcd's side now: what fences
+    /// claims (the loop that renews it may be late to notice its end; this is not).
+    pub fn live_lease(&self) -> Option<i64> {
+        let now = tokio::time::Instant::now();
+        self.lease_until
+            .lock()
+            .filter(|(_, until)| now < *until)
+            .map(|(id, _)| id)
     }
 
     /// Keep `t` running until the node leaves.
@@ -205,11 +226,22 @@ impl Cluster {
                 .collect()
         };
         let own: Vec<Arc<AtomicU64>> = {
+            // No allocation once a function has been placed on each node.
             let mut all = self.own_loads.lock();
-            let mine = all.entry(function.to_string()).or_default();
+            if !all.contains_key(function) {
+                all.insert(function.to_string(), HashMap::new());
+            }
+            let mine = all.get_mut(function).expect("inserted above");
             r.nodes
                 .iter()
-                .map(|n| mine.entry(n.node.clone()).or_default().clone())
+                .map(|n| match mine.get(&n.node) {
+                    Some(l) => l.clone(),
+                    None => {
+                        let l = Arc::new(AtomicU64::new(0));
+                        mine.insert(n.node.clone(), l.clone());
+                        l
+                    }
+                })
                 .collect()
         };
         let cands: Vec<placement::Candidate> = r

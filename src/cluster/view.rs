@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{EventType, GetOptions, WatchOptions};
+use etcd_client::EventType;
 
 use super::keys::NodeEntry;
 use super::routing::View;
@@ -24,15 +24,7 @@ const RETRY: Duration = Duration::from_millis(300);
 pub async fn run(c: Arc<Cluster>) {
     let prefix = c.keys.live();
     loop {
-        let p = prefix.clone();
-        let got = c
-            .etcd
-            .run(|mut cl| {
-                let p = p.clone();
-                async move { cl.get(p, Some(GetOptions::new().with_prefix())).await }
-            })
-            .await;
-        let resp = match got {
+        let resp = match c.etcd.get_prefix(&prefix, false).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "cluster view: etcd unreachable, keeping the last view");
@@ -50,16 +42,11 @@ pub async fn run(c: Arc<Cluster>) {
             }
         }
         publish(&c, &v, None);
-        // The member that just answered the read.
-        let (k, mut client) = c.etcd.member();
-        let opts = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(v.revision + 1);
-        let mut stream = match client.watch(prefix.clone(), Some(opts)).await {
+        // On the member that just answered the read.
+        let mut stream = match c.etcd.watch_from(&prefix, v.revision + 1).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::debug!(error = %e, endpoint = c.etcd.endpoint(k), "cluster view: watch");
-                c.etcd.failed(k);
+                tracing::debug!(error = %e, "cluster view: watch");
                 tokio::time::sleep(RETRY).await;
                 continue;
             }
@@ -84,7 +71,7 @@ pub async fn run(c: Arc<Cluster>) {
             }
             publish(&c, &v, Some(&before));
         }
-        c.etcd.failed(k);
+        c.etcd.watch_broke();
         tokio::time::sleep(RETRY).await;
     }
 }

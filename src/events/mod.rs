@@ -298,14 +298,34 @@ impl Queue {
         payload: Bytes,
     ) -> Result<(), QueueError> {
         let now = aws::now_ms();
+        self.reserve()?;
         // In a cluster, durable means in etcd, claimed by this node: if this node dies,
-        // another delivers it.
+        // another delivers it. The room is reserved first: a refused event is never
+        // published.
         if let Some(c) = self.claims.get() {
-            c.publish(function, request_id, &payload, now)
-                .await
-                .map_err(QueueError::Cluster)?;
+            if let Err(e) = c.publish(function, request_id, &payload, now).await {
+                self.state.lock().total -= 1;
+                return Err(QueueError::Cluster(e));
+            }
         }
-        self.store_event(function, request_id, payload, now).await
+        let stored = self
+            .store_reserved(function, request_id, payload, now)
+            .await;
+        if let (Err(_), Some(c)) = (&stored, self.claims.get()) {
+            // Refused here after all: the cluster forgets it too.
+            c.ended(request_id);
+        }
+        stored
+    }
+
+    /// Room for one more event (the `[async] max_queued` bound), or Full.
+    fn reserve(&self) -> Result<(), QueueError> {
+        let mut st = self.state.lock();
+        if st.total >= self.max_queued {
+            return Err(QueueError::Full(self.max_queued));
+        }
+        st.total += 1;
+        Ok(())
     }
 
     async fn store_event(
@@ -315,13 +335,30 @@ impl Queue {
         payload: Bytes,
         now: i64,
     ) -> Result<(), QueueError> {
-        {
-            let mut st = self.state.lock();
-            if st.total >= self.max_queued {
-                return Err(QueueError::Full(self.max_queued));
-            }
-            st.total += 1;
+        // Taken over a second time (this node lost its lease and won the event back): the
+        // row it already holds delivers it, under the new claim.
+        let held = self
+            .state
+            .lock()
+            .functions
+            .get(function)
+            .is_some_and(|f| f.events.values().any(|m| m.request_id == request_id));
+        if held {
+            return Ok(());
         }
+        self.reserve()?;
+        self.store_reserved(function, request_id, payload, now)
+            .await
+    }
+
+    /// Store an event whose room [`reserve`](Self::reserve) took.
+    async fn store_reserved(
+        &self,
+        function: &str,
+        request_id: &str,
+        payload: Bytes,
+        now: i64,
+    ) -> Result<(), QueueError> {
         let e = NewEvent {
             function: function.to_string(),
             request_id: request_id.to_string(),
@@ -675,7 +712,24 @@ impl Queue {
         }
         let forward = finish.forward.clone();
         let lettered = finish.letter.is_some();
-        match self.store.finish(id, finish).await {
+        // In a cluster, the destination's event is the cluster's too (claimed here) before
+        // this one ends: whichever node delivers it, it is not lost with this one.
+        let published = match (&forward, self.claims.get()) {
+            (Some(e), Some(c)) => c
+                .publish(&e.function, &e.request_id, &e.payload, e.enqueued_ms)
+                .await
+                .map_err(QueueError::Cluster),
+            _ => Ok(()),
+        };
+        let finished = match published {
+            Ok(()) => self
+                .store
+                .finish(id, finish)
+                .await
+                .map_err(QueueError::from),
+            Err(e) => Err(e),
+        };
+        match finished {
             Ok(forward_id) => {
                 if let Some(c) = self.claims.get() {
                     c.ended(request_id);

@@ -22,6 +22,9 @@ use crate::dispatch::routes::Resolved;
 use crate::dispatch::stream::ReplyBody;
 use crate::dispatch::DispatchError;
 
+/// How a forward that timed out says so.
+const SILENT: &str = "no answer within";
+
 /// Beyond the function's timeout, how long a forwarded request waits for its answer's head
 /// (a cold start, the hop).
 const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -44,6 +47,7 @@ pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Decision {
     let routes = gw.registry.routes();
     let (name, limits) = match routes.resolve_path(req.uri().path()) {
         Resolved::Live(d) => (d.name().to_string(), d.spec.limits.clone()),
+        _ if req.headers().contains_key(FORWARDED) => return Decision::Done(not_here()),
         _ => return Decision::Here(req, None),
     };
     let (limit, timeout) = (limits.max_body.0, limits.timeout.0);
@@ -73,10 +77,25 @@ pub async fn invoke(gw: &Gateway, rest: &str, req: Request<Incoming>) -> Decisio
                 .min(crate::events::SYNC_PAYLOAD_LIMIT),
             d.spec.limits.timeout.0,
         ),
+        _ if req.headers().contains_key(FORWARDED) => return Decision::Done(not_here()),
         _ => return Decision::Here(req, None),
     };
     let name = name.to_string();
     decide(&c, req, &name, limit, timeout, Surface::Lambda).await
+}
+
+/// A forwarded request for a function this node does not serve yet (its deploy from the
+/// catalog still under way): the forwarder tries the next node.
+const NOT_HERE: &str = "x-surge-not-here";
+
+fn not_here() -> HttpResponse {
+    Response::builder()
+        .status(hyper::StatusCode::MISDIRECTED_REQUEST)
+        .header(NOT_HERE, "1")
+        .body(ReplyBody::from(
+            "not deployed on this node yet\n".to_string(),
+        ))
+        .expect("valid response")
 }
 
 async fn decide(
@@ -90,7 +109,7 @@ async fn decide(
     let forwarded = req.headers().contains_key(FORWARDED);
     // Cut off from etcd (no lease), the node is most likely cut off from the others too:
     // it serves what it has itself.
-    if forwarded || !c.in_catalog(name) || c.lease.borrow().is_none() {
+    if forwarded || !c.in_catalog(name) || c.live_lease().is_none() {
         let here = c.place_here(name);
         return Decision::Here(req, Some(here.begin()));
     }
@@ -110,7 +129,10 @@ async fn decide(
     for t in &targets {
         let guard = t.begin();
         match send(c, t, &parts, body.clone(), timeout).await {
-            Ok(resp) => return Decision::Done(relay(resp, guard, name, surface).await),
+            Ok(resp) if resp.headers().contains_key(NOT_HERE) => {
+                tried.push(format!("{}: not deployed there yet", t.node));
+            }
+            Ok(resp) => return Decision::Done(relay(resp, guard, name, surface, timeout).await),
             Err(Failure::Connect(e)) => {
                 if !t.local {
                     c.mark_down(&t.node);
@@ -119,8 +141,9 @@ async fn decide(
             }
             Err(Failure::Broken(e)) => {
                 // It may have run there: not sent again. A connection broken mid-request
-                // is most likely a node that died: the next requests go around it.
-                if !t.local {
+                // is most likely a node that died: the next requests go around it. (A
+                // node merely slow to answer is not marked: it is alive.)
+                if !t.local && !e.starts_with(SILENT) {
                     c.mark_down(&t.node);
                 }
                 return Decision::Done(
@@ -197,7 +220,7 @@ async fn send(
                 Failure::Broken(e.to_string())
             }
         }),
-        Err(_) => Err(Failure::Broken(format!("no answer within {limit:?}"))),
+        Err(_) => Err(Failure::Broken(format!("{SILENT} {limit:?}"))),
     }
 }
 
@@ -208,7 +231,11 @@ async fn relay(
     guard: InFlight,
     name: &str,
     surface: Surface,
+    timeout: std::time::Duration,
 ) -> HttpResponse {
+    // The body, as its head, within the function's timeout and grace: a node that goes
+    // silent mid-body does not hold the client, nor this request's count, forever.
+    let limit = timeout + ANSWER_GRACE;
     let (mut parts, body) = resp.into_parts();
     for h in NOT_PASSED {
         parts.headers.remove(h);
@@ -216,9 +243,16 @@ async fn relay(
     let small = body.size_hint().exact().is_some_and(|n| n <= WHOLE_UP_TO);
     if small {
         parts.headers.remove("content-length");
-        let bytes = match body.collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
+        let bytes = match tokio::time::timeout(limit, body.collect()).await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Err(_) => {
+                return ApiError::Dispatch(DispatchError::Unavailable {
+                    function: name.to_string(),
+                    reason: format!("the serving node's answer stopped ({SILENT} {limit:?})"),
+                })
+                .into_response(surface)
+            }
+            Ok(Err(e)) => {
                 return ApiError::Dispatch(DispatchError::Unavailable {
                     function: name.to_string(),
                     reason: format!("the serving node's answer broke off: {e}"),
@@ -234,7 +268,7 @@ async fn relay(
     tokio::spawn(async move {
         let _guard = guard;
         let mut body = body;
-        while let Some(frame) = body.frame().await {
+        while let Ok(Some(frame)) = tokio::time::timeout(limit, body.frame()).await {
             let Ok(frame) = frame else { break };
             if let Ok(data) = frame.into_data() {
                 if tx.send(data).await.is_err() {

@@ -25,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use super::live::{self, Arrival, LiveOutcome, LiveParams};
-use super::trace::{Durations, Invocations, Memory, TraceError};
+use super::trace::{Invocations, Memory, TraceError};
 use super::{Options, DEFAULT_MEMORY_MB};
 use crate::cluster::placement::{self, Candidate, Ring};
 
@@ -100,16 +100,7 @@ pub fn run(
     c: ClusterParams,
 ) -> Result<Vec<ClusterReport>, TraceError> {
     let memory = opts.memory.as_deref().map(Memory::read).transpose()?;
-    let Some(durations_path) = opts.durations.as_deref() else {
-        return Err(TraceError {
-            path: opts.invocations.clone(),
-            line: None,
-            message: "--model cluster draws execution times from the function's percentiles: \
-                      give --durations (the trace's *_run.csv)"
-                .into(),
-        });
-    };
-    let durations = Durations::read(durations_path)?;
+    let durations = super::durations(opts, "cluster")?;
     let fallback_ms = durations.median_p50();
     let invocations = Invocations::open(&opts.invocations)?;
     let minutes = invocations.minutes();

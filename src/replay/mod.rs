@@ -211,6 +211,21 @@ impl LiveReport {
     }
 }
 
+/// The execution times the live and cluster models draw from (`--durations`, required).
+fn durations(opts: &Options, model: &str) -> Result<Durations, TraceError> {
+    let Some(path) = opts.durations.as_deref() else {
+        return Err(TraceError {
+            path: opts.invocations.clone(),
+            line: None,
+            message: format!(
+                "--model {model} draws execution times from the function's percentiles: \
+                 give --durations (the trace's *_run.csv)"
+            ),
+        });
+    };
+    Durations::read(path)
+}
+
 /// Functions replayed at once: each worker takes one function under every policy.
 const LIVE_BATCH: usize = 256;
 
@@ -218,16 +233,7 @@ const LIVE_BATCH: usize = 256;
 /// batches, shared among the cores.
 pub fn run_live(opts: &Options, p: &live::LiveParams) -> Result<Vec<LiveReport>, TraceError> {
     let memory = opts.memory.as_deref().map(Memory::read).transpose()?;
-    let Some(durations_path) = opts.durations.as_deref() else {
-        return Err(TraceError {
-            path: opts.invocations.clone(),
-            line: None,
-            message: "--model live draws execution times from the function's percentiles: \
-                      give --durations (the trace's *_run.csv)"
-                .into(),
-        });
-    };
-    let durations = Durations::read(durations_path)?;
+    let durations = durations(opts, "live")?;
     let fallback_ms = durations.median_p50();
     let invocations = Invocations::open(&opts.invocations)?;
     let minutes = invocations.minutes();
