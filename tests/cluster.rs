@@ -156,12 +156,18 @@ struct Place {
     surge_port: u16,
 }
 
+/// A port free now, below the kernel's ephemeral range: a port the kernel handed out for
+/// `:0` may be its next outgoing connection's source port (etcd members dialling each
+/// other) before the member meant to listen on it binds it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() % 1000) * 10;
+    loop {
+        let port = (20_000 + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 fn command_in(place: &Place, program: &str) -> Command {
@@ -370,7 +376,12 @@ struct TestCluster {
 
 impl TestCluster {
     /// Three etcd members and three nodes, in namespaces when `namespaces` and possible.
-    fn start(test: &str, namespaces: bool) -> Result<TestCluster, String> {
+    /// `extra(i)` is appended to node i's surge.toml.
+    fn start(
+        test: &str,
+        namespaces: bool,
+        extra: &dyn Fn(usize) -> String,
+    ) -> Result<TestCluster, String> {
         if let Some(why) = missing() {
             return Err(why);
         }
@@ -493,7 +504,7 @@ impl TestCluster {
                 nd.join("state"),
                 common::shared_cache(),
                 endpoints.join(", "),
-            );
+            ) + &extra(i);
             std::fs::write(nd.join("surge.toml"), config).unwrap();
             let mut node = Node {
                 child: None,
@@ -682,11 +693,19 @@ fn collect(handles: Vec<std::thread::JoinHandle<Seen>>) -> Vec<(Duration, u16, S
 }
 
 fn start_or_skip(test: &str, namespaces: bool) -> Option<TestCluster> {
+    start_with_or_skip(test, namespaces, &|_| String::new())
+}
+
+fn start_with_or_skip(
+    test: &str,
+    namespaces: bool,
+    extra: &dyn Fn(usize) -> String,
+) -> Option<TestCluster> {
     if std::env::var_os("CI").is_some() {
         // CI installs etcd (scripts/setup.sh): a missing one there is a failure.
-        return Some(TestCluster::start(test, namespaces).expect("a test cluster"));
+        return Some(TestCluster::start(test, namespaces, extra).expect("a test cluster"));
     }
-    match TestCluster::start(test, namespaces) {
+    match TestCluster::start(test, namespaces, extra) {
         Ok(c) => Some(c),
         Err(why) => {
             skip(test, &why);
@@ -732,7 +751,21 @@ fn deploy_through_one_node_invoke_through_another_and_spread_under_load() {
     .unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     // At rest, every request goes to one node (the function's home), whichever node it
-    // came in through: its instances stay warm, the others stay at zero.
+    // came in through: its instances stay warm, the others stay at zero. (Once the routers
+    // agree where it is warm: the first requests may have gone in before n0's warm entry
+    // reached them.)
+    wait_until(
+        "every router sees where echo is warm",
+        Duration::from_secs(10),
+        || {
+            let seen: Vec<serde_json::Value> = c
+                .nodes
+                .iter()
+                .map(|n| n.cluster()["warm"]["echo"].clone())
+                .collect();
+            seen[0].as_array().is_some_and(|a| !a.is_empty()) && seen.iter().all(|w| *w == seen[0])
+        },
+    );
     let homes: std::collections::HashSet<String> = (0..9)
         .map(|i| {
             let r = try_http(&c.nodes[i % 3].addr(), "POST", "/echo", &[], b"x").unwrap();
@@ -877,6 +910,335 @@ fn deploy_through_one_node_invoke_through_another_and_spread_under_load() {
         seen.len(),
         &failed[..failed.len().min(10)]
     );
+}
+
+#[test]
+fn a_node_short_of_memory_is_passed_over_and_sheds_what_it_cannot_fit() {
+    // n1's sandboxes get 1 MiB: no instance of any function fits there.
+    let Some(c) = start_with_or_skip("cluster capacity", true, &|i| {
+        if i == 1 {
+            "[node]\nmemory = \"1Mi\"\n".into()
+        } else {
+            String::new()
+        }
+    }) else {
+        return;
+    };
+    // A function whose home by consistent hashing is n1 (the ring is the gateway's own).
+    let ring = surge::cluster::placement::Ring::new(&["n0", "n1", "n2"]);
+    let name = (0..)
+        .map(|i| format!("fat{i}"))
+        .find(|n| ring.walk(n)[0] == 1)
+        .unwrap();
+    let m = c.function("echo", &name, |m| {
+        m.replacen("route = \"/echo\"", &format!("route = \"/{name}\""), 1)
+    });
+    let (ok, out) = c.nodes[0].deploy(&m);
+    assert!(ok, "deploy through n0: {out}");
+    wait_until("every node deploys it", Duration::from_secs(30), || {
+        c.nodes.iter().all(|n| n.function(&name).is_some())
+    });
+    // Every router knows how little n1 has free.
+    wait_until("n1's free memory is known", Duration::from_secs(10), || {
+        c.nodes.iter().all(|n| {
+            n.cluster()["nodes"].as_array().is_some_and(|a| {
+                a.iter().any(|x| {
+                    x["node"] == "n1"
+                        && x["free_memory_bytes"]
+                            .as_u64()
+                            .is_some_and(|b| b <= 1 << 20)
+                })
+            })
+        })
+    });
+    // Through every node, n1 included: served, and never at n1, its home.
+    let path = format!("/{name}");
+    for i in 0..24 {
+        let through = &c.nodes[i % 3];
+        let r = try_http(&through.addr(), "POST", &path, &[], b"fits elsewhere").unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "fits elsewhere"),
+            "request {i} through n{}\n{}",
+            i % 3,
+            c.logs()
+        );
+        assert_ne!(
+            r.header("x-surge-node"),
+            Some("n1"),
+            "served where it cannot fit"
+        );
+    }
+    // A router whose view is behind forwards it to n1 anyway: while the router has another
+    // node to try, n1 sheds it, naming why.
+    let r = try_http(
+        &c.nodes[1].addr(),
+        "POST",
+        &path,
+        &[("x-surge-forwarded-by", "n0"), ("x-surge-may-shed", "1")],
+        b"x",
+    )
+    .unwrap();
+    assert_eq!(r.status, 421, "{}", r.text());
+    assert_eq!(r.header("x-surge-not-here"), Some("no room on this node"));
+    // The Invoke API is placed the same way.
+    let r = try_http(
+        &c.nodes[1].addr(),
+        "POST",
+        &format!("/2015-03-31/functions/{name}/invocations"),
+        &[],
+        b"{\"k\":1}",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_ne!(r.header("x-surge-node"), Some("n1"));
+}
+
+/// A Lambda control-plane call through `n`, with the admin token for credentials.
+fn lambda(n: &Node, method: &str, path: &str, body: &str) -> Reply {
+    let auth = format!("Bearer {TOKEN}");
+    try_http(
+        &n.addr(),
+        method,
+        path,
+        &[("authorization", &auth)],
+        body.as_bytes(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn settings_changed_through_one_node_are_the_whole_clusters() {
+    let Some(c) = start_or_skip("cluster settings", false) else {
+        return;
+    };
+    let echo = c.function("echo", "echo", |m| m);
+    let (ok, out) = c.nodes[0].deploy(&echo);
+    assert!(ok, "deploy through n0: {out}");
+    wait_until("every node deploys echo", Duration::from_secs(30), || {
+        c.nodes.iter().all(|n| n.function("echo").is_some())
+    });
+    // Reserved concurrency set through n0, read through every node.
+    let r = lambda(
+        &c.nodes[0],
+        "PUT",
+        "/2017-10-31/functions/echo/concurrency",
+        r#"{"ReservedConcurrentExecutions": 3}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(
+        "every node has the reserved concurrency",
+        Duration::from_secs(10),
+        || {
+            c.nodes.iter().all(|n| {
+                lambda(n, "GET", "/2019-09-30/functions/echo/concurrency", "").text()
+                    == r#"{"ReservedConcurrentExecutions":3}"#
+            })
+        },
+    );
+    // Each node enforces its part: one of the three.
+    wait_until(
+        "each node enforces a third",
+        Duration::from_secs(10),
+        || {
+            c.nodes.iter().all(|n| {
+                n.function("echo")
+                    .is_some_and(|f| f["reserved_concurrency"] == 1)
+            })
+        },
+    );
+    // Changed through n1 on top of the cluster's: provisioned over the reserved 3 is
+    // refused by the cluster's value whichever node is asked, and within it taken.
+    let provisioned = "/2019-09-30/functions/echo/provisioned-concurrency?Qualifier=%24LATEST";
+    let r = lambda(
+        &c.nodes[1],
+        "PUT",
+        provisioned,
+        r#"{"ProvisionedConcurrentExecutions": 4}"#,
+    );
+    assert_eq!(r.status, 400, "over the reserved 3: {}", r.text());
+    assert!(
+        r.text().contains("reserved concurrency of 3"),
+        "{}",
+        r.text()
+    );
+    let r = lambda(
+        &c.nodes[1],
+        "PUT",
+        provisioned,
+        r#"{"ProvisionedConcurrentExecutions": 2}"#,
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    // Two executions warm in the whole cluster, not two on every node: the function's
+    // first two nodes in ring order keep one each.
+    wait_until(
+        "provisioned concurrency is ready",
+        Duration::from_secs(30),
+        || {
+            let r = lambda(&c.nodes[2], "GET", provisioned, "");
+            let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+            v["Status"] == "READY" && v["AvailableProvisionedConcurrentExecutions"] == 2
+        },
+    );
+    let pools: Vec<u64> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            n.function("echo").unwrap()["provisioned_concurrency"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(pools.iter().sum::<u64>(), 2, "parts per node: {pools:?}");
+    assert!(pools.iter().all(|&p| p <= 1), "parts per node: {pools:?}");
+    // The asynchronous invocation config: put through n2, merged through n1, in force on
+    // n0 (which may deliver an event the others accepted).
+    let path = "/2019-09-25/functions/echo/event-invoke-config";
+    let r = lambda(&c.nodes[2], "PUT", path, r#"{"MaximumRetryAttempts": 0}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = lambda(
+        &c.nodes[1],
+        "POST",
+        path,
+        r#"{"MaximumEventAgeInSeconds": 120}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(
+        "every node has the merged config",
+        Duration::from_secs(10),
+        || {
+            c.nodes.iter().all(|n| {
+                let r = lambda(n, "GET", path, "");
+                let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+                v["MaximumRetryAttempts"] == 0 && v["MaximumEventAgeInSeconds"] == 120
+            })
+        },
+    );
+    // Deleted through n0: gone on every node.
+    let r = lambda(&c.nodes[0], "DELETE", path, "");
+    assert_eq!(r.status, 204, "{}", r.text());
+    wait_until(
+        "every node dropped the config",
+        Duration::from_secs(10),
+        || {
+            c.nodes
+                .iter()
+                .all(|n| lambda(n, "GET", path, "").status == 404)
+        },
+    );
+    // min_instances is the cluster's too: two instances kept warm in all, one on each of
+    // the function's first two nodes in ring order, not two on every node.
+    let kept = c.function("echo", "kept", |m| {
+        m.replace("route = \"/echo\"", "route = \"/kept\"").replace(
+            "min_instances = 0",
+            "min_instances = 2\nstable_window = \"2s\"\npanic_window = \"1s\"\n\
+             scale_to_zero_after = \"1s\"\npolicy = \"fixed\"",
+        )
+    });
+    let (ok, out) = c.nodes[0].deploy(&kept);
+    assert!(ok, "deploy kept: {out}");
+    wait_until(
+        "two instances of kept in the cluster",
+        Duration::from_secs(30),
+        || {
+            let seen: Vec<u64> = c
+                .nodes
+                .iter()
+                .map(|n| {
+                    n.function("kept")
+                        .map_or(0, |f| f["instances"].as_u64().unwrap_or(0))
+                })
+                .collect();
+            seen.iter().sum::<u64>() == 2 && seen.iter().all(|&i| i <= 1)
+        },
+    );
+    // Reserved concurrency caps the whole function, not each node: three slow invocations
+    // at once through n0 are served, one on each node (a node at its part sheds to the
+    // next), and a fourth is throttled.
+    let flaky = c.function("flaky", "flaky", |m| m);
+    let (ok, out) = c.nodes[0].deploy(&flaky);
+    assert!(ok, "deploy flaky: {out}");
+    wait_until("every node deploys flaky", Duration::from_secs(30), || {
+        c.nodes.iter().all(|n| n.function("flaky").is_some())
+    });
+    let r = lambda(
+        &c.nodes[0],
+        "PUT",
+        "/2017-10-31/functions/flaky/concurrency",
+        r#"{"ReservedConcurrentExecutions": 3}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    wait_until(
+        "each node enforces a third",
+        Duration::from_secs(10),
+        || {
+            c.nodes.iter().all(|n| {
+                n.function("flaky")
+                    .is_some_and(|f| f["reserved_concurrency"] == 1)
+            })
+        },
+    );
+    let invoke = "/2015-03-31/functions/flaky/invocations";
+    let slow: Vec<_> = (0..3u64)
+        .map(|i| {
+            let addr = c.nodes[0].addr();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300 * i));
+                try_http(&addr, "POST", invoke, &[], br#"{"sleep_ms": 3000}"#).unwrap()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let fourth = try_http(&c.nodes[0].addr(), "POST", invoke, &[], b"{}").unwrap();
+    assert_eq!(fourth.status, 429, "over the reserved 3: {}", fourth.text());
+    assert!(fourth
+        .text()
+        .contains("ReservedFunctionConcurrentInvocationLimitExceeded"));
+    let served: Vec<(u16, String)> = slow
+        .into_iter()
+        .map(|h| {
+            let r = h.join().unwrap();
+            (r.status, r.header("x-surge-node").unwrap_or("").to_string())
+        })
+        .collect();
+    assert!(
+        served.iter().all(|(s, _)| *s == 200),
+        "{served:?}\n{}",
+        c.logs()
+    );
+    let nodes: std::collections::HashSet<&str> = served.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(nodes.len(), 3, "one on each node: {served:?}");
+    // A node restarted catches up on a setting changed while it was down.
+    let mut c = c;
+    c.nodes[2].stop();
+    let r = lambda(
+        &c.nodes[0],
+        "PUT",
+        "/2017-10-31/functions/echo/concurrency",
+        r#"{"ReservedConcurrentExecutions": 5}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    c.nodes[2].spawn();
+    wait_until(
+        "the restarted node has the new value",
+        Duration::from_secs(30),
+        || {
+            lambda(
+                &c.nodes[2],
+                "GET",
+                "/2019-09-30/functions/echo/concurrency",
+                "",
+            )
+            .text()
+                == r#"{"ReservedConcurrentExecutions":5}"#
+        },
+    );
+    // Removing the function removes its settings from etcd with it.
+    let r = c.nodes[1].admin("DELETE", "/admin/v1/functions/echo");
+    assert!(r.is_ok(), "{r:?}");
+    wait_until("its settings left etcd", Duration::from_secs(10), || {
+        c.etcd[0].count_prefix("/surge/functions/echo") == Some(0)
+    });
 }
 
 #[test]

@@ -324,6 +324,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Events are delivered from here on; those a function still deploying is due wait.
     let (queue_stop_tx, queue_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let queue_figures = queue.clone();
+    let queue_settings = queue.clone();
     let deliveries = tokio::spawn(queue.run(Arc::new(Deliverer(gw.clone())), async {
         let _ = queue_stop_rx.await;
     }));
@@ -383,7 +384,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let errors = registry.restore_and_scan(plan).await;
     // From the revision the restored store reflects: only what this node missed.
     if let Some(c) = &cluster {
-        crate::cluster::follow_catalog(c);
+        crate::cluster::follow_catalog(c, queue_settings);
     }
     // The compiles' freed heap goes back to the kernel (runtime/src/heap.rs).
     let _ = tokio::task::spawn_blocking(surge_runtime::heap::trim).await;

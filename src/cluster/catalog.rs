@@ -15,13 +15,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, EventType, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, DeleteOptions, EventType, Txn, TxnOp};
 use http_body_util::BodyExt;
 
 use super::etcd::Etcd;
-use super::keys::{FunctionEntry, Keys};
+use super::keys::{CatalogKey, FunctionEntry, Keys};
 use super::state::Cluster;
-use crate::registry::catalog::{BoxFuture, Catalog, CatalogError, Commit, Prepared};
+use crate::events::Queue;
+use crate::registry::catalog::{
+    BoxFuture, Catalog, CatalogError, Commit, Prepared, Setting, SettingPut, CONCURRENCY,
+    EVENT_INVOKE_CONFIG,
+};
 
 const RETRY: Duration = Duration::from_millis(300);
 /// After an event this node could not apply, before it tries again (from the revision
@@ -178,21 +182,100 @@ impl Catalog for EtcdCatalog {
 
     fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), CatalogError>> {
         Box::pin(async move {
-            let key = self.keys.function(name);
+            // The function, then its settings, in one revision.
+            let txn = Txn::new().and_then(vec![
+                TxnOp::delete(self.keys.function(name), None),
+                TxnOp::delete(
+                    self.keys.settings(name),
+                    Some(DeleteOptions::new().with_prefix()),
+                ),
+            ]);
             self.etcd
                 .run(|mut c| {
-                    let k = key.clone();
-                    async move { c.delete(k, None).await }
+                    let t = txn.clone();
+                    async move { c.txn(t).await }
                 })
                 .await
                 .map(|_| ())
                 .map_err(|e| Self::unavailable(name, e))
         })
     }
+
+    fn setting<'a>(
+        &'a self,
+        name: &'a str,
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<Setting, CatalogError>> {
+        Box::pin(async move {
+            let key = self.keys.setting(name, kind);
+            let r = self
+                .etcd
+                .run(|mut c| {
+                    let k = key.clone();
+                    async move { c.get(k, None).await }
+                })
+                .await
+                .map_err(|e| Self::unavailable(name, e))?;
+            Ok(match r.kvs().first() {
+                Some(kv) => Setting {
+                    value: Some(kv.value().to_vec()),
+                    revision: kv.mod_revision(),
+                },
+                None => Setting::default(),
+            })
+        })
+    }
+
+    fn put_setting<'a>(
+        &'a self,
+        name: &'a str,
+        kind: &'a str,
+        value: Option<Vec<u8>>,
+        revision: i64,
+    ) -> BoxFuture<'a, Result<SettingPut, CatalogError>> {
+        Box::pin(async move {
+            let (fkey, key) = (self.keys.function(name), self.keys.setting(name, kind));
+            let write = match value {
+                Some(v) => TxnOp::put(key.clone(), v, None),
+                None => TxnOp::delete(key.clone(), None),
+            };
+            // Fenced twice: the setting is as it was read, and the function is still the
+            // cluster's (a setting never outlives its function).
+            let txn = Txn::new()
+                .when(vec![
+                    Compare::mod_revision(key, CompareOp::Equal, revision),
+                    Compare::create_revision(fkey.clone(), CompareOp::Greater, 0),
+                ])
+                .and_then(vec![write])
+                .or_else(vec![TxnOp::get(fkey, None)]);
+            let r = self
+                .etcd
+                .run(|mut c| {
+                    let t = txn.clone();
+                    async move { c.txn(t).await }
+                })
+                .await
+                .map_err(|e| Self::unavailable(name, e))?;
+            if r.succeeded() {
+                return Ok(SettingPut::Done);
+            }
+            let shared = r
+                .op_responses()
+                .iter()
+                .any(|op| matches!(op, etcd_client::TxnOpResponse::Get(g) if !g.kvs().is_empty()));
+            // Retried on another member, our own first attempt may be what changed it: the
+            // caller reads again and writes the same, which is harmless.
+            Ok(if shared {
+                SettingPut::Raced
+            } else {
+                SettingPut::NotShared
+            })
+        })
+    }
 }
 
 /// Apply the catalog to this node for as long as it runs.
-pub async fn follow(c: Arc<Cluster>) {
+pub async fn follow(c: Arc<Cluster>, queue: Arc<Queue>) {
     let prefix = c.keys.functions();
     // The history since our revision was compacted away: read it whole, and remove here
     // what the cluster no longer has.
@@ -200,7 +283,7 @@ pub async fn follow(c: Arc<Cluster>) {
     loop {
         let mut rev = c.registry.cluster_revision().unwrap_or(0);
         if rev == 0 || resync {
-            match sync_whole(&c, &prefix, resync || rev > 0).await {
+            match sync_whole(&c, &queue, &prefix, resync || rev > 0).await {
                 Ok(r) => {
                     rev = r;
                     resync = false;
@@ -239,29 +322,14 @@ pub async fn follow(c: Arc<Cluster>) {
             let mut failed = false;
             for ev in msg.events() {
                 let Some(kv) = ev.kv() else { continue };
-                let Some(name) = kv.key_str().ok().and_then(|k| c.keys.parse_function(k)) else {
+                let Some(key) = kv.key_str().ok().and_then(|k| c.keys.parse_function(k)) else {
                     continue;
                 };
-                let applied = if ev.event_type() == EventType::Put {
-                    match serde_json::from_slice::<FunctionEntry>(kv.value()) {
-                        Ok(e) => {
-                            c.catalog_name(name, true);
-                            apply(&c, name, &e).await
-                        }
-                        Err(e) => {
-                            // Nothing to retry: no node can apply it.
-                            tracing::error!(function = name, error = %e, "cluster catalog: bad entry");
-                            true
-                        }
-                    }
-                } else {
-                    c.catalog_name(name, false);
-                    match c.registry.remove_replica(name).await {
-                        Ok(()) => true,
-                        Err(e) => {
-                            tracing::error!(function = name, error = %e, "cluster catalog: removing");
-                            false
-                        }
+                let value = (ev.event_type() == EventType::Put).then(|| kv.value());
+                let applied = match key {
+                    CatalogKey::Function(name) => apply_function(&c, name, value).await,
+                    CatalogKey::Setting { function, kind } => {
+                        apply_setting(&c, &queue, function, kind, value).await
                     }
                 };
                 if !applied {
@@ -282,28 +350,143 @@ pub async fn follow(c: Arc<Cluster>) {
     }
 }
 
-/// Read the catalog whole and apply it; `prune`: remove here what it does not hold.
-/// Returns the revision it reflects.
-async fn sync_whole(c: &Arc<Cluster>, prefix: &str, prune: bool) -> anyhow::Result<i64> {
+/// One function's entry put (Some) or deleted. false: not applied (logged), to retry.
+async fn apply_function(c: &Arc<Cluster>, name: &str, value: Option<&[u8]>) -> bool {
+    let Some(value) = value else {
+        c.catalog_name(name, false);
+        return match c.registry.remove_replica(name).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(function = name, error = %e, "cluster catalog: removing");
+                false
+            }
+        };
+    };
+    match serde_json::from_slice::<FunctionEntry>(value) {
+        Ok(e) => {
+            c.catalog_name(name, true);
+            apply(c, name, &e).await
+        }
+        Err(e) => {
+            // Nothing to retry: no node can apply it.
+            tracing::error!(function = name, error = %e, "cluster catalog: bad entry");
+            true
+        }
+    }
+}
+
+/// One function's setting put (Some) or deleted, applied here. false: not applied
+/// (logged), to retry.
+async fn apply_setting(
+    c: &Arc<Cluster>,
+    queue: &Arc<Queue>,
+    function: &str,
+    kind: &str,
+    value: Option<&[u8]>,
+) -> bool {
+    let done = match kind {
+        CONCURRENCY => {
+            let Some(v) = decode(function, kind, value) else {
+                return true;
+            };
+            let v = v.unwrap_or_default();
+            c.registry
+                .apply_concurrency(function, &v)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        EVENT_INVOKE_CONFIG => {
+            let Some(v) = decode(function, kind, value) else {
+                return true;
+            };
+            queue
+                .apply_config(function, v.flatten())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        other => {
+            tracing::warn!(
+                function,
+                setting = other,
+                "cluster catalog: a setting this node does not know; ignored"
+            );
+            Ok(())
+        }
+    };
+    if let Err(e) = &done {
+        tracing::error!(function, setting = kind, error = %e, "cluster catalog: applying a setting");
+    }
+    done.is_ok()
+}
+
+/// A setting's value (None inside: deleted); None: it cannot be read, by any node (logged,
+/// and passed over: nothing to retry).
+fn decode<T: serde::de::DeserializeOwned>(
+    function: &str,
+    kind: &str,
+    value: Option<&[u8]>,
+) -> Option<Option<T>> {
+    match value.map(serde_json::from_slice).transpose() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::error!(function, setting = kind, error = %e, "cluster catalog: bad setting");
+            None
+        }
+    }
+}
+
+/// The settings a node applies; those the cluster does not hold are unset.
+const SETTINGS: [&str; 2] = [CONCURRENCY, EVENT_INVOKE_CONFIG];
+
+/// Read the catalog whole and apply it; `prune`: remove here what it does not hold, and
+/// unset the settings it does not hold. Returns the revision it reflects.
+async fn sync_whole(
+    c: &Arc<Cluster>,
+    queue: &Arc<Queue>,
+    prefix: &str,
+    prune: bool,
+) -> anyhow::Result<i64> {
     let resp = c.etcd.get_prefix(prefix, false).await?;
     let revision = resp.header().map_or(0, |h| h.revision());
     let mut names = Vec::new();
+    let mut settings = Vec::new();
     let mut failed = Vec::new();
+    // In key order: a function's entry before its settings.
     for kv in resp.kvs() {
-        let Some(name) = kv.key_str().ok().and_then(|k| c.keys.parse_function(k)) else {
+        let Some(key) = kv.key_str().ok().and_then(|k| c.keys.parse_function(k)) else {
             continue;
         };
-        names.push(name.to_string());
-        match serde_json::from_slice::<FunctionEntry>(kv.value()) {
-            Ok(e) => {
-                if !apply(c, name, &e).await {
-                    failed.push(name.to_string());
+        let (name, applied) = match key {
+            CatalogKey::Function(name) => {
+                names.push(name.to_string());
+                match serde_json::from_slice::<FunctionEntry>(kv.value()) {
+                    Ok(e) => (name, apply(c, name, &e).await),
+                    Err(e) => {
+                        tracing::error!(function = name, error = %e, "cluster catalog: bad entry");
+                        (name, true)
+                    }
                 }
             }
-            Err(e) => tracing::error!(function = name, error = %e, "cluster catalog: bad entry"),
+            CatalogKey::Setting { function, kind } => {
+                settings.push((function.to_string(), kind.to_string()));
+                let applied = apply_setting(c, queue, function, kind, Some(kv.value())).await;
+                (function, applied)
+            }
+        };
+        if !applied {
+            failed.push(name.to_string());
         }
     }
     if prune {
+        for name in &names {
+            for kind in SETTINGS {
+                if !settings.iter().any(|(f, k)| f == name && k == kind)
+                    && !apply_setting(c, queue, name, kind, None).await
+                {
+                    failed.push(name.clone());
+                }
+            }
+        }
         for f in c.registry.stored_all()? {
             if !names.contains(&f.name) {
                 if let Err(e) = c.registry.remove_replica(&f.name).await {

@@ -3,9 +3,12 @@
 //!
 //! - `{prefix}/functions/{name}`: the live version of a function (metadata and blob hash;
 //!   blobs move between nodes over surge's own HTTP, since etcd caps a request at 1.5 MiB).
+//! - `{prefix}/functions/{name}/{setting}`: a setting the APIs change (its concurrency,
+//!   its asynchronous invocation config), as JSON; deleted with the function.
 //! - `{prefix}/versions/{name}`: the last version number ever given to the name; never
 //!   deleted, so versions stay unique across removes.
-//! - `{prefix}/live/nodes/{node}`: a member and its capacity, on its lease.
+//! - `{prefix}/live/nodes/{node}`: a member, its capacity and what is free of it, on its
+//!   lease.
 //! - `{prefix}/live/warm/{function}/{node}`: a node's warm instances of a function's
 //!   version, on that node's lease: they vanish with the node.
 //! - `{prefix}/events/{request id}`: an accepted asynchronous event, until it ends.
@@ -76,10 +79,33 @@ impl Keys {
         Some(LiveKey::Warm { function, node })
     }
 
-    /// The function a key under `functions/` names.
-    pub fn parse_function<'k>(&self, key: &'k str) -> Option<&'k str> {
-        key.strip_prefix(&self.prefix)?.strip_prefix("/functions/")
+    /// A function's setting (`registry::catalog::CONCURRENCY`, ...): under its function's
+    /// key, so that one watch applies both in the order they were written.
+    pub fn setting(&self, name: &str, kind: &str) -> String {
+        format!("{}/functions/{name}/{kind}", self.prefix)
     }
+
+    /// Every setting of a function.
+    pub fn settings(&self, name: &str) -> String {
+        format!("{}/functions/{name}/", self.prefix)
+    }
+
+    /// What a key under `functions/` names (a function name has no '/').
+    pub fn parse_function<'k>(&self, key: &'k str) -> Option<CatalogKey<'k>> {
+        let rest = key
+            .strip_prefix(&self.prefix)?
+            .strip_prefix("/functions/")?;
+        Some(match rest.split_once('/') {
+            None => CatalogKey::Function(rest),
+            Some((function, kind)) => CatalogKey::Setting { function, kind },
+        })
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CatalogKey<'k> {
+    Function(&'k str),
+    Setting { function: &'k str, kind: &'k str },
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -116,8 +142,15 @@ pub struct NodeEntry {
     pub node: String,
     /// Where its gateway answers (`[cluster] advertise`).
     pub url: String,
+    /// Its capacity for sandboxes.
     pub cpu_millicores: u64,
     pub memory_bytes: u64,
+    /// What no sandbox holds there, as of its last update (`membership.rs` puts the entry
+    /// again when it moves by a step): where a scale-up can fit.
+    #[serde(default)]
+    pub free_memory_bytes: Option<u64>,
+    #[serde(default)]
+    pub free_cpu_millicores: Option<u64>,
     pub started_unix: i64,
 }
 
@@ -145,6 +178,16 @@ mod tests {
             })
         );
         assert_eq!(k.parse_live("/other/live/nodes/x"), None);
-        assert_eq!(k.parse_function(&k.function("hello")), Some("hello"));
+        assert_eq!(
+            k.parse_function(&k.function("hello")),
+            Some(CatalogKey::Function("hello"))
+        );
+        assert_eq!(
+            k.parse_function(&k.setting("hello", "concurrency")),
+            Some(CatalogKey::Setting {
+                function: "hello",
+                kind: "concurrency"
+            })
+        );
     }
 }

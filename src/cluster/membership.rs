@@ -37,14 +37,7 @@ pub async fn run(c: Arc<Cluster>) {
                 continue;
             }
         };
-        let cap = c.registry.node_status().capacity;
-        let entry = NodeEntry {
-            node: c.node.clone(),
-            url: c.url.clone(),
-            cpu_millicores: cap.cpu_millicores,
-            memory_bytes: cap.memory_bytes,
-            started_unix,
-        };
+        let entry = member_entry(&c, started_unix);
         let value = serde_json::to_vec(&entry).expect("serializable");
         if let Err(e) = c
             .etcd
@@ -61,6 +54,7 @@ pub async fn run(c: Arc<Cluster>) {
         c.set_lease(Some((lease, valid_until)));
         tracing::info!(node = %c.node, lease, "cluster: registered");
         let mut published: HashMap<String, WarmEntry> = HashMap::new();
+        let mut said_free = entry.free_memory_bytes.unwrap_or(0);
         let mut next_renewal = tokio::time::Instant::now() + ttl / 3;
         'held: loop {
             tokio::time::sleep(TICK).await;
@@ -90,9 +84,54 @@ pub async fn run(c: Arc<Cluster>) {
             }
             // Bounded: cut off from etcd, a put waits for every member in turn, and the
             // lease's own check must not wait behind it.
-            let _ = tokio::time::timeout(TICK, publish_warm(&c, lease, &mut published)).await;
+            let _ = tokio::time::timeout(TICK, async {
+                publish_free(&c, lease, started_unix, &mut said_free).await;
+                publish_warm(&c, lease, &mut published).await;
+            })
+            .await;
         }
         c.set_lease(None);
+    }
+}
+
+/// This node's member entry now.
+fn member_entry(c: &Cluster, started_unix: i64) -> NodeEntry {
+    let status = c.registry.node_status();
+    let free = status.free();
+    c.set_free_memory(free.memory_bytes);
+    NodeEntry {
+        node: c.node.clone(),
+        url: c.url.clone(),
+        cpu_millicores: status.capacity.cpu_millicores,
+        memory_bytes: status.capacity.memory_bytes,
+        free_memory_bytes: Some(free.memory_bytes),
+        free_cpu_millicores: Some(free.cpu_millicores),
+        started_unix,
+    }
+}
+
+/// How far this node's free memory moves before its member entry is put again: a 64th of
+/// its capacity, within [16 MiB, 256 MiB]. Finer would cost an etcd write (and a watch
+/// event on every router) per cold start; the routers' estimate is only a preference, and
+/// a node that cannot fit a request after all sheds it (`gateway/forward.rs`).
+fn free_step(capacity: u64) -> u64 {
+    (capacity / 64).clamp(16 << 20, 256 << 20)
+}
+
+/// Put the member entry again if the free memory moved by a step since it was last said.
+async fn publish_free(c: &Cluster, lease: i64, started_unix: i64, said: &mut u64) {
+    let entry = member_entry(c, started_unix);
+    let free = entry.free_memory_bytes.unwrap_or(0);
+    if free.abs_diff(*said) < free_step(entry.memory_bytes) {
+        return;
+    }
+    let value = serde_json::to_vec(&entry).expect("serializable");
+    if c.etcd
+        .put_on_lease(&c.keys.node(&c.node), &value, lease)
+        .await
+        .is_ok()
+    {
+        *said = free;
     }
 }
 

@@ -1,7 +1,8 @@
 //! Many surge nodes as one platform, on etcd (`[cluster] etcd = [...]`; without it none of
 //! this runs and a node is exactly a single host).
 //!
-//! - `catalog.rs`: the functions. A deploy through any node is one etcd transaction; every
+//! - `catalog.rs`: the functions and their settings (concurrency, asynchronous invocation
+//!   config). A deploy through any node is one etcd transaction; every
 //!   node's SQLite store is a copy of etcd's, fed by a watch that resumes from the last
 //!   revision it applied, and blobs move between nodes by hash over surge's own HTTP.
 //! - `membership.rs`: this node's lease, its member entry and its warm instances.
@@ -10,6 +11,8 @@
 //! - `view.rs`: the members and where warm instances are, as every router sees them: fed
 //!   by a watch, read without a lock on the request's path.
 //! - `placement.rs` (pure): which node serves a function's request.
+//! - `shares.rs`: this node's part of each function's reserved and provisioned
+//!   concurrency.
 //! - `etcd.rs`: one client per etcd member, failing over between them.
 //!
 //! The gateway asks [`Cluster::place`] which node serves a request, and forwards it there
@@ -22,6 +25,7 @@ pub mod keys;
 pub mod membership;
 pub mod placement;
 pub mod routing;
+pub mod shares;
 pub mod state;
 pub mod view;
 
@@ -29,7 +33,7 @@ use std::sync::Arc;
 
 use crate::manifest::ClusterConfig;
 use crate::registry::Registry;
-pub use state::{Cluster, InFlight, Target, FORWARDED, SERVED_BY};
+pub use state::{Cluster, InFlight, Target, FORWARDED, MAY_SHED, SERVED_BY};
 
 /// Join: connect to etcd, and start holding this node's lease and following the members.
 /// Versions deployed through the registry from here on are agreed in etcd.
@@ -48,14 +52,16 @@ pub async fn join(
     }));
     c.hold_task(tokio::spawn(membership::run(c.clone())));
     c.hold_task(tokio::spawn(view::run(c.clone())));
+    c.hold_task(tokio::spawn(shares::run(c.clone())));
     tracing::info!(node = %c.node, url = %c.url, etcd = ?c.config.etcd, "joined the cluster");
     Ok(c)
 }
 
 /// Start applying the catalog: after the host restored its own store, so the watch
 /// resumes from the revision that store reflects.
-pub fn follow_catalog(c: &Arc<Cluster>) {
-    c.hold_task(tokio::spawn(catalog::follow(c.clone())));
+/// Settings it holds for the asynchronous invocations are kept in `queue`.
+pub fn follow_catalog(c: &Arc<Cluster>, queue: Arc<crate::events::Queue>) {
+    c.hold_task(tokio::spawn(catalog::follow(c.clone(), queue)));
 }
 
 /// Publish this node's asynchronous events to the cluster and take over those no node

@@ -16,6 +16,13 @@
 //!   flight) are the ones that spread. On the Azure sample this is what makes placement
 //!   beat plain hashing on cold starts as well as on balance (BENCHMARKS.md, "Cluster").
 //!
+//! - **Fit the node's memory** (the node allocator's part): a node whose free memory
+//!   cannot hold one more instance of the function is over its bound, unless it has warm
+//!   instances none of this router's requests are using; it is tried after every node
+//!   that can fit one, so a scale-up goes where it fits. A node that gets a request it
+//!   cannot fit after all (its free memory changed since it last said) sheds it to the
+//!   next node (`gateway/forward.rs`).
+//!
 //! Loads are what this router itself has in flight at each node (and, for itself, all it
 //! serves): no request waits for a view of the others' loads.
 
@@ -79,6 +86,8 @@ pub struct Candidate {
     pub own: u64,
     /// It has ready instances of the function.
     pub warm: bool,
+    /// Its free memory cannot hold one more instance of the function.
+    pub full: bool,
     /// This router could not reach it lately: tried last.
     pub down: bool,
 }
@@ -94,12 +103,15 @@ pub fn choose(walk: &[usize], nodes: &[Candidate], balance: f64) -> Vec<usize> {
     // Mirrokni et al.'s capacity: ceil(c · (m + 1) / n) for the (m + 1)-th request.
     let bounded = (balance * (total + 1) as f64 / up.len() as f64).ceil() as u64;
     let cap = |i: usize| bounded.max(nodes[i].pack);
-    let under = |i: usize| nodes[i].load < cap(i);
+    // A node that cannot grow the function's pool takes a request only where it has warm
+    // instances this router is not using (none of the function's requests in flight).
+    let takes = |i: usize| !nodes[i].full || (nodes[i].warm && nodes[i].own == 0);
+    let under = |i: usize| takes(i) && nodes[i].load < cap(i);
     // A light function (none of its requests in flight there) stays at its home, or where
     // it is warm, until that node is past twice its bound: moving it would cost a cold
     // start (its home pool is the one the keep-alive policy pre-warms) to take one request
     // off; the functions with requests in flight are the ones to spread.
-    let light = |i: usize| nodes[i].own == 0 && nodes[i].load < 2 * cap(i);
+    let light = |i: usize| takes(i) && nodes[i].own == 0 && nodes[i].load < 2 * cap(i);
     let home = walk.first().copied();
     let first = up
         .iter()
@@ -108,8 +120,12 @@ pub fn choose(walk: &[usize], nodes: &[Candidate], balance: f64) -> Vec<usize> {
         .or_else(|| home.filter(|&h| !nodes[h].down && (under(h) || light(h))))
         .or_else(|| up.iter().copied().find(|&i| under(i)))
         .unwrap_or_else(|| {
-            // Everyone is over: the least loaded for its size.
-            *up.iter()
+            // Everyone is over: the least loaded for its size, among those that can fit
+            // the function if any can.
+            let fits: Vec<usize> = up.iter().copied().filter(|&i| takes(i)).collect();
+            let pool = if fits.is_empty() { &up } else { &fits };
+            *pool
+                .iter()
                 .min_by(|&&a, &&b| {
                     let ra = nodes[a].load as f64 / nodes[a].pack.max(1) as f64;
                     let rb = nodes[b].load as f64 / nodes[b].pack.max(1) as f64;
@@ -117,8 +133,10 @@ pub fn choose(walk: &[usize], nodes: &[Candidate], balance: f64) -> Vec<usize> {
                 })
                 .expect("up is not empty")
         });
+    // Then the nodes that can fit it, then those that cannot, then those down.
     let mut order = vec![first];
-    order.extend(up.iter().copied().filter(|&i| i != first));
+    order.extend(up.iter().copied().filter(|&i| i != first && takes(i)));
+    order.extend(up.iter().copied().filter(|&i| i != first && !takes(i)));
     order.extend(walk.iter().copied().filter(|&i| nodes[i].down));
     order
 }
@@ -216,6 +234,37 @@ mod tests {
         nodes[1].load = 3;
         nodes[1].own = 1;
         assert_eq!(choose(&walk, &nodes, 1.25)[0], 2);
+    }
+
+    #[test]
+    fn a_node_that_cannot_fit_the_function_goes_after_those_that_can() {
+        let walk = [1, 2, 0];
+        let mut nodes = idle(3, 2);
+        // Home's memory cannot hold an instance: a cold start goes to the next node that
+        // can, and home is tried last.
+        nodes[1].full = true;
+        assert_eq!(choose(&walk, &nodes, 1.25), vec![2, 0, 1]);
+        // Warm at home with none of this router's requests on it: it takes the request.
+        nodes[1].warm = true;
+        assert_eq!(choose(&walk, &nodes, 1.25), vec![1, 2, 0]);
+        // Its instances busy with the function's requests, and no room for more: spread,
+        // even though home is under its bound.
+        nodes[1].own = 1;
+        nodes[1].load = 1;
+        assert_eq!(choose(&walk, &nodes, 1.25)[0], 2);
+        // Everyone over their bound: the least loaded that can fit it, not the idlest.
+        // (Total 18, bound ceil(1.25·19/3) = 8.)
+        nodes[0].load = 9;
+        nodes[2].load = 8;
+        assert_eq!(choose(&walk, &nodes, 1.25), vec![2, 0, 1]);
+        // No node can fit it: the order is by load, and every node is still tried.
+        for n in &mut nodes {
+            n.full = true;
+            n.warm = false;
+        }
+        let order = choose(&walk, &nodes, 1.25);
+        assert_eq!(order[0], 1);
+        assert_eq!(order.len(), 3);
     }
 
     #[test]

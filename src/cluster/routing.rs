@@ -57,6 +57,8 @@ pub struct RouteNode {
     pub node: String,
     pub url: String,
     pub cores: u64,
+    /// Memory no sandbox holds there, as it last said (bytes; `u64::MAX`: unknown).
+    pub free_memory: u64,
     /// In etcd's membership (false: only this node itself, cut off or not yet registered).
     pub member: bool,
     pub load: Arc<AtomicU64>,
@@ -67,8 +69,8 @@ pub struct RouteNode {
 pub struct Routing {
     pub nodes: Vec<RouteNode>,
     pub ring: Ring,
-    /// Function → for each node index, whether it has ready instances.
-    warm: HashMap<String, Vec<bool>>,
+    /// Function → for each node index, its ready instances there.
+    warm: HashMap<String, Vec<u32>>,
     pub revision: i64,
 }
 
@@ -87,6 +89,7 @@ impl Routing {
                 node: n.node.clone(),
                 url: n.url.clone(),
                 cores: (n.cpu_millicores / 1000).max(1),
+                free_memory: n.free_memory_bytes.unwrap_or(u64::MAX),
                 member: true,
                 load: load(&n.node),
             })
@@ -96,6 +99,7 @@ impl Routing {
                 node: me.to_string(),
                 url: my_url.to_string(),
                 cores: my_cores,
+                free_memory: u64::MAX,
                 member: false,
                 load: load(me),
             });
@@ -110,10 +114,10 @@ impl Routing {
             .warm
             .iter()
             .map(|(f, at)| {
-                let mut w = vec![false; nodes.len()];
+                let mut w = vec![0; nodes.len()];
                 for (n, e) in at {
-                    if let (Some(&i), true) = (index.get(n.as_str()), e.ready > 0) {
-                        w[i] = true;
+                    if let Some(&i) = index.get(n.as_str()) {
+                        w[i] = e.ready;
                     }
                 }
                 (f.clone(), w)
@@ -129,7 +133,12 @@ impl Routing {
     }
 
     pub fn warm_at(&self, function: &str, i: usize) -> bool {
-        self.warm.get(function).is_some_and(|w| w[i])
+        self.ready_at(function, i) > 0
+    }
+
+    /// The function's ready instances at node `i`, as that node last said.
+    pub fn ready_at(&self, function: &str, i: usize) -> u32 {
+        self.warm.get(function).map_or(0, |w| w[i])
     }
 
     pub fn warm_json(&self) -> serde_json::Value {
@@ -139,7 +148,7 @@ impl Routing {
                 let at: Vec<&str> = w
                     .iter()
                     .zip(&self.nodes)
-                    .filter(|(w, _)| **w)
+                    .filter(|(w, _)| **w > 0)
                     .map(|(_, n)| n.node.as_str())
                     .collect();
                 (f.clone(), serde_json::json!(at))

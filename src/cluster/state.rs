@@ -17,6 +17,7 @@ use super::etcd::Etcd;
 use super::keys::Keys;
 use super::placement;
 use super::routing::{Routing, View};
+use crate::dispatch::Deployment;
 use crate::manifest::ClusterConfig;
 use crate::registry::Registry;
 
@@ -25,6 +26,10 @@ use crate::registry::Registry;
 pub const FORWARDED: &str = "x-surge-forwarded-by";
 /// Every function response in a cluster names the node that served it.
 pub const SERVED_BY: &str = "x-surge-node";
+/// A forwarded request the forwarder can still take elsewhere: a receiver that cannot fit
+/// it sheds it (421 with `x-surge-not-here`). The last node tried never gets it, so a
+/// request the whole cluster is short for is still queued somewhere, not bounced.
+pub const MAY_SHED: &str = "x-surge-may-shed";
 
 pub type Http = HttpClient<HttpConnector, Full<Bytes>>;
 
@@ -54,6 +59,9 @@ pub struct Cluster {
     own_loads: parking_lot::Mutex<HashMap<String, HashMap<String, Arc<AtomicU64>>>>,
     /// Nodes this router failed to connect to, until when they are tried last.
     down: parking_lot::Mutex<HashMap<String, tokio::time::Instant>>,
+    /// This node's free memory (bytes), as of the membership loop's last tick: what this
+    /// router places on itself by (the others', from their member entries).
+    free_memory: AtomicU64,
     /// The functions the cluster's catalog holds (the others are this node's own).
     catalog_names: parking_lot::RwLock<std::collections::HashSet<String>>,
     tasks: parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -133,11 +141,45 @@ impl Cluster {
             loads: Default::default(),
             own_loads: Default::default(),
             down: Default::default(),
+            free_memory: AtomicU64::new(u64::MAX),
             catalog_names: Default::default(),
             tasks: Default::default(),
         };
         c.rebuild(&View::default());
+        c.free_memory.store(
+            c.registry.node_status().free().memory_bytes,
+            Ordering::Relaxed,
+        );
         Ok(c)
+    }
+
+    pub(crate) fn set_free_memory(&self, bytes: u64) {
+        self.free_memory.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether this node can take a request for `d` now: within its part of the reserved
+    /// concurrency, and without waiting on a pool that cannot grow (an execution is free,
+    /// or the node's memory holds one more instance, and at zero the sandbox).
+    ///
+    /// `exact`: free memory from the node's ledger (to refuse a forwarded request); else
+    /// as of the membership loop's last tick (this router placing on itself: no lock over
+    /// every sandbox on the request's path).
+    pub fn can_take(&self, d: &Deployment, exact: bool) -> bool {
+        if d.at_reserved() {
+            // Its part of the function's reserved concurrency is in use here.
+            return false;
+        }
+        if d.has_idle() {
+            return true;
+        }
+        let (instance, overhead) = d.memory_need();
+        let need = instance + if d.ready() == 0 { overhead } else { 0 };
+        let free = if exact {
+            self.registry.node_status().free().memory_bytes
+        } else {
+            self.free_memory.load(Ordering::Relaxed)
+        };
+        need <= free
     }
 
     /// The lease, and until when it is surely alive (None: lost).
@@ -179,6 +221,29 @@ impl Cluster {
         self.routing.borrow().clone()
     }
 
+    pub fn watch_routing(&self) -> watch::Receiver<Arc<Routing>> {
+        self.routing.subscribe()
+    }
+
+    /// Of `requested` provisioned executions of `function`, those the other nodes hold
+    /// warm within their parts (`shares.rs`), as they last said; `per`: executions per
+    /// instance.
+    pub fn provisioned_elsewhere(&self, function: &str, requested: u32, per: u32) -> u32 {
+        let r = self.routing();
+        let nodes = r.nodes.len() as u32;
+        r.ring
+            .walk(function)
+            .iter()
+            .enumerate()
+            .filter(|&(_, &i)| r.nodes[i].node != self.node)
+            .map(|(rank, &i)| {
+                r.ready_at(function, i)
+                    .saturating_mul(per)
+                    .min(crate::dispatch::part_of(requested, rank as u32, nodes))
+            })
+            .sum()
+    }
+
     fn load_of(&self, node: &str) -> Arc<AtomicU64> {
         self.loads
             .lock()
@@ -214,8 +279,10 @@ impl Cluster {
         }
     }
 
-    /// The nodes to try for a request to `function`, best first (placement.rs).
-    pub fn place(&self, function: &str) -> Vec<Target> {
+    /// The nodes to try for a request to `d`, best first (placement.rs).
+    pub fn place(&self, d: &Deployment) -> Vec<Target> {
+        let function = d.name();
+        let (instance, overhead) = d.memory_need();
         let r = self.routing();
         let now = tokio::time::Instant::now();
         let down: Vec<bool> = {
@@ -248,12 +315,21 @@ impl Cluster {
             .nodes
             .iter()
             .enumerate()
-            .map(|(i, n)| placement::Candidate {
-                load: n.load.load(Ordering::Relaxed),
-                own: own[i].load(Ordering::Relaxed),
-                pack: n.cores,
-                warm: r.warm_at(function, i),
-                down: down[i],
+            .map(|(i, n)| {
+                let warm = r.warm_at(function, i);
+                let free = if n.node == self.node {
+                    self.free_memory.load(Ordering::Relaxed)
+                } else {
+                    n.free_memory
+                };
+                placement::Candidate {
+                    load: n.load.load(Ordering::Relaxed),
+                    own: own[i].load(Ordering::Relaxed),
+                    pack: n.cores,
+                    warm,
+                    full: free < instance + if warm { 0 } else { overhead },
+                    down: down[i],
+                }
             })
             .collect();
         let walk = r.ring.walk(function);
@@ -317,6 +393,11 @@ impl Cluster {
                 "node": n.node,
                 "url": n.url,
                 "cores": n.cores,
+                "free_memory_bytes": if n.node == self.node {
+                    Some(self.free_memory.load(Ordering::Relaxed))
+                } else {
+                    (n.free_memory != u64::MAX).then_some(n.free_memory)
+                },
                 "member": n.member,
                 "in_flight_from_here": n.load.load(Ordering::Relaxed),
             })).collect::<Vec<_>>(),

@@ -174,6 +174,12 @@ impl Gate {
         self.state.lock().capacity
     }
 
+    /// An execution is free: a request admitted now starts at once.
+    pub fn has_idle(&self) -> bool {
+        let s = self.state.lock();
+        s.busy < s.capacity
+    }
+
     /// Admitted executions running now.
     pub fn busy(&self) -> u32 {
         self.state.lock().busy

@@ -154,6 +154,23 @@ pub struct Deployment {
     reserved: AtomicU32,
     /// Lambda's provisioned concurrency (0: none): executions the pool keeps warm.
     provisioned: AtomicU32,
+    /// Bytes of node memory one more instance takes at the quota in force, and what the
+    /// sandbox itself takes besides when the pool is at zero (kept by the supervisor): what
+    /// a cluster's placement compares with a node's free memory.
+    instance_memory: AtomicU64,
+    overhead_memory: AtomicU64,
+    /// In a cluster, this node's part of the counts set for the whole function (reserved
+    /// and provisioned concurrency, `min_instances`): its rank in the function's ring order and the number
+    /// of nodes, as `rank << 32 | nodes` (alone: 0 of 1). See [`part_of`].
+    share: AtomicU64,
+}
+
+/// The part of `total` that the node at `rank` of `nodes` holds: an even split, the
+/// remainder to the first in ring order (the function's home first). The parts sum to
+/// `total`.
+pub fn part_of(total: u32, rank: u32, nodes: u32) -> u32 {
+    let nodes = nodes.max(1);
+    total / nodes + u32::from(rank < total % nodes)
 }
 
 /// Counts a request in flight until it is dropped, however the request ends. Borrowed
@@ -252,6 +269,9 @@ impl Deployment {
             backlog: AtomicU64::new(0),
             reserved: AtomicU32::new(u32::MAX),
             provisioned: AtomicU32::new(0),
+            instance_memory: AtomicU64::new(0),
+            overhead_memory: AtomicU64::new(0),
+            share: AtomicU64::new(1),
         }
     }
 
@@ -291,6 +311,26 @@ impl Deployment {
 
     pub fn ready(&self) -> u32 {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Record what one more instance takes of the node's memory, and the sandbox's own
+    /// overhead (bytes).
+    pub fn set_memory_need(&self, instance: u64, overhead: u64) {
+        self.instance_memory.store(instance, Ordering::Relaxed);
+        self.overhead_memory.store(overhead, Ordering::Relaxed);
+    }
+
+    /// (one more instance, the sandbox's overhead), in bytes.
+    pub fn memory_need(&self) -> (u64, u64) {
+        (
+            self.instance_memory.load(Ordering::Relaxed),
+            self.overhead_memory.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Whether a request admitted now would start at once: an execution is free.
+    pub fn has_idle(&self) -> bool {
+        self.gate.has_idle()
     }
 
     /// The load at `now`, averaged over `long` and `short`.
@@ -357,8 +397,53 @@ impl Deployment {
             .store(executions.unwrap_or(u32::MAX), Ordering::Release);
     }
 
+    /// The reserved concurrency this node enforces (`u32::MAX`: none): its part of the
+    /// function's, and at least one while that is not 0: a reservation below the number of
+    /// nodes is one per node (else a node would refuse every request, and never deliver
+    /// the events it accepted).
     pub fn reserved(&self) -> u32 {
+        match self.reserved_total() {
+            u32::MAX => u32::MAX,
+            0 => 0,
+            r => self.part(r).max(1),
+        }
+    }
+
+    /// The function's reserved concurrency, across the cluster (`u32::MAX`: none).
+    pub fn reserved_total(&self) -> u32 {
         self.reserved.load(Ordering::Acquire)
+    }
+
+    /// Whether the invocations inside (queued or executing) are at the reserved
+    /// concurrency this node enforces.
+    pub fn at_reserved(&self) -> bool {
+        let r = self.reserved();
+        r != u32::MAX && self.load.lock().level() >= u64::from(r)
+    }
+
+    /// This node's rank in the function's ring order, of `nodes` (a cluster's membership
+    /// or the function's home moved). A larger part of provisioned concurrency wakes the
+    /// control loop at once.
+    pub fn set_share(&self, rank: u32, nodes: u32) {
+        let before = (self.provisioned(), self.min_instances());
+        let new = (u64::from(rank) << 32) | u64::from(nodes.max(1));
+        let old = self.share.swap(new, Ordering::AcqRel);
+        if old != new && (self.provisioned() > before.0 || self.min_instances() > before.1) {
+            self.poked.store(true, Ordering::Release);
+            self.poke.notify_one();
+            self.demand.notify_one();
+        }
+    }
+
+    /// The manifest's `min_instances`, as this node keeps it: alone, all of it; in a
+    /// cluster, its part (the function's home first).
+    pub fn min_instances(&self) -> u32 {
+        self.part(self.spec.scaling.min_instances)
+    }
+
+    fn part(&self, total: u32) -> u32 {
+        let s = self.share.load(Ordering::Acquire);
+        part_of(total, (s >> 32) as u32, s as u32)
     }
 
     /// Provisioned concurrency: executions kept warm (0: none). Raising it wakes the control
@@ -371,7 +456,13 @@ impl Deployment {
         }
     }
 
+    /// The provisioned concurrency this node keeps warm: its part of the function's.
     pub fn provisioned(&self) -> u32 {
+        self.part(self.provisioned_total())
+    }
+
+    /// The function's provisioned concurrency, across the cluster.
+    pub fn provisioned_total(&self) -> u32 {
         self.provisioned.load(Ordering::Acquire)
     }
 
@@ -590,5 +681,24 @@ impl Deployment {
                 ),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::part_of;
+
+    #[test]
+    fn parts_add_up_to_the_whole_with_the_remainder_first_in_ring_order() {
+        for nodes in 1..6 {
+            for total in 0..20 {
+                let parts: Vec<u32> = (0..nodes).map(|r| part_of(total, r, nodes)).collect();
+                assert_eq!(parts.iter().sum::<u32>(), total, "{total} over {nodes}");
+                assert!(parts.windows(2).all(|w| w[0] >= w[1] && w[0] - w[1] <= 1));
+            }
+        }
+        assert_eq!(part_of(1, 0, 3), 1, "home first");
+        assert_eq!(part_of(1, 2, 3), 0);
+        assert_eq!(part_of(7, 0, 1), 7, "alone: all of it");
     }
 }

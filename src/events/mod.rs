@@ -44,7 +44,8 @@ use tokio::sync::Notify;
 use crate::aws::{self, Destination};
 use crate::dispatch::routes::Resolved;
 use crate::manifest::config::AsyncConfig;
-use crate::registry::Registry;
+use crate::registry::catalog::EVENT_INVOKE_CONFIG;
+use crate::registry::{DeployError, Registry};
 use config::{Effective, InvokeConfig};
 use record::{Ended, Response};
 use schedule::{Clock, Condition, Next, Outcome, Rules, Tries};
@@ -841,19 +842,63 @@ impl Queue {
         c: InvokeConfig,
         merge: bool,
     ) -> Result<(InvokeConfig, i64), QueueError> {
-        let c = match (merge, self.config(function)) {
-            (true, Some((old, _, _))) => old.merged(&c),
-            _ => c,
-        };
-        let at = aws::now_ms();
-        self.store
-            .put_config(function, Some((c.clone(), at)))
-            .await?;
-        self.state
-            .lock()
-            .configs
-            .insert(function.to_string(), (c.clone(), at));
+        // In a cluster the config is the cluster's: merged onto what it holds.
+        let from_manifest = self.manifest_config(function);
+        let local = self.state.lock().configs.get(function).cloned();
+        let set = self
+            .registry
+            .update_setting(function, EVENT_INVOKE_CONFIG, local, |held| {
+                let base = held.map(|(c, _)| c).or_else(|| from_manifest.clone());
+                let c = match (merge, base) {
+                    (true, Some(old)) => old.merged(&c),
+                    _ => c.clone(),
+                };
+                Ok::<_, DeployError>(Some((c, aws::now_ms())))
+            })
+            .await
+            .map_err(|e| QueueError::Cluster(e.to_string()))?;
+        let (c, at) = set.expect("set above");
+        self.keep_config(function, Some((c.clone(), at))).await?;
         Ok((c, at))
+    }
+
+    /// The config `function`'s manifest gives (`[async]`), if it is deployed here.
+    fn manifest_config(&self, function: &str) -> Option<InvokeConfig> {
+        let v = self.registry.version_of(function)?;
+        v.deployment
+            .spec
+            .async_invoke
+            .as_ref()
+            .map(InvokeConfig::from_manifest)
+    }
+
+    /// Store `function`'s API config (None: delete it) and use it from now on.
+    async fn keep_config(
+        &self,
+        function: &str,
+        config: Option<(InvokeConfig, i64)>,
+    ) -> Result<(), QueueError> {
+        self.store.put_config(function, config.clone()).await?;
+        let mut st = self.state.lock();
+        match config {
+            Some(c) => st.configs.insert(function.to_string(), c),
+            None => st.configs.remove(function),
+        };
+        Ok(())
+    }
+
+    /// The cluster changed `function`'s config (through another node, or this one): keep
+    /// it here.
+    pub async fn apply_config(
+        self: &Arc<Self>,
+        function: &str,
+        config: Option<(InvokeConfig, i64)>,
+    ) -> Result<(), QueueError> {
+        if self.state.lock().configs.get(function) == config.as_ref() {
+            return Ok(());
+        }
+        let (q, f) = (Arc::clone(self), function.to_string());
+        detach(async move { q.keep_config(&f, config).await }).await
     }
 
     /// Delete the API's config: answers whether there was one.
@@ -863,11 +908,19 @@ impl Queue {
     }
 
     async fn delete_config_inner(&self, function: &str) -> Result<bool, QueueError> {
-        if !self.state.lock().configs.contains_key(function) {
-            return Ok(false);
+        let local = self.state.lock().configs.get(function).cloned();
+        let mut had = false;
+        self.registry
+            .update_setting(function, EVENT_INVOKE_CONFIG, local, |held| {
+                had = held.is_some();
+                Ok::<_, DeployError>(None)
+            })
+            .await
+            .map_err(|e| QueueError::Cluster(e.to_string()))?;
+        if had {
+            self.keep_config(function, None).await?;
         }
-        self.store.put_config(function, None).await?;
-        Ok(self.state.lock().configs.remove(function).is_some())
+        Ok(had)
     }
 
     /// Every function's queue, in name order: those deployed, and any other holding events

@@ -12,6 +12,9 @@ use crate::dispatch::DispatchError;
 use crate::events::QueueError;
 use crate::registry::DeployError;
 
+/// Set on an answer refused for the function's reserved concurrency.
+pub const THROTTLED: &str = "x-surge-throttled";
+
 pub type HttpResponse = Response<ReplyBody>;
 
 /// Which API a request came in on.
@@ -204,6 +207,11 @@ impl ApiError {
                 | ApiError::Queue(QueueError::Full(_))
         ) {
             b = b.header("retry-after", "1");
+        }
+        if let ApiError::Dispatch(DispatchError::Reserved { .. }) = &self {
+            // A node of a cluster sheds such a forwarded request to the next node instead
+            // (`forward::shed_throttled`).
+            b = b.header(THROTTLED, "reserved");
         }
         let body = match surface {
             Surface::Route => {

@@ -5,6 +5,11 @@
 //! one is): a node that refuses the connection (dead, or cut off) never saw the request, so
 //! the same bytes go to the next node, and a request is lost only when a node dies while it
 //! runs there. Only synchronous invocations move: an `Event` is queued where it arrives.
+//!
+//! A node that gets a forwarded request it cannot serve answers 421 with `x-surge-not-here`
+//! and the forwarder tries the next node: the function is not deployed there yet, or (only
+//! when the forwarder has another node left, `x-surge-may-shed`) no execution is free and
+//! the node's memory cannot hold another instance.
 
 use std::sync::Arc;
 
@@ -16,11 +21,11 @@ use hyper::{Request, Response};
 
 use super::body::read_body;
 use super::context::Gateway;
-use super::errors::{ApiError, HttpResponse, Surface};
-use crate::cluster::{Cluster, InFlight, Target, FORWARDED};
+use super::errors::{ApiError, HttpResponse, Surface, THROTTLED};
+use crate::cluster::{Cluster, InFlight, Target, FORWARDED, MAY_SHED};
 use crate::dispatch::routes::Resolved;
 use crate::dispatch::stream::ReplyBody;
-use crate::dispatch::DispatchError;
+use crate::dispatch::{Deployment, DispatchError};
 
 /// How a forward that timed out says so.
 const SILENT: &str = "no answer within";
@@ -45,13 +50,14 @@ pub async fn route(gw: &Gateway, req: Request<Incoming>) -> Decision {
         return Decision::Here(req, None);
     };
     let routes = gw.registry.routes();
-    let (name, limits) = match routes.resolve_path(req.uri().path()) {
-        Resolved::Live(d) => (d.name().to_string(), d.spec.limits.clone()),
-        _ if req.headers().contains_key(FORWARDED) => return Decision::Done(not_here()),
+    let d = match routes.resolve_path(req.uri().path()) {
+        Resolved::Live(d) => d.clone(),
+        _ if req.headers().contains_key(FORWARDED) => return Decision::Done(not_here(NOT_YET)),
         _ => return Decision::Here(req, None),
     };
+    let limits = &d.spec.limits;
     let (limit, timeout) = (limits.max_body.0, limits.timeout.0);
-    decide(&c, req, &name, limit, timeout, Surface::Route).await
+    decide(&c, req, &d, limit, timeout, Surface::Route).await
 }
 
 /// An Invoke API request (`{name}/invocations`).
@@ -68,54 +74,79 @@ pub async fn invoke(gw: &Gateway, rest: &str, req: Request<Incoming>) -> Decisio
         return Decision::Here(req, None);
     };
     let routes = gw.registry.routes();
-    let (limit, timeout) = match routes.resolve_name(name) {
-        Resolved::Live(d) => (
-            d.spec
-                .limits
-                .max_body
-                .0
-                .min(crate::events::SYNC_PAYLOAD_LIMIT),
-            d.spec.limits.timeout.0,
-        ),
-        _ if req.headers().contains_key(FORWARDED) => return Decision::Done(not_here()),
+    let d = match routes.resolve_name(name) {
+        Resolved::Live(d) => d.clone(),
+        _ if req.headers().contains_key(FORWARDED) => return Decision::Done(not_here(NOT_YET)),
         _ => return Decision::Here(req, None),
     };
-    let name = name.to_string();
-    decide(&c, req, &name, limit, timeout, Surface::Lambda).await
+    let limits = &d.spec.limits;
+    let limit = limits.max_body.0.min(crate::events::SYNC_PAYLOAD_LIMIT);
+    let timeout = limits.timeout.0;
+    decide(&c, req, &d, limit, timeout, Surface::Lambda).await
 }
 
-/// A forwarded request for a function this node does not serve yet (its deploy from the
-/// catalog still under way): the forwarder tries the next node.
+/// A forwarded request this node does not serve, and why: the forwarder tries the next
+/// node.
 const NOT_HERE: &str = "x-surge-not-here";
 
-fn not_here() -> HttpResponse {
+/// Not deployed on this node yet (its deploy from the catalog still under way), or
+/// stopping.
+const NOT_YET: &str = "not deployed on this node yet";
+/// Shed: at this node's part of the reserved concurrency, or no execution free and no
+/// memory for another instance.
+const NO_ROOM: &str = "no room on this node";
+
+/// Whether `req` was forwarded by a node that can still take it elsewhere.
+pub fn may_shed(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(FORWARDED) && req.headers().contains_key(MAY_SHED)
+}
+
+/// A request this node refused for its part of the reserved concurrency (two came in at
+/// once past `Cluster::can_take`'s look), which its forwarder can take elsewhere: shed.
+pub fn shed_throttled(may_shed: bool, resp: HttpResponse) -> HttpResponse {
+    if may_shed && resp.headers().contains_key(THROTTLED) {
+        return not_here(NO_ROOM);
+    }
+    resp
+}
+
+fn not_here(why: &'static str) -> HttpResponse {
     Response::builder()
         .status(hyper::StatusCode::MISDIRECTED_REQUEST)
-        .header(NOT_HERE, "1")
-        .body(ReplyBody::from(
-            "not deployed on this node yet\n".to_string(),
-        ))
+        .header(NOT_HERE, why)
+        .body(ReplyBody::from(format!("{why}\n")))
         .expect("valid response")
 }
 
 async fn decide(
     c: &Arc<Cluster>,
     req: Request<Incoming>,
-    name: &str,
+    d: &Arc<Deployment>,
     limit: u64,
     timeout: std::time::Duration,
     surface: Surface,
 ) -> Decision {
-    let forwarded = req.headers().contains_key(FORWARDED);
+    let name = d.name();
+    if req.headers().contains_key(FORWARDED) {
+        // The node's memory changed since it last said: shed what it cannot fit while the
+        // forwarder has another node to try.
+        if may_shed(&req) && !c.can_take(d, true) {
+            return Decision::Done(not_here(NO_ROOM));
+        }
+        return Decision::Here(req, Some(c.place_here(name).begin()));
+    }
     // Cut off from etcd (no lease), the node is most likely cut off from the others too:
     // it serves what it has itself.
-    if forwarded || !c.in_catalog(name) || c.live_lease().is_none() {
-        let here = c.place_here(name);
-        return Decision::Here(req, Some(here.begin()));
+    if !c.in_catalog(name) || c.live_lease().is_none() {
+        return Decision::Here(req, Some(c.place_here(name).begin()));
     }
-    let targets = c.place(name);
+    let targets = c.place(d);
     match targets.first() {
-        Some(t) if t.local => return Decision::Here(req, Some(t.begin())),
+        // Here, unless this node is at its part of the function's reserved concurrency or
+        // short of memory for it since it last said, and another node can be tried.
+        Some(t) if t.local && (targets.len() == 1 || c.can_take(d, false)) => {
+            return Decision::Here(req, Some(t.begin()))
+        }
         None => return Decision::Here(req, None),
         Some(_) => {}
     }
@@ -126,11 +157,13 @@ async fn decide(
     };
     let mut tried = Vec::new();
     // Here too, when it comes to that: over loopback, since the body is read already.
-    for t in &targets {
+    for (i, t) in targets.iter().enumerate() {
         let guard = t.begin();
-        match send(c, t, &parts, body.clone(), timeout).await {
+        let last = i + 1 == targets.len();
+        match send(c, t, &parts, body.clone(), timeout, !last).await {
             Ok(resp) if resp.headers().contains_key(NOT_HERE) => {
-                tried.push(format!("{}: not deployed there yet", t.node));
+                let why = resp.headers()[NOT_HERE].to_str().unwrap_or("not served");
+                tried.push(format!("{}: {why}", t.node));
             }
             Ok(resp) => return Decision::Done(relay(resp, guard, name, surface, timeout).await),
             Err(Failure::Connect(e)) => {
@@ -195,15 +228,19 @@ async fn send(
     parts: &hyper::http::request::Parts,
     body: Bytes,
     timeout: std::time::Duration,
+    may_shed: bool,
 ) -> Result<Response<Incoming>, Failure> {
     let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut b = Request::builder()
         .method(parts.method.clone())
         .uri(format!("{}{pq}", t.url));
     for (k, v) in &parts.headers {
-        if !NOT_PASSED.contains(&k.as_str()) && k != "content-length" {
+        if !NOT_PASSED.contains(&k.as_str()) && k != "content-length" && k != MAY_SHED {
             b = b.header(k, v);
         }
+    }
+    if may_shed {
+        b = b.header(MAY_SHED, "1");
     }
     let req = b
         .header(FORWARDED, c.node.as_str())

@@ -232,7 +232,10 @@ fn no_provisioned(name: &str) -> ApiError {
 fn provisioned_answer(gw: &Gateway, name: &str) -> Result<HttpResponse, ApiError> {
     let s = gw
         .registry
-        .provisioned_status(name)?
+        .provisioned_status(name, |requested, per| match &gw.cluster {
+            Some(c) => c.provisioned_elsewhere(name, requested, per),
+            None => 0,
+        })?
         .ok_or_else(|| no_provisioned(name))?;
     let mut body = json!({
         "RequestedProvisionedConcurrentExecutions": s.requested,

@@ -120,13 +120,17 @@ async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> HttpResponse {
         } else {
             (req, None)
         };
-        return served_here(gw, lambda::handle(gw, &rest, req).await);
+        let shed = gw.cluster.is_some() && forward::may_shed(&req);
+        let resp = lambda::handle(gw, &rest, req).await;
+        return served_here(gw, forward::shed_throttled(shed, resp));
     }
     let (req, _here) = match forward::route(gw, req).await {
         forward::Decision::Here(req, here) => (req, here),
         forward::Decision::Done(resp) => return resp,
     };
-    served_here(gw, route::route(gw, req).await)
+    let shed = gw.cluster.is_some() && forward::may_shed(&req);
+    let resp = route::route(gw, req).await;
+    served_here(gw, forward::shed_throttled(shed, resp))
 }
 
 /// In a cluster, an answer names the node that served it.

@@ -3,6 +3,11 @@
 //! proven (compiled, started, ready), before it switches the route table: a deploy the
 //! cluster refuses changes nothing here. `src/cluster/` implements it on etcd; a single node
 //! has none, and numbers versions from its own store.
+//!
+//! The settings the APIs change on a deployed function (its concurrency, its asynchronous
+//! invocation config) are the cluster's too: read and written back through the catalog in
+//! one transaction that compares the setting's revision, and applied on every node from
+//! the same watch as its versions.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,6 +47,30 @@ pub struct Commit<'a> {
     pub deployed_at_unix: i64,
 }
 
+/// How a setting's write through the catalog went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SettingPut {
+    Done,
+    /// Another change came first: read it again.
+    Raced,
+    /// The function is not the cluster's (deployed on this node alone): the setting is
+    /// this node's.
+    NotShared,
+}
+
+/// A setting as the cluster holds it.
+#[derive(Clone, Debug, Default)]
+pub struct Setting {
+    /// Its JSON (None: unset).
+    pub value: Option<Vec<u8>>,
+    /// Its key's revision (0: absent).
+    pub revision: i64,
+}
+
+/// The settings kept cluster-wide, by the name of their key.
+pub const CONCURRENCY: &str = "concurrency";
+pub const EVENT_INVOKE_CONFIG: &str = "event-invoke-config";
+
 pub trait Catalog: Send + Sync {
     fn prepare<'a>(
         &'a self,
@@ -59,4 +88,21 @@ pub trait Catalog: Send + Sync {
 
     /// Remove a function cluster-wide (every node's watch removes it there).
     fn remove<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), CatalogError>>;
+
+    /// A function's setting as the cluster holds it.
+    fn setting<'a>(
+        &'a self,
+        name: &'a str,
+        kind: &'a str,
+    ) -> BoxFuture<'a, Result<Setting, CatalogError>>;
+
+    /// Write it (None: delete it) if its key is still at `revision` and the function is
+    /// the cluster's (one transaction).
+    fn put_setting<'a>(
+        &'a self,
+        name: &'a str,
+        kind: &'a str,
+        value: Option<Vec<u8>>,
+        revision: i64,
+    ) -> BoxFuture<'a, Result<SettingPut, CatalogError>>;
 }

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod concurrency;
 pub mod package;
 pub mod resize;
+pub mod settings;
 pub mod status;
 pub mod store;
 

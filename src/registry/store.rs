@@ -44,7 +44,7 @@ pub struct StoredFunction {
 }
 
 /// Lambda's concurrency controls of one function, in executions.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Concurrency {
     /// `PutFunctionConcurrency`: the most invocations at once (None: no cap).
     pub reserved: Option<u32>,

@@ -221,6 +221,7 @@ fn place(
                 own: mine.len() as u64,
                 pack: c.cores,
                 warm: last[f][n].is_some_and(|t| t + WARM_HINT >= at),
+                full: false,
                 down: false,
             };
         }

@@ -169,6 +169,11 @@ impl Decider {
         &self.params
     }
 
+    /// The floor in force now (in a cluster, this node's part of the function's).
+    pub fn set_min_instances(&mut self, n: u32) {
+        self.params.min_instances = n;
+    }
+
     pub fn mode(&self) -> Mode {
         if self.panic_since.is_some() {
             Mode::Panic

@@ -128,6 +128,7 @@ impl Scaler {
     /// NotEnoughData leaves the target as it is.
     pub fn decide(&self, d: &Deployment, lead: Duration, now: Instant) -> Decision {
         let mut decider = self.decider.lock();
+        decider.set_min_instances(d.min_instances());
         let p = decider.params();
         let load = d.load(now, p.stable_window, p.panic_window);
         let mut keep = self.keep.lock();

@@ -66,6 +66,22 @@ pub struct NodeStatus {
     pub demand: Resources,
 }
 
+impl NodeStatus {
+    /// What no sandbox holds or has been granted.
+    pub fn free(&self) -> Resources {
+        Resources {
+            memory_bytes: self
+                .capacity
+                .memory_bytes
+                .saturating_sub(self.committed.memory_bytes),
+            cpu_millicores: self
+                .capacity
+                .cpu_millicores
+                .saturating_sub(self.committed.cpu_millicores),
+        }
+    }
+}
+
 impl Node {
     pub fn new(capacity: Resources) -> Self {
         Node {

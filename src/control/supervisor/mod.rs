@@ -353,6 +353,7 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         lifted: false,
         endpoint: ep_tx,
     };
+    job.publish_memory_need();
     // Subscribed before the first start, which is for `initial`: a target or quota published
     // from here on is seen by the task, however soon after the deploy it comes.
     let (lifeline, lifeline_rx) = watch::channel(Lifeline::Live);
@@ -480,6 +481,14 @@ impl Job {
     fn record_held(&self) {
         self.ctx.node.commit(&self.cgroup_name, self.held());
         self.vertical().set_limits(self.applied, self.quota);
+        self.publish_memory_need();
+    }
+
+    /// What one more instance would take of the node, for a cluster's placement.
+    fn publish_memory_need(&self) {
+        let one = self.demand(1);
+        self.d()
+            .set_memory_need(one.memory_per_instance_bytes, one.overhead_bytes);
     }
 
     fn held(&self) -> Resources {
