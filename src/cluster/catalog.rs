@@ -20,6 +20,7 @@ use http_body_util::BodyExt;
 
 use super::etcd::Etcd;
 use super::keys::{CatalogKey, FunctionEntry, Keys};
+use super::routing::Routing;
 use super::state::Cluster;
 use crate::events::Queue;
 use crate::registry::catalog::{
@@ -40,6 +41,8 @@ pub struct EtcdCatalog {
     pub keys: Keys,
     pub node: String,
     pub url: String,
+    /// The routers' table, for a new version's part of its function's counts.
+    pub routing: tokio::sync::watch::Receiver<Arc<Routing>>,
 }
 
 impl EtcdCatalog {
@@ -201,6 +204,10 @@ impl Catalog for EtcdCatalog {
         })
     }
 
+    fn share(&self, name: &str) -> (u32, u32) {
+        super::shares::rank(&self.routing.borrow(), &self.node, name)
+    }
+
     fn setting<'a>(
         &'a self,
         name: &'a str,
@@ -320,7 +327,8 @@ pub async fn follow(c: Arc<Cluster>, queue: Arc<Queue>) {
                 break;
             }
             let mut failed = false;
-            for ev in msg.events() {
+            let events = msg.events();
+            for (i, ev) in events.iter().enumerate() {
                 let Some(kv) = ev.kv() else { continue };
                 let Some(key) = kv.key_str().ok().and_then(|k| c.keys.parse_function(k)) else {
                     continue;
@@ -336,8 +344,17 @@ pub async fn follow(c: Arc<Cluster>, queue: Arc<Queue>) {
                     failed = true;
                     break;
                 }
-                if let Err(e) = c.registry.set_cluster_revision(kv.mod_revision()) {
-                    tracing::error!(error = %e, "cluster catalog: saving the revision");
+                // Saved once every event of its revision took effect (a removal deletes the
+                // function and its settings in one): a retry resumes at the whole revision.
+                let rev = kv.mod_revision();
+                let next = events
+                    .get(i + 1)
+                    .and_then(|e| e.kv())
+                    .map(|kv| kv.mod_revision());
+                if next != Some(rev) {
+                    if let Err(e) = c.registry.set_cluster_revision(rev) {
+                        tracing::error!(error = %e, "cluster catalog: saving the revision");
+                    }
                 }
             }
             if failed {
@@ -478,6 +495,15 @@ async fn sync_whole(
         }
     }
     if prune {
+        // Settings of functions gone from the cluster (the function itself is removed
+        // below; its asynchronous config is the queue's).
+        for name in queue.configured() {
+            if !names.contains(&name)
+                && !apply_setting(c, queue, &name, EVENT_INVOKE_CONFIG, None).await
+            {
+                failed.push(name);
+            }
+        }
         for name in &names {
             for kind in SETTINGS {
                 if !settings.iter().any(|(f, k)| f == name && k == kind)

@@ -49,9 +49,15 @@ pub async fn join(
         keys: c.keys.clone(),
         node: c.node.clone(),
         url: c.url.clone(),
+        routing: c.watch_routing(),
     }));
     c.hold_task(tokio::spawn(membership::run(c.clone())));
     c.hold_task(tokio::spawn(view::run(c.clone())));
+    // Know the members before any version is deployed here: its part of its function's
+    // counts is taken from them (alone, it would start with the whole of them). Bounded:
+    // with etcd unreachable, the node starts anyway, and the parts follow when it answers.
+    let mut routing = c.watch_routing();
+    let _ = tokio::time::timeout(c.config.lease_ttl.0, routing.wait_for(|r| r.revision > 0)).await;
     c.hold_task(tokio::spawn(shares::run(c.clone())));
     tracing::info!(node = %c.node, url = %c.url, etcd = ?c.config.etcd, "joined the cluster");
     Ok(c)

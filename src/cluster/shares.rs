@@ -43,15 +43,20 @@ pub async fn run(c: Arc<Cluster>) {
 
 /// Give every live version here its rank among `r`'s nodes.
 fn apply(me: &str, versions: &[Arc<VersionControl>], r: &Routing) {
-    let nodes = r.nodes.len() as u32;
     for v in versions {
         let d = &v.deployment;
-        let rank = r
-            .ring
-            .walk(d.name())
-            .iter()
-            .position(|&i| r.nodes[i].node == me)
-            .unwrap_or(0);
-        d.set_share(rank as u32, nodes);
+        let (rank, nodes) = rank(r, me, d.name());
+        d.set_share(rank, nodes);
     }
+}
+
+/// `me`'s rank in `function`'s ring order among `r`'s nodes, and their number.
+pub fn rank(r: &Routing, me: &str, function: &str) -> (u32, u32) {
+    let rank = r
+        .ring
+        .walk(function)
+        .iter()
+        .position(|&i| r.nodes[i].node == me)
+        .unwrap_or(0);
+    (rank as u32, r.nodes.len().max(1) as u32)
 }

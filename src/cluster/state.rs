@@ -73,6 +73,8 @@ pub struct Target {
     pub node: String,
     pub url: String,
     pub local: bool,
+    /// This router could not reach it lately (placed last).
+    pub down: bool,
     load: Arc<AtomicU64>,
     /// The function's own requests in flight there.
     own: Arc<AtomicU64>,
@@ -161,9 +163,9 @@ impl Cluster {
     /// concurrency, and without waiting on a pool that cannot grow (an execution is free,
     /// or the node's memory holds one more instance, and at zero the sandbox).
     ///
-    /// `exact`: free memory from the node's ledger (to refuse a forwarded request); else
-    /// as of the membership loop's last tick (this router placing on itself: no lock over
-    /// every sandbox on the request's path).
+    /// `exact`: free memory from the node's ledger (to refuse a forwarded request: a sum
+    /// over its sandboxes under the ledger's lock, only when no execution is free); else as
+    /// of the membership loop's last tick (this router placing on itself).
     pub fn can_take(&self, d: &Deployment, exact: bool) -> bool {
         if d.at_reserved() {
             // Its part of the function's reserved concurrency is in use here.
@@ -341,6 +343,7 @@ impl Cluster {
                     node: n.node.clone(),
                     url: n.url.clone(),
                     local: n.node == self.node,
+                    down: down[i],
                     load: n.load.clone(),
                     own: own[i].clone(),
                 }
@@ -362,6 +365,7 @@ impl Cluster {
             node: self.node.clone(),
             url: self.url.clone(),
             local: true,
+            down: false,
             load: self.load_of(&self.node),
             own,
         }

@@ -149,10 +149,12 @@ pub struct Deployment {
     /// Asynchronous events due and not yet handed over (the event queue sets it): demand,
     /// as queued requests are.
     backlog: AtomicU64,
-    /// Lambda's reserved concurrency (`u32::MAX`: none): the most invocations inside at once,
-    /// queued or executing; the next gets `DispatchError::Reserved`.
+    /// Lambda's reserved concurrency (`u32::MAX`: none), the function's: the most
+    /// invocations inside at once, queued or executing, of which this node admits its part
+    /// (`reserved()`); the next gets `DispatchError::Reserved`.
     reserved: AtomicU32,
-    /// Lambda's provisioned concurrency (0: none): executions the pool keeps warm.
+    /// Lambda's provisioned concurrency (0: none), the function's: executions kept warm, of
+    /// which this node keeps its part (`provisioned()`).
     provisioned: AtomicU32,
     /// Bytes of node memory one more instance takes at the quota in force, and what the
     /// sandbox itself takes besides when the pool is at zero (kept by the supervisor): what
@@ -541,11 +543,11 @@ impl Deployment {
             let mut w = self.load.lock();
             // Reserved concurrency caps the invocations inside, queued or executing; one
             // over it never counts as an arrival (as Lambda, a throttle is no invocation).
-            let reserved = self.reserved();
-            if w.level() >= u64::from(reserved) {
+            // (In a cluster, this node's part: the client is told the function's.)
+            if w.level() >= u64::from(self.reserved()) {
                 return Err(DispatchError::Reserved {
                     function: name(),
-                    reserved,
+                    reserved: self.reserved_total(),
                 });
             }
             w.arrival(now);

@@ -106,6 +106,22 @@ pub enum QueueError {
     Interrupted(String),
     #[error("the cluster could not take the event: {0}")]
     Cluster(String),
+    /// A config change the cluster refused or could not take.
+    #[error(transparent)]
+    Setting(DeployError),
+}
+
+/// Why an event-invoke config change did not happen.
+enum ConfigChange {
+    /// Update needs a config in force, and there is none.
+    NoneInForce,
+    Cluster(DeployError),
+}
+
+impl From<DeployError> for ConfigChange {
+    fn from(e: DeployError) -> Self {
+        ConfigChange::Cluster(e)
+    }
 }
 
 /// One event the queue holds.
@@ -215,6 +231,8 @@ pub struct Queue {
     /// In a cluster: events are published to it, claimed, and delivered only while the
     /// claim holds.
     claims: std::sync::OnceLock<Arc<dyn claims::Claims>>,
+    /// Held by a change of an event-invoke config, through the API or the cluster's watch.
+    config_changes: tokio::sync::Mutex<()>,
 }
 
 impl Queue {
@@ -252,6 +270,7 @@ impl Queue {
             registry,
             delivery,
             claims: std::sync::OnceLock::new(),
+            config_changes: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -825,13 +844,13 @@ impl Queue {
     }
 
     /// Set `function`'s config through the API: `c` whole (Put), or merged onto what is in
-    /// force (Update). Answers the config stored.
+    /// force (Update: None when none is). Answers the config stored.
     pub async fn put_config(
         self: &Arc<Self>,
         function: &str,
         c: InvokeConfig,
         merge: bool,
-    ) -> Result<(InvokeConfig, i64), QueueError> {
+    ) -> Result<Option<(InvokeConfig, i64)>, QueueError> {
         let (q, f) = (Arc::clone(self), function.to_string());
         detach(async move { q.put_config_inner(&f, c, merge).await }).await
     }
@@ -841,7 +860,10 @@ impl Queue {
         function: &str,
         c: InvokeConfig,
         merge: bool,
-    ) -> Result<(InvokeConfig, i64), QueueError> {
+    ) -> Result<Option<(InvokeConfig, i64)>, QueueError> {
+        // One change at a time, and none while the cluster's watch applies one: the last
+        // written here is the cluster's last.
+        let _one = self.config_changes.lock().await;
         // In a cluster the config is the cluster's: merged onto what it holds.
         let from_manifest = self.manifest_config(function);
         let local = self.state.lock().configs.get(function).cloned();
@@ -851,15 +873,19 @@ impl Queue {
                 let base = held.map(|(c, _)| c).or_else(|| from_manifest.clone());
                 let c = match (merge, base) {
                     (true, Some(old)) => old.merged(&c),
-                    _ => c.clone(),
+                    (true, None) => return Err(ConfigChange::NoneInForce),
+                    (false, _) => c.clone(),
                 };
-                Ok::<_, DeployError>(Some((c, aws::now_ms())))
+                Ok(Some((c, aws::now_ms())))
             })
-            .await
-            .map_err(|e| QueueError::Cluster(e.to_string()))?;
-        let (c, at) = set.expect("set above");
+            .await;
+        let (c, at) = match set {
+            Ok(set) => set.expect("set above"),
+            Err(ConfigChange::NoneInForce) => return Ok(None),
+            Err(ConfigChange::Cluster(e)) => return Err(QueueError::Setting(e)),
+        };
         self.keep_config(function, Some((c.clone(), at))).await?;
-        Ok((c, at))
+        Ok(Some((c, at)))
     }
 
     /// The config `function`'s manifest gives (`[async]`), if it is deployed here.
@@ -894,11 +920,20 @@ impl Queue {
         function: &str,
         config: Option<(InvokeConfig, i64)>,
     ) -> Result<(), QueueError> {
-        if self.state.lock().configs.get(function) == config.as_ref() {
-            return Ok(());
-        }
         let (q, f) = (Arc::clone(self), function.to_string());
-        detach(async move { q.keep_config(&f, config).await }).await
+        detach(async move {
+            let _one = q.config_changes.lock().await;
+            if q.state.lock().configs.get(&f) == config.as_ref() {
+                return Ok(());
+            }
+            q.keep_config(&f, config).await
+        })
+        .await
+    }
+
+    /// The functions with a config set through the API.
+    pub fn configured(&self) -> Vec<String> {
+        self.state.lock().configs.keys().cloned().collect()
     }
 
     /// Delete the API's config: answers whether there was one.
@@ -908,6 +943,7 @@ impl Queue {
     }
 
     async fn delete_config_inner(&self, function: &str) -> Result<bool, QueueError> {
+        let _one = self.config_changes.lock().await;
         let local = self.state.lock().configs.get(function).cloned();
         let mut had = false;
         self.registry
@@ -916,8 +952,8 @@ impl Queue {
                 Ok::<_, DeployError>(None)
             })
             .await
-            .map_err(|e| QueueError::Cluster(e.to_string()))?;
-        if had {
+            .map_err(QueueError::Setting)?;
+        if had || self.state.lock().configs.contains_key(function) {
             self.keep_config(function, None).await?;
         }
         Ok(had)

@@ -10,10 +10,12 @@ use surge_runtime::exec::Outcome;
 use crate::control::supervisor::StartError;
 use crate::dispatch::DispatchError;
 use crate::events::QueueError;
+use crate::registry::catalog::CatalogError;
 use crate::registry::DeployError;
 
-/// Set on an answer refused for the function's reserved concurrency.
-pub const THROTTLED: &str = "x-surge-throttled";
+/// Marks an answer refused for the function's reserved concurrency.
+#[derive(Clone, Copy, Debug)]
+pub struct Throttled;
 
 pub type HttpResponse = Response<ReplyBody>;
 
@@ -159,8 +161,12 @@ impl ApiError {
             | ApiError::Deploy(DeployError::Handler { .. })
             | ApiError::Deploy(DeployError::Quota { .. }) => StatusCode::BAD_REQUEST,
             ApiError::Deploy(DeployError::Capacity { .. })
-            | ApiError::Deploy(DeployError::Start(StartError::Capacity { .. })) => {
-                StatusCode::CONFLICT
+            | ApiError::Deploy(DeployError::Start(StartError::Capacity { .. }))
+            | ApiError::Deploy(DeployError::Catalog(
+                CatalogError::Conflict { .. } | CatalogError::Contended { .. },
+            )) => StatusCode::CONFLICT,
+            ApiError::Deploy(DeployError::Catalog(CatalogError::Unavailable { .. })) => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Deploy(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Guest {
@@ -210,8 +216,8 @@ impl ApiError {
         }
         if let ApiError::Dispatch(DispatchError::Reserved { .. }) = &self {
             // A node of a cluster sheds such a forwarded request to the next node instead
-            // (`forward::shed_throttled`).
-            b = b.header(THROTTLED, "reserved");
+            // (`forward::shed_throttled`). An extension: never sent.
+            b = b.extension(Throttled);
         }
         let body = match surface {
             Surface::Route => {

@@ -8,8 +8,11 @@
 //!
 //! A node that gets a forwarded request it cannot serve answers 421 with `x-surge-not-here`
 //! and the forwarder tries the next node: the function is not deployed there yet, or (only
-//! when the forwarder has another node left, `x-surge-may-shed`) no execution is free and
-//! the node's memory cannot hold another instance.
+//! while the forwarder has another node left that is not marked down, `x-surge-may-shed`)
+//! the node is at its part of the function's reserved concurrency, or no execution is free
+//! and its memory cannot hold another instance. If every node that answered shed it, the
+//! first of them gets it again without the header: it waits there for an instance, or is
+//! throttled.
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use hyper::{Request, Response};
 
 use super::body::read_body;
 use super::context::Gateway;
-use super::errors::{ApiError, HttpResponse, Surface, THROTTLED};
+use super::errors::{ApiError, HttpResponse, Surface, Throttled};
 use crate::cluster::{Cluster, InFlight, Target, FORWARDED, MAY_SHED};
 use crate::dispatch::routes::Resolved;
 use crate::dispatch::stream::ReplyBody;
@@ -104,7 +107,7 @@ pub fn may_shed(req: &Request<Incoming>) -> bool {
 /// A request this node refused for its part of the reserved concurrency (two came in at
 /// once past `Cluster::can_take`'s look), which its forwarder can take elsewhere: shed.
 pub fn shed_throttled(may_shed: bool, resp: HttpResponse) -> HttpResponse {
-    if may_shed && resp.headers().contains_key(THROTTLED) {
+    if may_shed && resp.extensions().get::<Throttled>().is_some() {
         return not_here(NO_ROOM);
     }
     resp
@@ -128,8 +131,8 @@ async fn decide(
 ) -> Decision {
     let name = d.name();
     if req.headers().contains_key(FORWARDED) {
-        // The node's memory changed since it last said: shed what it cannot fit while the
-        // forwarder has another node to try.
+        // At its part of the reserved concurrency, or short of memory since it last said:
+        // shed what it cannot take while the forwarder has another node to try.
         if may_shed(&req) && !c.can_take(d, true) {
             return Decision::Done(not_here(NO_ROOM));
         }
@@ -140,12 +143,15 @@ async fn decide(
     if !c.in_catalog(name) || c.live_lease().is_none() {
         return Decision::Here(req, Some(c.place_here(name).begin()));
     }
-    let targets = c.place(d);
+    let mut targets = c.place(d);
     match targets.first() {
-        // Here, unless this node is at its part of the function's reserved concurrency or
-        // short of memory for it since it last said, and another node can be tried.
-        Some(t) if t.local && (targets.len() == 1 || c.can_take(d, false)) => {
-            return Decision::Here(req, Some(t.begin()))
+        Some(t) if t.local => {
+            if targets.len() == 1 || c.can_take(d, false) {
+                return Decision::Here(req, Some(t.begin()));
+            }
+            // At its part of the reserved concurrency, or short of memory since it last
+            // said: the others first, this node last.
+            targets.rotate_left(1);
         }
         None => return Decision::Here(req, None),
         Some(_) => {}
@@ -156,37 +162,31 @@ async fn decide(
         Err(e) => return Decision::Done(e.into_response(surface)),
     };
     let mut tried = Vec::new();
+    // The first node that shed the request for lack of room.
+    let mut shed_by = None;
     // Here too, when it comes to that: over loopback, since the body is read already.
     for (i, t) in targets.iter().enumerate() {
-        let guard = t.begin();
-        let last = i + 1 == targets.len();
-        match send(c, t, &parts, body.clone(), timeout, !last).await {
-            Ok(resp) if resp.headers().contains_key(NOT_HERE) => {
-                let why = resp.headers()[NOT_HERE].to_str().unwrap_or("not served");
+        // A node may shed while a later one can still be tried (one not marked down).
+        let may_shed = targets[i + 1..].iter().any(|t| !t.down);
+        match attempt(c, t, &parts, &body, timeout, may_shed, name, surface).await {
+            Attempt::Done(resp) => return Decision::Done(resp),
+            Attempt::NotHere(why) => {
+                if why == NO_ROOM && shed_by.is_none() {
+                    shed_by = Some(i);
+                }
                 tried.push(format!("{}: {why}", t.node));
             }
-            Ok(resp) => return Decision::Done(relay(resp, guard, name, surface, timeout).await),
-            Err(Failure::Connect(e)) => {
-                if !t.local {
-                    c.mark_down(&t.node);
-                }
-                tried.push(format!("{}: {e}", t.node));
-            }
-            Err(Failure::Broken(e)) => {
-                // It may have run there: not sent again. A connection broken mid-request
-                // is most likely a node that died: the next requests go around it. (A
-                // node merely slow to answer is not marked: it is alive.)
-                if !t.local && !e.starts_with(SILENT) {
-                    c.mark_down(&t.node);
-                }
-                return Decision::Done(
-                    ApiError::Dispatch(DispatchError::Unavailable {
-                        function: name.to_string(),
-                        reason: format!("node {} failed during the request: {e}", t.node),
-                    })
-                    .into_response(surface),
-                );
-            }
+            Attempt::Unreached(e) => tried.push(format!("{}: {e}", t.node)),
+        }
+    }
+    // Every node that answered was short: the first that shed takes it after all (it
+    // waits for an instance there, or is throttled), rather than the client getting 503.
+    if let Some(i) = shed_by {
+        let t = &targets[i];
+        match attempt(c, t, &parts, &body, timeout, false, name, surface).await {
+            Attempt::Done(resp) => return Decision::Done(resp),
+            Attempt::NotHere(why) => tried.push(format!("{} again: {why}", t.node)),
+            Attempt::Unreached(e) => tried.push(format!("{} again: {e}", t.node)),
         }
     }
     Decision::Done(
@@ -199,6 +199,60 @@ async fn decide(
         })
         .into_response(surface),
     )
+}
+
+/// How one forward went.
+enum Attempt {
+    /// An answer for the client (relayed, or a 503 for a node that failed mid-request).
+    Done(HttpResponse),
+    /// The node did not take it (421), and why.
+    NotHere(String),
+    /// It never left: the node refused or did not accept the connection.
+    Unreached(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    c: &Cluster,
+    t: &Target,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+    timeout: std::time::Duration,
+    may_shed: bool,
+    name: &str,
+    surface: Surface,
+) -> Attempt {
+    let guard = t.begin();
+    match send(c, t, parts, body.clone(), timeout, may_shed).await {
+        Ok(resp) if resp.headers().contains_key(NOT_HERE) => Attempt::NotHere(
+            resp.headers()[NOT_HERE]
+                .to_str()
+                .unwrap_or("not served")
+                .to_string(),
+        ),
+        Ok(resp) => Attempt::Done(relay(resp, guard, name, surface, timeout).await),
+        Err(Failure::Connect(e)) => {
+            if !t.local {
+                c.mark_down(&t.node);
+            }
+            Attempt::Unreached(e)
+        }
+        Err(Failure::Broken(e)) => {
+            // It may have run there: not sent again. A connection broken mid-request is
+            // most likely a node that died: the next requests go around it. (A node merely
+            // slow to answer is not marked: it is alive.)
+            if !t.local && !e.starts_with(SILENT) {
+                c.mark_down(&t.node);
+            }
+            Attempt::Done(
+                ApiError::Dispatch(DispatchError::Unavailable {
+                    function: name.to_string(),
+                    reason: format!("node {} failed during the request: {e}", t.node),
+                })
+                .into_response(surface),
+            )
+        }
+    }
 }
 
 enum Failure {

@@ -25,7 +25,7 @@ use super::errors::{json as json_response, ApiError, HttpResponse, Surface};
 use crate::aws::{function_arn, function_name};
 use crate::events::config::InvokeConfig;
 use crate::events::record::Response;
-use crate::events::{Attempt, Invoker};
+use crate::events::{Attempt, Invoker, QueueError};
 
 pub const PREFIX: &str = "/2019-09-25/functions/";
 /// The largest config body accepted (Lambda's are well under a kilobyte).
@@ -100,15 +100,22 @@ async fn config_call(
         },
         (m @ (Method::PUT | Method::POST), false) => {
             let c = InvokeConfig::from_request(&body).map_err(ApiError::BadRequest)?;
-            // Update merges onto what is in force, and needs one to be.
-            if m == Method::POST && q.config(name).is_none() {
-                return Err(no_config(&arn));
+            // Update merges onto what is in force (in a cluster, the cluster's), and needs
+            // one to be.
+            match q.put_config(name, c, m == Method::POST).await {
+                Ok(Some((c, at))) => Ok(answer(&c, at)),
+                Ok(None) => Err(no_config(&arn)),
+                Err(QueueError::Setting(e)) => Err(ApiError::Deploy(e)),
+                Err(e) => Err(e.into()),
             }
-            let (c, at) = q.put_config(name, c, m == Method::POST).await?;
-            Ok(answer(&c, at))
         }
         (Method::DELETE, false) => {
-            if q.delete_config(name).await? {
+            let had = match q.delete_config(name).await {
+                Ok(had) => had,
+                Err(QueueError::Setting(e)) => return Err(ApiError::Deploy(e)),
+                Err(e) => return Err(e.into()),
+            };
+            if had {
                 Ok(hyper::Response::builder()
                     .status(StatusCode::NO_CONTENT)
                     .body(Default::default())

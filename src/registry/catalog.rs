@@ -34,6 +34,21 @@ pub enum CatalogError {
     Conflict { function: String },
     #[error("function {function}: the cluster's store (etcd) did not answer: {reason}")]
     Unavailable { function: String, reason: String },
+    #[error(
+        "function {function}: its {setting} kept changing through other nodes \
+         ({tries} tries); try again"
+    )]
+    Contended {
+        function: String,
+        setting: String,
+        tries: usize,
+    },
+    #[error("function {function}: the cluster holds a {setting} this node cannot read: {reason}")]
+    Unreadable {
+        function: String,
+        setting: String,
+        reason: String,
+    },
 }
 
 /// A committed version's facts, for the other nodes to fetch and deploy.
@@ -105,4 +120,8 @@ pub trait Catalog: Send + Sync {
         value: Option<Vec<u8>>,
         revision: i64,
     ) -> BoxFuture<'a, Result<SettingPut, CatalogError>>;
+
+    /// This node's rank in `name`'s order among the cluster's nodes, and their number: its
+    /// part of the counts set for the whole function (`dispatch::part_of`).
+    fn share(&self, name: &str) -> (u32, u32);
 }

@@ -468,8 +468,11 @@ impl Registry {
         // A restored version that may idle at zero comes back with no process: it was proven
         // at its first deploy, and its first request cold-starts it. Its artifact must still
         // read as this engine's (a cheap header check); if not, it is started as a proof.
+        // In a cluster, this node keeps its part of `min_instances` (and of the concurrency
+        // counts): a node whose part is 0 starts a replica with no process either.
+        let share = self.catalog.get().map_or((0, 1), |c| c.share(&name));
         let at_zero = !matches!(origin, Origin::Local)
-            && spec.scaling.min_instances == 0
+            && crate::dispatch::part_of(spec.scaling.min_instances, share.0, share.1) == 0
             && artifact_is_precompiled(&artifact, kind);
         report(progress, Stage::Start);
         let starting = tokio::time::Instant::now();
@@ -484,6 +487,7 @@ impl Registry {
                 artifact,
                 pins,
                 at_zero,
+                share,
                 keepalive_state,
             },
         )

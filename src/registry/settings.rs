@@ -15,8 +15,8 @@ const TRIES: usize = 5;
 
 impl Registry {
     /// Change `name`'s setting `kind` by `f`. `local` is this node's copy: what `f` changes
-    /// when the setting is not the cluster's, or the cluster has none yet. Returns the new
-    /// value, which the caller stores and applies here.
+    /// when the function is not the cluster's (for the cluster's, absent is the default).
+    /// Returns the new value, which the caller stores and applies here.
     pub async fn update_setting<T, E>(
         &self,
         name: &str,
@@ -25,27 +25,28 @@ impl Registry {
         mut f: impl FnMut(T) -> Result<T, E>,
     ) -> Result<T, E>
     where
-        T: Serialize + DeserializeOwned + Clone,
+        T: Serialize + DeserializeOwned + Default,
         E: From<DeployError>,
     {
         let Some(catalog) = self.catalog.get() else {
             return f(local);
-        };
-        let unavailable = |reason: String| {
-            DeployError::from(CatalogError::Unavailable {
-                function: name.to_string(),
-                reason,
-            })
         };
         for _ in 0..TRIES {
             let held = catalog
                 .setting(name, kind)
                 .await
                 .map_err(DeployError::from)?;
+            // Absent from the cluster is unset: not this node's copy, which its watch may
+            // not have cleared yet.
             let current = match &held.value {
-                Some(b) => serde_json::from_slice(b)
-                    .map_err(|e| unavailable(format!("its {kind} in the cluster: {e}")))?,
-                None => local.clone(),
+                Some(b) => serde_json::from_slice(b).map_err(|e| {
+                    DeployError::from(CatalogError::Unreadable {
+                        function: name.to_string(),
+                        setting: kind.to_string(),
+                        reason: e.to_string(),
+                    })
+                })?,
+                None => T::default(),
             };
             let next = f(current)?;
             let bytes = serde_json::to_vec(&next).expect("serializable");
@@ -60,9 +61,11 @@ impl Registry {
                 SettingPut::NotShared => return f(local),
             }
         }
-        Err(unavailable(format!(
-            "its {kind} kept changing through other nodes ({TRIES} tries); try again"
-        ))
+        Err(DeployError::from(CatalogError::Contended {
+            function: name.to_string(),
+            setting: kind.to_string(),
+            tries: TRIES,
+        })
         .into())
     }
 }

@@ -56,7 +56,7 @@ pub struct FunctionInfo {
     #[serde(default)]
     pub prewarm_hits: u64,
     /// Lambda's reserved concurrency (None: no cap) and provisioned concurrency (0: none),
-    /// in executions.
+    /// in executions, as this node enforces them (in a cluster, its part of the function's).
     #[serde(default)]
     pub reserved_concurrency: Option<u32>,
     #[serde(default)]

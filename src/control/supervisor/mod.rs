@@ -233,6 +233,9 @@ pub struct Version {
     /// Start with no process (a restored version at `min_instances = 0`, proven at its first
     /// deploy): its first request cold-starts it.
     pub at_zero: bool,
+    /// In a cluster, this node's rank in the function's order and the number of nodes
+    /// (`Deployment::set_share`); alone, (0, 1).
+    pub share: (u32, u32),
     /// The keep-alive policy's state a previous version or host kept (the store's).
     pub keepalive_state: Option<serde_json::Value>,
 }
@@ -250,6 +253,7 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         artifact,
         pins,
         at_zero,
+        share,
         keepalive_state,
     } = v;
     let name = spec.name.to_string();
@@ -259,7 +263,8 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         memory_bytes: pins.memory_bytes.unwrap_or(spec.limits.memory.0),
         cpu_millicores: pins.cpu_millicores.unwrap_or(spec.limits.cpu.0 as u64),
     });
-    let initial = spec.initial_instances();
+    // Its part of `min_instances`, at least the one a start proves.
+    let initial = crate::dispatch::part_of(spec.scaling.min_instances, share.0, share.1).max(1);
     let max_executions = executions(&spec, kind, spec.scaling.max_instances).max(1);
     // Threads count against the sandbox's pids limit: keep half of it for everything else
     // (the epoch ticker, the host watcher, blocking-pool threads). Configured: that many.
@@ -326,6 +331,7 @@ pub async fn start(ctx: Arc<SandboxCtx>, v: Version) -> Result<Supervised, Start
         ctx.poke.clone(),
         ctx.config.start_timeout.0,
     ));
+    deployment.set_share(share.0, share.1);
     let control = Arc::new(VersionControl {
         deployment,
         key: cgroup_name.clone(),

@@ -288,6 +288,7 @@ async fn start_spec(r: &Rig, spec: FunctionSpec) -> Result<Supervised, StartErro
             artifact: PathBuf::from("/fake/artifact"),
             pins: QuotaUpdate::default(),
             at_zero: false,
+            share: (0, 1),
             keepalive_state: None,
         },
     )
@@ -664,6 +665,7 @@ async fn a_version_restored_at_zero_holds_nothing_until_its_first_request() {
             artifact: PathBuf::from("/fake/artifact"),
             pins: QuotaUpdate::default(),
             at_zero: true,
+            share: (0, 1),
             keepalive_state: None,
         },
     )
