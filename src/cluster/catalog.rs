@@ -63,10 +63,7 @@ impl EtcdCatalog {
         ]);
         let r = self
             .etcd
-            .run(|mut c| {
-                let t = txn.clone();
-                async move { c.txn(t).await }
-            })
+            .txn(&txn)
             .await
             .map_err(|e| Self::unavailable(name, e))?;
         let mut entry = None;
@@ -156,10 +153,7 @@ impl Catalog for EtcdCatalog {
                 ]);
             let r = self
                 .etcd
-                .run(|mut cl| {
-                    let t = txn.clone();
-                    async move { cl.txn(t).await }
-                })
+                .txn(&txn)
                 .await
                 .map_err(|e| Self::unavailable(c.name, e))?;
             if r.succeeded() {
@@ -194,10 +188,7 @@ impl Catalog for EtcdCatalog {
                 ),
             ]);
             self.etcd
-                .run(|mut c| {
-                    let t = txn.clone();
-                    async move { c.txn(t).await }
-                })
+                .txn(&txn)
                 .await
                 .map(|_| ())
                 .map_err(|e| Self::unavailable(name, e))
@@ -217,10 +208,7 @@ impl Catalog for EtcdCatalog {
             let key = self.keys.setting(name, kind);
             let r = self
                 .etcd
-                .run(|mut c| {
-                    let k = key.clone();
-                    async move { c.get(k, None).await }
-                })
+                .get(&key)
                 .await
                 .map_err(|e| Self::unavailable(name, e))?;
             Ok(match r.kvs().first() {
@@ -257,10 +245,7 @@ impl Catalog for EtcdCatalog {
                 .or_else(vec![TxnOp::get(fkey, None)]);
             let r = self
                 .etcd
-                .run(|mut c| {
-                    let t = txn.clone();
-                    async move { c.txn(t).await }
-                })
+                .txn(&txn)
                 .await
                 .map_err(|e| Self::unavailable(name, e))?;
             if r.succeeded() {

@@ -85,10 +85,7 @@ impl Claims for EtcdClaims {
             ]);
             self.cluster
                 .etcd
-                .run(|mut c| {
-                    let t = txn.clone();
-                    async move { c.txn(t).await }
-                })
+                .txn(&txn)
                 .await
                 .map_err(|e| e.to_string())?;
             self.held.lock().insert(request_id.to_string(), lease);
@@ -115,13 +112,7 @@ impl Claims for EtcdClaims {
                     TxnOp::delete(claim, None),
                 ]);
             for _ in 0..10 {
-                let r = c
-                    .etcd
-                    .run(|mut cl| {
-                        let t = txn.clone();
-                        async move { cl.txn(t).await }
-                    })
-                    .await;
+                let r = c.etcd.txn(&txn).await;
                 match r {
                     Ok(_) => return,
                     Err(e) => {
@@ -195,13 +186,7 @@ async fn round(claims: &EtcdClaims, queue: &Arc<Queue>, lease: i64) -> anyhow::R
                 TxnOp::get(claim.clone(), None),
                 TxnOp::get(event.clone(), None),
             ]);
-        let r = c
-            .etcd
-            .run(|mut cl| {
-                let t = txn.clone();
-                async move { cl.txn(t).await }
-            })
-            .await?;
+        let r = c.etcd.txn(&txn).await?;
         let gets: Vec<_> = r
             .op_responses()
             .into_iter()
@@ -229,13 +214,7 @@ async fn round(claims: &EtcdClaims, queue: &Arc<Queue>, lease: i64) -> anyhow::R
                 TxnOp::delete(event.clone(), None),
                 TxnOp::delete(claim.clone(), None),
             ]);
-            let _ = c
-                .etcd
-                .run(|mut cl| {
-                    let t = drop_both.clone();
-                    async move { cl.txn(t).await }
-                })
-                .await;
+            let _ = c.etcd.txn(&drop_both).await;
             continue;
         };
         let payload = match base64::engine::general_purpose::STANDARD.decode(&e.payload) {
@@ -254,13 +233,7 @@ async fn round(claims: &EtcdClaims, queue: &Arc<Queue>, lease: i64) -> anyhow::R
             Err(err) => {
                 // Given back: another round (here or elsewhere) takes it.
                 claims.held.lock().remove(&rid);
-                let _ = c
-                    .etcd
-                    .run(|mut cl| {
-                        let k = claim.clone();
-                        async move { cl.delete(k, None).await }
-                    })
-                    .await;
+                let _ = c.etcd.delete(&claim).await;
                 tracing::warn!(request_id = %rid, error = %err, "cluster claims: could not take an event");
             }
         }

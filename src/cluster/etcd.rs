@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use etcd_client::{
-    Client, ConnectOptions, GetOptions, GetResponse, PutOptions, WatchOptions, WatchStream,
+    Client, ConnectOptions, GetOptions, GetResponse, PutOptions, Txn, TxnResponse, WatchOptions,
+    WatchStream,
 };
 
 /// One request's limit, and a connection's.
@@ -151,6 +152,34 @@ impl Etcd {
             async move { c.get(p, Some(opts)).await }
         })
         .await
+    }
+
+    /// One transaction.
+    pub async fn txn(&self, txn: &Txn) -> Result<TxnResponse, EtcdError> {
+        self.run(|mut c| {
+            let t = txn.clone();
+            async move { c.txn(t).await }
+        })
+        .await
+    }
+
+    /// One key (linearizable).
+    pub async fn get(&self, key: &str) -> Result<GetResponse, EtcdError> {
+        self.run(|mut c| {
+            let k = key.to_string();
+            async move { c.get(k, None).await }
+        })
+        .await
+    }
+
+    /// Delete one key.
+    pub async fn delete(&self, key: &str) -> Result<(), EtcdError> {
+        self.run(|mut c| {
+            let k = key.to_string();
+            async move { c.delete(k, None).await }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Put `key` on `lease`: it goes when the lease ends.

@@ -200,13 +200,7 @@ async fn publish_warm(c: &Cluster, lease: i64, published: &mut HashMap<String, W
         .collect();
     for f in gone {
         let key = c.keys.warm(&f, &c.node);
-        let r = c
-            .etcd
-            .run(|mut cl| {
-                let k = key.clone();
-                async move { cl.delete(k, None).await }
-            })
-            .await;
+        let r = c.etcd.delete(&key).await;
         if r.is_ok() {
             published.remove(&f);
         }
